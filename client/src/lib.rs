@@ -1,0 +1,1 @@
+//! Client library and kvctl (later issue).

@@ -1,0 +1,13 @@
+//! Compiles the `.proto` files with protox (pure Rust, no `protoc` needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["proto/kv.proto", "proto/raft.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    let descriptors = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Membership change, one server at a time (dissertation §4.1), with
+//! learners that catch up before they are promoted to voters (etcd).
+//!
+//! Invariants:
+//! - At most one change is in the log and not yet applied: the leader
+//!   refuses another until `pending_conf_index` is applied, and a new
+//!   leader sets it to its last index so no change is proposed before the
+//!   earlier terms' changes are applied (the fix of the single-server
+//!   change bug, Ongaro 2015).
+//! - A change takes effect when applied, on every replica at the same
+//!   point of the log.
+//! - The last voter cannot be removed.
+//! - A leader that removes itself keeps leading, counting only the new
+//!   voters, until its owner stops it or transfers leadership.
+
+use tracing::info;
+
+use crate::core::Error;
+use crate::core::progress::Progress;
+use crate::core::raft::{Raft, Role};
+use crate::core::types::{ConfChange, EntryKind, LogIndex, NodeId};
+use crate::storage::Storage;
+
+impl<S: Storage> Raft<S> {
+    /// Proposes a membership change; returns its index.
+    pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<LogIndex, Error> {
+        if self.role != Role::Leader {
+            return Err(Error::NotLeader {
+                leader_hint: self.leader,
+            });
+        }
+        if self.pending_conf_index > self.log.applied {
+            return Err(Error::ConfChangePending {
+                pending_index: self.pending_conf_index,
+            });
+        }
+        self.validate_conf_change(change)?;
+        let index = self.propose(EntryKind::ConfChange, change.encode())?;
+        self.pending_conf_index = index;
+        Ok(index)
+    }
+
+    fn validate_conf_change(&self, change: ConfChange) -> Result<(), Error> {
+        let invalid = |reason: String| Err(Error::InvalidConfChange(reason));
+        match change {
+            ConfChange::AddLearner(node) if node == NodeId(0) => {
+                invalid("node id 0 is reserved".into())
+            }
+            ConfChange::AddLearner(node) if self.membership.contains(node) => {
+                invalid(format!("node {node} is already a member"))
+            }
+            ConfChange::PromoteLearner(node) if !self.membership.learners.contains(&node) => {
+                invalid(format!("node {node} is not a learner"))
+            }
+            ConfChange::PromoteLearner(node) => {
+                let matched = self.progress.get(&node).map_or(LogIndex(0), |p| p.matched);
+                if matched.0 + self.config.promote_lag_entries_max < self.log.committed.0 {
+                    return invalid(format!(
+                        "learner {node} is still catching up (at {matched}, commit {})",
+                        self.log.committed
+                    ));
+                }
+                Ok(())
+            }
+            ConfChange::RemoveNode(node) if !self.membership.contains(node) => {
+                invalid(format!("node {node} is not a member"))
+            }
+            ConfChange::RemoveNode(node)
+                if self.membership.voters.len() == 1 && self.membership.voters.contains(&node) =>
+            {
+                invalid(format!("node {node} is the last voter"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies a committed membership change (called as its entry is handed
+    /// to the application).
+    pub fn apply_conf_change(&mut self, change: ConfChange) {
+        info!(node = self.id.0, ?change, "applying membership change");
+        match change {
+            ConfChange::AddLearner(node) => {
+                if !self.membership.contains(node) {
+                    self.membership.learners.insert(node);
+                    let next = self.log.last_index().next();
+                    let inflight = self.config.inflight_messages_max;
+                    self.progress
+                        .entry(node)
+                        .or_insert_with(|| Progress::new(next, inflight));
+                }
+            }
+            ConfChange::PromoteLearner(node) => {
+                if self.membership.learners.remove(&node) {
+                    self.membership.voters.insert(node);
+                }
+            }
+            ConfChange::RemoveNode(node) => {
+                self.membership.voters.remove(&node);
+                self.membership.learners.remove(&node);
+                self.progress.remove(&node);
+                if self.lead_transferee == Some(node) {
+                    self.abort_leader_transfer();
+                }
+            }
+        }
+        if self.role == Role::Leader {
+            // A leader that removed itself keeps leading (etcd's default):
+            // stepping down at once could leave followers that have not
+            // yet learned the removal committed waiting for its vote. It
+            // now counts only the new voters and replicates until its
+            // owner shuts it down or transfers leadership.
+            self.maybe_commit();
+        }
+    }
+}

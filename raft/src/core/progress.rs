@@ -1,0 +1,145 @@
+//! The leader's view of one follower's log (raft-rs `Progress`).
+//!
+//! A follower is in one of three states:
+//! - `Probe`: the leader does not know where the logs match; it sends one
+//!   append at a time and waits for the answer (or a heartbeat response).
+//! - `Replicate`: the logs match up to `matched`; the leader streams
+//!   appends optimistically, up to the inflights window (pipelining).
+//! - `Snapshot`: the entries the follower needs are compacted; the leader
+//!   streams a snapshot in chunks and sends no appends meanwhile.
+//!
+//! Invariant: `matched < next`.
+
+use crate::core::inflights::Inflights;
+use crate::core::types::LogIndex;
+
+/// The replication state of a follower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressState {
+    /// One append at a time, to find the match point.
+    Probe,
+    /// Pipelined appends.
+    Replicate,
+    /// Snapshot transfer in progress.
+    Snapshot,
+}
+
+/// The leader's record of one follower.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// The highest index known to match the leader's log.
+    pub matched: LogIndex,
+    /// The next index to send. Invariant: `matched < next`.
+    pub next: LogIndex,
+    /// The replication state.
+    pub state: ProgressState,
+    /// In `Probe`: an append was sent and not yet answered.
+    pub probe_sent: bool,
+    /// In `Replicate`: appends in flight.
+    pub inflights: Inflights,
+    /// In `Snapshot`: the index of the snapshot being sent.
+    pub pending_snapshot: LogIndex,
+    /// In `Snapshot`: the offset the follower acknowledged.
+    pub snapshot_offset: u64,
+    /// Heard from within the current CheckQuorum period.
+    pub recent_active: bool,
+    /// The commit index last sent to the follower.
+    pub commit_sent: LogIndex,
+}
+
+impl Progress {
+    /// Returns the progress of a follower whose log is unknown.
+    pub fn new(next: LogIndex, inflight_messages_max: usize) -> Progress {
+        Progress {
+            matched: LogIndex(0),
+            next,
+            state: ProgressState::Probe,
+            probe_sent: false,
+            inflights: Inflights::new(inflight_messages_max),
+            pending_snapshot: LogIndex(0),
+            snapshot_offset: 0,
+            recent_active: false,
+            commit_sent: LogIndex(0),
+        }
+    }
+
+    /// Enters `Probe`, resuming after the snapshot if one was being sent.
+    pub fn become_probe(&mut self) {
+        if self.state == ProgressState::Snapshot {
+            self.next = self.matched.max(self.pending_snapshot).next();
+        } else {
+            self.next = self.matched.next();
+        }
+        self.state = ProgressState::Probe;
+        self.probe_sent = false;
+        self.inflights.reset();
+    }
+
+    /// Enters `Replicate` from the match point.
+    pub fn become_replicate(&mut self) {
+        self.state = ProgressState::Replicate;
+        self.next = self.matched.next();
+        self.probe_sent = false;
+        self.inflights.reset();
+    }
+
+    /// Enters `Snapshot` to send the snapshot at `index`.
+    pub fn become_snapshot(&mut self, index: LogIndex) {
+        self.state = ProgressState::Snapshot;
+        self.pending_snapshot = index;
+        self.snapshot_offset = 0;
+        self.inflights.reset();
+    }
+
+    /// Records that the follower matches up to `index`; returns whether
+    /// that is news.
+    pub fn maybe_update(&mut self, index: LogIndex) -> bool {
+        let updated = self.matched < index;
+        if updated {
+            self.matched = index;
+            self.probe_sent = false;
+        }
+        self.next = self.next.max(index.next());
+        updated
+    }
+
+    /// Moves `next` back after the follower rejected `rejected`; the hint
+    /// says the logs may match up to `match_hint`. Returns false for a stale
+    /// rejection.
+    pub fn maybe_decrease_to(&mut self, rejected: LogIndex, match_hint: LogIndex) -> bool {
+        if self.state == ProgressState::Replicate {
+            if rejected <= self.matched {
+                return false;
+            }
+            self.next = self.matched.next();
+            return true;
+        }
+        if self.next.prev() != rejected {
+            return false;
+        }
+        self.next = rejected.min(match_hint.next()).max(self.matched.next());
+        self.probe_sent = false;
+        true
+    }
+
+    /// Returns whether the leader must not send appends now.
+    pub fn is_paused(&self) -> bool {
+        match self.state {
+            ProgressState::Probe => self.probe_sent,
+            ProgressState::Replicate => self.inflights.full(),
+            ProgressState::Snapshot => true,
+        }
+    }
+
+    /// Records an append sent with entries up to `last` (none if `None`).
+    pub fn sent_append(&mut self, last: Option<LogIndex>) {
+        match (self.state, last) {
+            (ProgressState::Replicate, Some(last)) => {
+                self.next = last.next();
+                self.inflights.add(last);
+            }
+            (ProgressState::Probe, _) => self.probe_sent = true,
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Election Safety (Raft §5.2, Figure 3): at most one leader can be elected
+//! in a given term.
+
+use crate::core::{NodeId, Term};
+use crate::sim::invariants::{Invariants, Violation};
+
+impl Invariants {
+    /// Records that `node` leads `term`; fails if another node led it.
+    pub fn observe_leader(&mut self, node: NodeId, term: Term) -> Result<(), Violation> {
+        let leader = *self.leaders_by_term.entry(term).or_insert(node);
+        if leader != node {
+            return Err(Violation {
+                invariant: "election_safety",
+                detail: format!("nodes {leader} and {node} both lead term {term}"),
+            });
+        }
+        Ok(())
+    }
+}

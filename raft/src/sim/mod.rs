@@ -1,0 +1,21 @@
+//! Deterministic simulation of Raft clusters in one thread (DESIGN.md
+//! "Testing" 2): seeded network faults, partitions, crashes that lose what
+//! was not persisted, clients with a linearizability-checked history, and
+//! the safety invariants checked after every step.
+//!
+//! - [`cluster`]: nodes, virtual time, the Ready loop, crash and restart.
+//! - [`network`]: loss, duplication, delay, partitions.
+//! - [`invariants`]: one safety property per file.
+//! - [`workload`] and [`kv`]: clients of a replicated register map.
+//! - [`linearizability`]: the Wing-Gong/Lowe history checker.
+//! - [`scenario`]: the DSL of the named scenario tests.
+//! - [`swarm`]: random fault profiles per seed, safety then liveness.
+
+pub mod cluster;
+pub mod invariants;
+pub mod kv;
+pub mod linearizability;
+pub mod network;
+pub mod scenario;
+pub mod swarm;
+pub mod workload;

@@ -1,0 +1,408 @@
+//! Swarm testing (TigerBeetle's `options_swarm`): each seed draws its own
+//! fault profile, runs a safety phase with every fault on and every
+//! invariant checked after each step, then a liveness phase with faults
+//! healed, and finally checks the client history for linearizability.
+//!
+//! A failure prints one line with the seed, the profile and the command
+//! that replays it.
+
+use std::fmt;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::core::{ConfChange, NodeId, Role};
+use crate::sim::cluster::{Cluster, ClusterConfig};
+use crate::sim::invariants::Violation;
+use crate::sim::linearizability::{CheckResult, check_kv_history};
+use crate::sim::network::NetworkFaults;
+use crate::sim::workload::Workload;
+
+/// The fault and workload profile one seed runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwarmProfile {
+    /// Initial voters (1 to 7).
+    pub voters: u64,
+    /// Message loss, duplication and delay.
+    pub faults: NetworkFaults,
+    /// Per-tick probability of forming a partition.
+    pub partition_rate: f64,
+    /// Per-tick probability of healing it.
+    pub heal_rate: f64,
+    /// Partitions cut single directions instead of both.
+    pub one_way: bool,
+    /// Per-tick probability of crashing a node.
+    pub crash_rate: f64,
+    /// Per-tick probability of restarting a crashed node.
+    pub restart_rate: f64,
+    /// Probability of a crash at each crash point of a Ready.
+    pub crash_in_ready: f64,
+    /// Concurrent clients.
+    pub clients: u64,
+    /// Distinct keys.
+    pub keys: u64,
+    /// Share of reads among operations.
+    pub read_fraction: f64,
+    /// Per-tick probability that an idle client starts an operation.
+    pub request_rate: f64,
+    /// Entries between snapshots (0: never).
+    pub snapshot_interval: u64,
+    /// Snapshot chunk size.
+    pub snapshot_chunk_bytes: u64,
+    /// Per-tick probability of a membership change attempt.
+    pub conf_change_rate: f64,
+    /// Per-tick probability of a leadership transfer attempt.
+    pub transfer_rate: f64,
+    /// Whether PreVote is on.
+    pub pre_vote: bool,
+    /// Whether CheckQuorum is on.
+    pub check_quorum: bool,
+    /// Length of the safety phase.
+    pub safety_ticks: u64,
+}
+
+impl SwarmProfile {
+    /// Draws a profile from `seed`.
+    pub fn draw(seed: u64) -> SwarmProfile {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x5157_4152_4D00_0000);
+        let voters = [1, 2, 3, 3, 3, 4, 5, 5, 6, 7][rng.random_range(0..10)];
+        SwarmProfile {
+            voters,
+            faults: NetworkFaults {
+                loss: rng.random_range(0.0..0.3),
+                duplicate: rng.random_range(0.0..0.5),
+                delay_ticks_max: rng.random_range(0..=4),
+            },
+            partition_rate: rng.random_range(0.0..0.02),
+            heal_rate: rng.random_range(0.01..0.1),
+            one_way: rng.random_bool(0.3),
+            crash_rate: rng.random_range(0.0..0.01),
+            restart_rate: rng.random_range(0.01..0.1),
+            crash_in_ready: if rng.random_bool(0.3) {
+                rng.random_range(0.0..0.002)
+            } else {
+                0.0
+            },
+            clients: rng.random_range(1..=5),
+            keys: rng.random_range(1..=5),
+            read_fraction: rng.random_range(0.0..0.6),
+            request_rate: rng.random_range(0.1..1.0),
+            snapshot_interval: if rng.random_bool(0.6) {
+                rng.random_range(5..100)
+            } else {
+                0
+            },
+            snapshot_chunk_bytes: rng.random_range(16..512),
+            conf_change_rate: if rng.random_bool(0.4) {
+                rng.random_range(0.0..0.01)
+            } else {
+                0.0
+            },
+            transfer_rate: if rng.random_bool(0.3) {
+                rng.random_range(0.0..0.005)
+            } else {
+                0.0
+            },
+            pre_vote: rng.random_bool(0.85),
+            check_quorum: rng.random_bool(0.85),
+            safety_ticks: rng.random_range(2000..4000),
+        }
+    }
+}
+
+/// What a passing seed did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedReport {
+    /// The seed.
+    pub seed: u64,
+    /// Ticks simulated.
+    pub ticks: u64,
+    /// Client operations in the history.
+    pub operations: usize,
+    /// The highest term reached.
+    pub max_term: u64,
+    /// Messages sent.
+    pub messages: u64,
+    /// Hash of the run's trace (determinism check).
+    pub trace_hash: u64,
+    /// The linearizability search ran out of budget on some key (the
+    /// history was neither proven nor refuted).
+    pub linearizability_inconclusive: bool,
+}
+
+/// A failing seed, printable as the one-line replay instruction.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// The seed.
+    pub seed: u64,
+    /// Its profile.
+    pub profile: SwarmProfile,
+    /// The tick of the failure.
+    pub tick: u64,
+    /// What broke.
+    pub violation: Violation,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SEED={} tick={} {} profile={:?} replay: cargo run -p raft --features sim --bin raft-sim -- --seed {}",
+            self.seed, self.tick, self.violation, self.profile, self.seed
+        )
+    }
+}
+
+/// Runs one seed with the profile it draws. A panic inside the run (a
+/// core assertion such as "entry conflicts with committed index") is
+/// reported as a failure of that seed.
+pub fn run_seed(seed: u64) -> Result<SeedReport, Failure> {
+    let profile = SwarmProfile::draw(seed);
+    let run_profile = profile.clone();
+    match std::panic::catch_unwind(move || run_seed_with(seed, run_profile)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let detail = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_else(|| "non-string panic".into());
+            Err(Failure {
+                seed,
+                profile,
+                tick: 0,
+                violation: Violation {
+                    invariant: "panic",
+                    detail,
+                },
+            })
+        }
+    }
+}
+
+/// Runs one seed with an explicit profile.
+pub fn run_seed_with(seed: u64, profile: SwarmProfile) -> Result<SeedReport, Failure> {
+    let mut cluster = Cluster::new(cluster_config(&profile), profile.faults.clone(), seed);
+    let timeout_ticks = 8 * u64::from(cluster.config.election_ticks);
+    let mut workload = Workload::new(
+        profile.clients,
+        profile.keys,
+        profile.read_fraction,
+        timeout_ticks,
+    );
+    let fail = |cluster: &Cluster, violation: Violation| Failure {
+        seed,
+        profile: profile.clone(),
+        tick: cluster.now,
+        violation,
+    };
+    let mut next_id = profile.voters + 1;
+    for _ in 0..profile.safety_ticks {
+        inject_faults(&mut cluster, &profile, &mut next_id);
+        workload.drive(&mut cluster, profile.request_rate);
+        cluster.step().map_err(|v| fail(&cluster, v))?;
+    }
+    check_liveness(&mut cluster, &mut workload).map_err(|v| fail(&cluster, v))?;
+    let linearizability_inconclusive = check_history(&workload).map_err(|v| fail(&cluster, v))?;
+    Ok(SeedReport {
+        linearizability_inconclusive,
+        seed,
+        ticks: cluster.now,
+        operations: workload.history().len(),
+        max_term: cluster.max_term().0,
+        messages: cluster.network.sent_total(),
+        trace_hash: cluster.trace_hash(),
+    })
+}
+
+fn cluster_config(profile: &SwarmProfile) -> ClusterConfig {
+    let mut config = ClusterConfig::new(profile.voters);
+    config.pre_vote = profile.pre_vote;
+    config.check_quorum = profile.check_quorum;
+    config.snapshot_interval = profile.snapshot_interval;
+    config.snapshot_chunk_bytes = profile.snapshot_chunk_bytes;
+    config.crash_in_ready = profile.crash_in_ready;
+    config
+}
+
+/// Draws this tick's faults: partitions, crashes, restarts, membership
+/// changes and leadership transfers.
+fn inject_faults(cluster: &mut Cluster, profile: &SwarmProfile, next_id: &mut u64) {
+    if !cluster.network.is_partitioned() && cluster.rng().random_bool(profile.partition_rate) {
+        make_partition(cluster, profile.one_way);
+    } else if cluster.network.is_partitioned() && cluster.rng().random_bool(profile.heal_rate) {
+        cluster.network.heal();
+    }
+    if cluster.rng().random_bool(profile.crash_rate) {
+        let live = cluster.live_ids();
+        if !live.is_empty() {
+            let victim = live[cluster.rng().random_range(0..live.len())];
+            cluster.crash(victim);
+        }
+    }
+    if cluster.rng().random_bool(profile.restart_rate) {
+        let down: Vec<NodeId> = cluster
+            .all_ids()
+            .into_iter()
+            .filter(|&id| !cluster.is_live(id))
+            .collect();
+        if !down.is_empty() {
+            let index = cluster.rng().random_range(0..down.len());
+            cluster.restart(down[index]);
+        }
+    }
+    if cluster.rng().random_bool(profile.conf_change_rate) {
+        change_membership(cluster, profile.voters, next_id);
+    }
+    if cluster.rng().random_bool(profile.transfer_rate)
+        && let Some(leader) = cluster.leader()
+    {
+        let voters: Vec<NodeId> = cluster
+            .core(leader)
+            .expect("live")
+            .status()
+            .membership
+            .voters
+            .into_iter()
+            .collect();
+        let target = voters[cluster.rng().random_range(0..voters.len())];
+        let _ = cluster
+            .core_mut(leader)
+            .expect("live")
+            .transfer_leader(target);
+    }
+}
+
+fn make_partition(cluster: &mut Cluster, one_way: bool) {
+    let all = cluster.all_ids();
+    let ids: Vec<NodeId> = all.iter().copied().collect();
+    if one_way {
+        for _ in 0..cluster.rng().random_range(1..=ids.len()) {
+            let from = ids[cluster.rng().random_range(0..ids.len())];
+            let to = ids[cluster.rng().random_range(0..ids.len())];
+            cluster.network.cut_link(from, to);
+        }
+        return;
+    }
+    let side = ids
+        .iter()
+        .copied()
+        .filter(|_| cluster.rng().random_bool(0.5))
+        .collect();
+    cluster.network.partition(&side, &all);
+}
+
+/// Tries one membership change at the leader: add a learner, promote one,
+/// or remove a member, keeping at least `min_voters` voters (up to 3).
+fn change_membership(cluster: &mut Cluster, initial_voters: u64, next_id: &mut u64) {
+    let Some(leader) = cluster.leader() else {
+        return;
+    };
+    let membership = cluster.core(leader).expect("live").status().membership;
+    let min_voters = initial_voters.min(3) as usize;
+    let change = match cluster.rng().random_range(0..3) {
+        0 if *next_id <= initial_voters + 4 => {
+            *next_id += 1;
+            ConfChange::AddLearner(NodeId(*next_id - 1))
+        }
+        1 if !membership.learners.is_empty() => {
+            ConfChange::PromoteLearner(*membership.learners.iter().next().expect("not empty"))
+        }
+        2 if membership.voters.len() > min_voters || !membership.learners.is_empty() => {
+            let members: Vec<NodeId> = if membership.voters.len() > min_voters {
+                membership.members().collect()
+            } else {
+                membership.learners.iter().copied().collect()
+            };
+            ConfChange::RemoveNode(members[cluster.rng().random_range(0..members.len())])
+        }
+        _ => return,
+    };
+    let _ = cluster.propose_conf_change(leader, change);
+}
+
+/// Heals every fault and checks that a leader emerges, every client
+/// completes a new operation and every member converges, within a bound.
+fn check_liveness(cluster: &mut Cluster, workload: &mut Workload) -> Result<(), Violation> {
+    cluster.network.heal();
+    cluster.network.faults = NetworkFaults::reliable();
+    cluster.config.crash_in_ready = 0.0;
+    for id in cluster.all_ids() {
+        cluster.restart(id);
+    }
+    let bound = 100 * u64::from(cluster.config.election_ticks);
+    let baseline = workload.completed();
+    let mut progressed = false;
+    for _ in 0..bound {
+        workload.drive(cluster, if progressed { 0.0 } else { 1.0 });
+        cluster.step()?;
+        progressed = progressed
+            || workload
+                .completed()
+                .iter()
+                .zip(&baseline)
+                .all(|(now, before)| now > before);
+        if progressed && converged(cluster) {
+            return Ok(());
+        }
+    }
+    Err(Violation {
+        invariant: "liveness",
+        detail: format!(
+            "{bound} ticks after healing: leader {:?}, clients progressed {progressed}, converged {}; nodes: {}",
+            cluster.leader(),
+            converged(cluster),
+            describe_nodes(cluster)
+        ),
+    })
+}
+
+/// Returns one line per node: role, term, log and membership.
+fn describe_nodes(cluster: &Cluster) -> String {
+    let lines: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|(id, sim)| match sim.core() {
+            Some(core) => {
+                let s = core.status();
+                format!(
+                    "[{id}: {:?} term {} leader {:?} commit {} applied {} log {}..={} voters {:?} learners {:?}]",
+                    s.role, s.term, s.leader, s.commit, s.applied, s.first_index, s.last_index,
+                    s.membership.voters, s.membership.learners
+                )
+            }
+            None if sim.decommissioned => format!("[{id}: decommissioned]"),
+            None => format!("[{id}: down]"),
+        })
+        .collect();
+    lines.join(" ")
+}
+
+/// Returns whether a leader exists and every member applied its commit.
+fn converged(cluster: &Cluster) -> bool {
+    let Some(leader) = cluster.leader() else {
+        return false;
+    };
+    let status = cluster.core(leader).expect("live").status();
+    status.role == Role::Leader
+        && status.membership.members().all(|member| {
+            cluster
+                .core(member)
+                .is_some_and(|core| core.status().applied >= status.commit)
+        })
+}
+
+/// Checks the client history; returns whether the search was inconclusive.
+fn check_history(workload: &Workload) -> Result<bool, Violation> {
+    match check_kv_history(&workload.history(), 2_000_000) {
+        CheckResult::Ok => Ok(false),
+        CheckResult::Inconclusive { .. } => Ok(true),
+        CheckResult::Violation { key, operations } => Err(Violation {
+            invariant: "linearizability",
+            detail: format!(
+                "history of key {key} is not linearizable: {} operations",
+                operations.len()
+            ),
+        }),
+    }
+}

@@ -1,0 +1,106 @@
+//! Durable storage of the Raft log, hard state and snapshots.
+//!
+//! The core reads through the [`Storage`] trait and the node's owner writes
+//! each `Ready` through [`Storage::persist`], one synced batch per `Ready`
+//! (group commit). [`MemStorage`] keeps everything in memory for tests and
+//! the simulator.
+
+mod mem;
+
+pub use mem::MemStorage;
+pub(crate) use mem::limit_size;
+
+use bytes::Bytes;
+
+use crate::core::{
+    Entry, HardState, LogIndex, Membership, SnapshotChunk, SnapshotMeta, StorageError, Term,
+};
+
+/// The durable state a node starts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InitialState {
+    /// Term, vote and commit as last persisted.
+    pub hard_state: HardState,
+    /// The membership as of the latest snapshot (the core replays the
+    /// membership changes of later committed entries itself).
+    pub membership: Membership,
+}
+
+/// Everything one `Ready` asks to make durable, applied in this order:
+/// staged snapshot chunks, snapshot installation, entries, hard state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PersistBatch<'a> {
+    /// The new hard state, if it changed.
+    pub hard_state: Option<&'a HardState>,
+    /// Snapshot chunks to stage; a chunk at offset 0 discards earlier ones.
+    pub snapshot_chunks: &'a [SnapshotChunk],
+    /// Install the staged snapshot with this metadata: the log is replaced
+    /// by the snapshot (every entry is dropped).
+    pub snapshot: Option<&'a SnapshotMeta>,
+    /// Entries to append; an entry at an index already stored replaces it
+    /// and every later one (the suffix is truncated).
+    pub entries: &'a [Entry],
+}
+
+impl PersistBatch<'_> {
+    /// Returns whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.snapshot_chunks.is_empty()
+            && self.snapshot.is_none()
+            && self.entries.is_empty()
+    }
+}
+
+/// The durable log of one Raft node.
+///
+/// # Correctness
+/// - `persist` is atomic and durable when it returns: after a crash either
+///   all of the batch is readable or none of it, and nothing acknowledged
+///   (vote, append) depends on a write that could be lost.
+/// - `term(first_index() - 1)` returns the snapshot's term: the entry just
+///   below the log is always described by the latest snapshot.
+/// - Indexes below `first_index()` answer [`StorageError::Compacted`].
+/// - Errors other than `Compacted` and `SnapshotUnavailable` are fatal: the
+///   core panics with the error, so the node stops loudly instead of
+///   acting on a log it cannot read.
+pub trait Storage {
+    /// Returns the hard state and membership to start from.
+    fn initial_state(&self) -> Result<InitialState, StorageError>;
+
+    /// Returns the entries in `[low, high)`, stopping once their total size
+    /// passes `bytes_max` but always returning at least one entry when the
+    /// range is not empty.
+    fn entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        bytes_max: u64,
+    ) -> Result<Vec<Entry>, StorageError>;
+
+    /// Returns the term of the entry at `index`, for `index` in
+    /// `[first_index() - 1, last_index()]`.
+    fn term(&self, index: LogIndex) -> Result<Term, StorageError>;
+
+    /// Returns the index of the first entry still in the log.
+    fn first_index(&self) -> LogIndex;
+
+    /// Returns the index of the last entry (the snapshot's index if the log
+    /// is empty).
+    fn last_index(&self) -> LogIndex;
+
+    /// Returns the metadata of the latest snapshot.
+    fn snapshot_meta(&self) -> SnapshotMeta;
+
+    /// Returns up to `bytes_max` bytes of the snapshot at `index` starting
+    /// at `offset`, and whether they reach its end.
+    fn snapshot_chunk(
+        &self,
+        index: LogIndex,
+        offset: u64,
+        bytes_max: u64,
+    ) -> Result<(Bytes, bool), StorageError>;
+
+    /// Makes a batch durable (see [`PersistBatch`] for the order).
+    fn persist(&mut self, batch: &PersistBatch<'_>) -> Result<(), StorageError>;
+}

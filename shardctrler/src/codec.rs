@@ -1,0 +1,483 @@
+//! The binary encodings of [`Request`] (a Raft log entry) and
+//! [`ControllerState`] (a snapshot), written with std only.
+//!
+//! This module owns the byte format; docs/shardctrler.md repeats it for
+//! readers outside the code. Integrity (crc32) is the Raft storage layer's
+//! job (DESIGN.md, "Raft"); this layer only has to be unambiguous.
+//!
+//! Primitives: integers are fixed-width little endian (`u8`, `u16`, `u32`,
+//! `u64`, `i64` as two's complement); a count or a string length is a `u64`;
+//! a string is its length then its UTF-8 bytes. A map is its count then its
+//! entries in strictly ascending key order.
+//!
+//! ```text
+//! request  := "SCRQ" version:u16=1 client_id:u64 seq:u64 command
+//! command  := 1 groups                      -- Join
+//!           | 2 count:u64 gid:u64*          -- Leave (order kept, repeats allowed)
+//!           | 3 shard:u32 gid:u64           -- Move
+//! groups   := count:u64 (gid:u64 count:u64 string*)*
+//! snapshot := "SCSN" version:u16=1 shard_count:u32
+//!             count:u64 config*  count:u64 session*
+//! config   := num:u64 gid:u64{shard_count} groups
+//! session  := client_id:u64 last_seq:u64 (0 num:u64 | 1 admin_error)
+//! ```
+//!
+//! Admin error tags are listed in [`encode_admin_error`].
+//!
+//! Invariants:
+//!
+//! - Decoding never panics and never allocates more than the input can
+//!   fill: every count is checked against the bytes left before allocating.
+//! - The encoding is canonical: if `decode(bytes)` succeeds, encoding the
+//!   result gives `bytes` back (no trailing bytes, no unordered or repeated
+//!   map keys, no unknown tags).
+//! - A version is never reinterpreted: a new layout gets a new version, and
+//!   old versions stay readable.
+
+use std::collections::BTreeMap;
+
+use crate::command::{Command, Request};
+use crate::error::{AdminError, DecodeError};
+use crate::state_machine::{ControllerState, RecordedReply, Session};
+use crate::types::{Config, ConfigNum, GroupId, ShardId};
+
+/// The magic that opens an encoded request.
+const REQUEST_MAGIC: [u8; 4] = *b"SCRQ";
+/// The magic that opens an encoded snapshot.
+const SNAPSHOT_MAGIC: [u8; 4] = *b"SCSN";
+/// The only format version this build writes and reads.
+const FORMAT_VERSION: u16 = 1;
+
+const COMMAND_JOIN: u8 = 1;
+const COMMAND_LEAVE: u8 = 2;
+const COMMAND_MOVE: u8 = 3;
+const REPLY_OK: u8 = 0;
+const REPLY_ERR: u8 = 1;
+
+/// Appends little-endian primitives to a byte vector.
+#[derive(Default)]
+struct Writer {
+    bytes: Vec<u8>,
+}
+
+impl Writer {
+    fn u8(&mut self, value: u8) {
+        self.bytes.push(value);
+    }
+
+    fn u16(&mut self, value: u16) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn u32(&mut self, value: u32) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn u64(&mut self, value: u64) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn i64(&mut self, value: i64) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn count(&mut self, count: usize) {
+        // usize is at most 64 bits on every target we build for.
+        self.u64(count as u64);
+    }
+
+    fn string(&mut self, value: &str) {
+        self.count(value.len());
+        self.bytes.extend_from_slice(value.as_bytes());
+    }
+
+    fn header(&mut self, magic: [u8; 4]) {
+        self.bytes.extend_from_slice(&magic);
+        self.u16(FORMAT_VERSION);
+    }
+}
+
+/// Reads little-endian primitives from a byte slice, failing with a
+/// [`DecodeError`] instead of panicking.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    /// Invariant: `offset <= bytes.len()`.
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, offset: 0 }
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.offset
+    }
+
+    fn take(&mut self, length: usize) -> Result<&'a [u8], DecodeError> {
+        if length > self.remaining() {
+            return Err(DecodeError::Truncated {
+                offset: self.offset,
+                needed: length - self.remaining(),
+            });
+        }
+        let slice = &self.bytes[self.offset..self.offset + length];
+        self.offset += length;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut array = [0u8; N];
+        array.copy_from_slice(self.take(N)?);
+        Ok(array)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// Reads a count of items each at least `item_bytes_min` long, refusing
+    /// one the remaining input cannot hold (so callers may preallocate).
+    fn count(&mut self, item_bytes_min: usize) -> Result<usize, DecodeError> {
+        let count = self.u64()?;
+        let remaining = self.remaining();
+        let fits = usize::try_from(count).ok().filter(|count| {
+            count
+                .checked_mul(item_bytes_min)
+                .is_some_and(|bytes| bytes <= remaining)
+        });
+        fits.ok_or_else(|| {
+            // Only reached when count * item_bytes_min > remaining.
+            let shortfall = u128::from(count) * item_bytes_min as u128 - remaining as u128;
+            DecodeError::Truncated {
+                offset: self.offset,
+                needed: usize::try_from(shortfall).unwrap_or(usize::MAX),
+            }
+        })
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let length = self.count(1)?;
+        let offset = self.offset;
+        let bytes = self.take(length)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::InvalidUtf8 { offset })
+    }
+
+    fn header(&mut self, expected: [u8; 4]) -> Result<(), DecodeError> {
+        let found: [u8; 4] = self.array()?;
+        if found != expected {
+            return Err(DecodeError::BadMagic { expected, found });
+        }
+        let version = self.u16()?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(())
+    }
+
+    fn unknown_tag(&self, kind: &'static str, tag: u8) -> DecodeError {
+        DecodeError::UnknownTag {
+            kind,
+            tag,
+            offset: self.offset - 1,
+        }
+    }
+
+    fn finish(self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            count => Err(DecodeError::TrailingBytes { count }),
+        }
+    }
+}
+
+/// Returns the log-entry encoding of `request`.
+pub(crate) fn encode_request(request: &Request) -> Vec<u8> {
+    let mut writer = Writer::default();
+    writer.header(REQUEST_MAGIC);
+    writer.u64(request.client_id);
+    writer.u64(request.seq);
+    match &request.command {
+        Command::Join { groups } => {
+            writer.u8(COMMAND_JOIN);
+            encode_groups(&mut writer, groups);
+        }
+        Command::Leave { gids } => {
+            writer.u8(COMMAND_LEAVE);
+            writer.count(gids.len());
+            for gid in gids {
+                writer.u64(gid.0);
+            }
+        }
+        Command::Move { shard, gid } => {
+            writer.u8(COMMAND_MOVE);
+            writer.u32(shard.0);
+            writer.u64(gid.0);
+        }
+    }
+    writer.bytes
+}
+
+/// Decodes exactly one request written by [`encode_request`].
+pub(crate) fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    reader.header(REQUEST_MAGIC)?;
+    let client_id = reader.u64()?;
+    let seq = reader.u64()?;
+    let command = match reader.u8()? {
+        COMMAND_JOIN => Command::Join {
+            groups: decode_groups(&mut reader)?,
+        },
+        COMMAND_LEAVE => {
+            let count = reader.count(8)?;
+            let mut gids = Vec::with_capacity(count);
+            for _ in 0..count {
+                gids.push(GroupId(reader.u64()?));
+            }
+            Command::Leave { gids }
+        }
+        COMMAND_MOVE => Command::Move {
+            shard: ShardId(reader.u32()?),
+            gid: GroupId(reader.u64()?),
+        },
+        tag => return Err(reader.unknown_tag("command", tag)),
+    };
+    reader.finish()?;
+    Ok(Request {
+        client_id,
+        seq,
+        command,
+    })
+}
+
+fn encode_groups(writer: &mut Writer, groups: &BTreeMap<GroupId, Vec<String>>) {
+    writer.count(groups.len());
+    for (gid, servers) in groups {
+        writer.u64(gid.0);
+        writer.count(servers.len());
+        for server in servers {
+            writer.string(server);
+        }
+    }
+}
+
+fn decode_groups(reader: &mut Reader<'_>) -> Result<BTreeMap<GroupId, Vec<String>>, DecodeError> {
+    // A group is at least its gid and its server count.
+    let count = reader.count(16)?;
+    let mut groups = BTreeMap::new();
+    let mut previous: Option<GroupId> = None;
+    for _ in 0..count {
+        let offset = reader.offset;
+        let gid = GroupId(reader.u64()?);
+        if previous.is_some_and(|previous| previous >= gid) {
+            return Err(DecodeError::UnorderedKeys { offset });
+        }
+        previous = Some(gid);
+        let server_count = reader.count(8)?;
+        let mut servers = Vec::with_capacity(server_count);
+        for _ in 0..server_count {
+            servers.push(reader.string()?);
+        }
+        groups.insert(gid, servers);
+    }
+    Ok(groups)
+}
+
+/// Returns the snapshot encoding of `state`.
+pub(crate) fn encode_snapshot(state: &ControllerState) -> Vec<u8> {
+    let mut writer = Writer::default();
+    writer.header(SNAPSHOT_MAGIC);
+    writer.u32(state.shard_count());
+    writer.count(state.history().len());
+    for config in state.history() {
+        writer.u64(config.num.0);
+        for gid in &config.shards {
+            writer.u64(gid.0);
+        }
+        encode_groups(&mut writer, &config.groups);
+    }
+    writer.count(state.sessions().len());
+    for (client_id, session) in state.sessions() {
+        writer.u64(*client_id);
+        writer.u64(session.last_seq());
+        match session.reply() {
+            Ok(num) => {
+                writer.u8(REPLY_OK);
+                writer.u64(num.0);
+            }
+            Err(error) => {
+                writer.u8(REPLY_ERR);
+                encode_admin_error(&mut writer, error);
+            }
+        }
+    }
+    writer.bytes
+}
+
+/// Decodes exactly one snapshot written by [`encode_snapshot`] and checks
+/// the state's invariants.
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<ControllerState, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    reader.header(SNAPSHOT_MAGIC)?;
+    let shard_count = reader.u32()?;
+    let history = decode_history(&mut reader, shard_count)?;
+    let sessions = decode_sessions(&mut reader)?;
+    reader.finish()?;
+    ControllerState::from_parts(shard_count, history, sessions)
+}
+
+fn decode_history(reader: &mut Reader<'_>, shard_count: u32) -> Result<Vec<Config>, DecodeError> {
+    // A configuration is at least its number, its shard table and its group count.
+    let shard_bytes = (shard_count as usize).saturating_mul(8);
+    let count = reader.count(shard_bytes.saturating_add(16))?;
+    let mut history = Vec::with_capacity(count);
+    for _ in 0..count {
+        let num = ConfigNum(reader.u64()?);
+        let mut shards = Vec::with_capacity(shard_count as usize);
+        for _ in 0..shard_count {
+            shards.push(GroupId(reader.u64()?));
+        }
+        let groups = decode_groups(reader)?;
+        history.push(Config {
+            num,
+            shards,
+            groups,
+        });
+    }
+    Ok(history)
+}
+
+fn decode_sessions(reader: &mut Reader<'_>) -> Result<BTreeMap<u64, Session>, DecodeError> {
+    // A session is at least its client id, its seq and a reply tag.
+    let count = reader.count(17)?;
+    let mut sessions = BTreeMap::new();
+    let mut previous: Option<u64> = None;
+    for _ in 0..count {
+        let offset = reader.offset;
+        let client_id = reader.u64()?;
+        if previous.is_some_and(|previous| previous >= client_id) {
+            return Err(DecodeError::UnorderedKeys { offset });
+        }
+        previous = Some(client_id);
+        let last_seq = reader.u64()?;
+        let reply: RecordedReply = match reader.u8()? {
+            REPLY_OK => Ok(ConfigNum(reader.u64()?)),
+            REPLY_ERR => Err(decode_admin_error(reader)?),
+            tag => return Err(reader.unknown_tag("reply", tag)),
+        };
+        sessions.insert(client_id, Session::new(last_seq, reply));
+    }
+    Ok(sessions)
+}
+
+/// Writes an admin error as its tag then its fields. The tags are part of the
+/// format and never reused: 1 EmptyJoin, 2 EmptyLeave, 3 ReservedGid,
+/// 4 GroupAlreadyPresent (gid), 5 EmptyServerList (gid), 6 EmptyServerAddress
+/// (gid), 7 UnknownGroup (gid), 8 DuplicateGroup (gid), 9 ShardOutOfRange
+/// (shard:u32, shard_count:u32), 10 InvalidConfigNum (num:i64),
+/// 11 InvalidSession (client_id, seq), 12 StaleRequest (client_id, seq,
+/// last_seq). Unlisted fields are u64.
+fn encode_admin_error(writer: &mut Writer, error: &AdminError) {
+    match error {
+        AdminError::EmptyJoin => writer.u8(1),
+        AdminError::EmptyLeave => writer.u8(2),
+        AdminError::ReservedGid => writer.u8(3),
+        AdminError::GroupAlreadyPresent { gid } => encode_gid_error(writer, 4, *gid),
+        AdminError::EmptyServerList { gid } => encode_gid_error(writer, 5, *gid),
+        AdminError::EmptyServerAddress { gid } => encode_gid_error(writer, 6, *gid),
+        AdminError::UnknownGroup { gid } => encode_gid_error(writer, 7, *gid),
+        AdminError::DuplicateGroup { gid } => encode_gid_error(writer, 8, *gid),
+        AdminError::ShardOutOfRange { shard, shard_count } => {
+            writer.u8(9);
+            writer.u32(shard.0);
+            writer.u32(*shard_count);
+        }
+        AdminError::InvalidConfigNum { num } => {
+            writer.u8(10);
+            writer.i64(*num);
+        }
+        AdminError::InvalidSession { client_id, seq } => {
+            writer.u8(11);
+            writer.u64(*client_id);
+            writer.u64(*seq);
+        }
+        AdminError::StaleRequest {
+            client_id,
+            seq,
+            last_seq,
+        } => {
+            writer.u8(12);
+            writer.u64(*client_id);
+            writer.u64(*seq);
+            writer.u64(*last_seq);
+        }
+    }
+}
+
+fn encode_gid_error(writer: &mut Writer, tag: u8, gid: GroupId) {
+    writer.u8(tag);
+    writer.u64(gid.0);
+}
+
+/// Reads an admin error written by [`encode_admin_error`].
+fn decode_admin_error(reader: &mut Reader<'_>) -> Result<AdminError, DecodeError> {
+    let error = match reader.u8()? {
+        1 => AdminError::EmptyJoin,
+        2 => AdminError::EmptyLeave,
+        3 => AdminError::ReservedGid,
+        4 => AdminError::GroupAlreadyPresent {
+            gid: GroupId(reader.u64()?),
+        },
+        5 => AdminError::EmptyServerList {
+            gid: GroupId(reader.u64()?),
+        },
+        6 => AdminError::EmptyServerAddress {
+            gid: GroupId(reader.u64()?),
+        },
+        7 => AdminError::UnknownGroup {
+            gid: GroupId(reader.u64()?),
+        },
+        8 => AdminError::DuplicateGroup {
+            gid: GroupId(reader.u64()?),
+        },
+        9 => AdminError::ShardOutOfRange {
+            shard: ShardId(reader.u32()?),
+            shard_count: reader.u32()?,
+        },
+        10 => AdminError::InvalidConfigNum { num: reader.i64()? },
+        11 => AdminError::InvalidSession {
+            client_id: reader.u64()?,
+            seq: reader.u64()?,
+        },
+        12 => AdminError::StaleRequest {
+            client_id: reader.u64()?,
+            seq: reader.u64()?,
+            last_seq: reader.u64()?,
+        },
+        tag => return Err(reader.unknown_tag("admin error", tag)),
+    };
+    Ok(error)
+}
+
+#[cfg(test)]
+#[path = "codec_test.rs"]
+mod tests;

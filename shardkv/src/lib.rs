@@ -1,0 +1,1 @@
+//! Replica group server: shards over RocksDB and shard migration (later issue).
