@@ -12,6 +12,4 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-targets
-echo "== simulation: ${KV_SIM_SEEDS:-1000} swarm seeds"
-cargo run --quiet -p raft --features sim --bin raft-sim -- --seeds "${KV_SIM_SEEDS:-1000}"
 echo "== all tests passed"

@@ -2,11 +2,26 @@
 //!
 //! - [`core`]: the pure, deterministic consensus state machine.
 //! - [`storage`]: the durable log trait and its implementations.
+//! - `transport` (feature `node`): carries messages between replicas over gRPC.
+//! - `driver` (feature `node`): runs a node as a tokio task for an application.
+//! - `metrics`, `observability`, `register` (feature `node`): metric names, `/metrics` and health.
 //! - `sim` (feature `sim`): the deterministic simulator that proves the
 //!   core's safety and liveness under seeded faults.
 
 pub mod core;
+#[cfg(feature = "node")]
+pub mod driver;
+
+#[cfg(feature = "node")]
+pub mod metrics;
+#[cfg(feature = "node")]
+pub mod observability;
+#[cfg(feature = "node")]
+pub mod register;
+pub mod server_flags;
 pub mod storage;
+#[cfg(feature = "node")]
+pub mod transport;
 
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -11,7 +11,10 @@
 //!   point of the log.
 //! - The last voter cannot be removed.
 //! - A leader that removes itself keeps leading, counting only the new
-//!   voters, until its owner stops it or transfers leadership.
+//!   voters and taking no proposals, and transfers leadership to the most
+//!   up-to-date remaining voter (retried every election timeout; CheckQuorum
+//!   does not depose it), so the remaining voters learn the removal
+//!   committed from it rather than needing its vote.
 
 use tracing::info;
 
@@ -43,9 +46,7 @@ impl<S: Storage> Raft<S> {
     fn validate_conf_change(&self, change: ConfChange) -> Result<(), Error> {
         let invalid = |reason: String| Err(Error::InvalidConfChange(reason));
         match change {
-            ConfChange::AddLearner(node) if node == NodeId(0) => {
-                invalid("node id 0 is reserved".into())
-            }
+            ConfChange::AddLearner(NodeId(0)) => invalid("node id 0 is reserved".into()),
             ConfChange::AddLearner(node) if self.membership.contains(node) => {
                 invalid(format!("node {node} is already a member"))
             }
@@ -104,12 +105,30 @@ impl<S: Storage> Raft<S> {
             }
         }
         if self.role == Role::Leader {
-            // A leader that removed itself keeps leading (etcd's default):
-            // stepping down at once could leave followers that have not
-            // yet learned the removal committed waiting for its vote. It
-            // now counts only the new voters and replicates until its
-            // owner shuts it down or transfers leadership.
+            // A leader that removed itself keeps leading: stepping down at
+            // once could leave followers that have not yet learned the
+            // removal committed waiting for its vote. It counts only the
+            // new voters and hands leadership to the most up-to-date one.
             self.maybe_commit();
+            self.maybe_hand_off_after_removal();
+        }
+    }
+
+    /// Leader only: if this node is no longer a voter, starts handing
+    /// leadership to the remaining voter with the highest match index.
+    pub fn maybe_hand_off_after_removal(&mut self) {
+        if self.role != Role::Leader || self.is_promotable() || self.lead_transferee.is_some() {
+            return;
+        }
+        let target = self
+            .membership
+            .voters
+            .iter()
+            .filter_map(|voter| self.progress.get(voter).map(|p| (p.matched, *voter)))
+            .max()
+            .map(|(_, voter)| voter);
+        if let Some(target) = target {
+            let _ = self.transfer_leader(target);
         }
     }
 }

@@ -249,7 +249,9 @@ impl<S: Storage> Raft<S> {
         self.election_elapsed += 1;
         if self.election_elapsed >= self.config.election_ticks {
             self.election_elapsed = 0;
-            if self.config.check_quorum && !self.check_quorum_active() {
+            // A removed leader stays until it has handed off (membership.rs).
+            let quorum_lost = self.config.check_quorum && !self.check_quorum_active();
+            if quorum_lost && self.is_promotable() {
                 info!(
                     node = self.id.0,
                     term = self.term.0,
@@ -259,6 +261,7 @@ impl<S: Storage> Raft<S> {
                 return;
             }
             self.abort_leader_transfer();
+            self.maybe_hand_off_after_removal();
         }
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
             self.heartbeat_elapsed = 0;

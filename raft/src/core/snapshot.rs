@@ -135,51 +135,57 @@ impl<S: Storage> Raft<S> {
             self.send_snapshot_done(from, meta.index);
             return;
         }
+        self.stage_chunk(
+            from,
+            SnapshotChunk {
+                meta,
+                offset,
+                data,
+                last,
+            },
+            crc32,
+        );
+    }
+
+    /// Follower: stages a chunk that continues the transfer (or refuses it
+    /// with the offset expected), and installs the snapshot on the last.
+    fn stage_chunk(&mut self, from: NodeId, chunk: SnapshotChunk, crc32: u32) {
         let expected = match &self.incoming_snapshot {
-            Some(incoming) if incoming.meta == meta => incoming.next_offset,
+            Some(incoming) if incoming.meta == chunk.meta => incoming.next_offset,
             _ => 0,
         };
-        if offset != expected || crc32fast::hash(&data) != crc32 {
-            if offset == expected {
+        let index = chunk.meta.index;
+        if chunk.offset != expected || crc32fast::hash(&chunk.data) != crc32 {
+            if chunk.offset == expected {
                 warn!(
                     node = self.id.0,
-                    index = meta.index.0,
-                    offset,
+                    index = index.0,
+                    offset = chunk.offset,
                     "snapshot chunk failed its crc32"
                 );
             }
-            self.send(
-                from,
-                MessageBody::SnapshotChunkResponse {
-                    snapshot_index: meta.index,
-                    next_offset: expected,
-                },
-            );
+            let response = MessageBody::SnapshotChunkResponse {
+                snapshot_index: index,
+                next_offset: expected,
+            };
+            self.send(from, response);
             return;
         }
-        let next_offset = offset + data.len() as u64;
-        self.snapshot_chunks.push(SnapshotChunk {
-            meta: meta.clone(),
-            offset,
-            data,
-            last,
-        });
+        let next_offset = chunk.offset + chunk.data.len() as u64;
+        let (meta, last) = (chunk.meta.clone(), chunk.last);
+        self.snapshot_chunks.push(chunk);
         if !last {
-            self.incoming_snapshot = Some(IncomingSnapshot {
-                meta: meta.clone(),
-                next_offset,
-            });
+            self.incoming_snapshot = Some(IncomingSnapshot { meta, next_offset });
             self.send(
                 from,
                 MessageBody::SnapshotChunkResponse {
-                    snapshot_index: meta.index,
+                    snapshot_index: index,
                     next_offset,
                 },
             );
             return;
         }
         self.incoming_snapshot = None;
-        let index = meta.index;
         info!(
             node = self.id.0,
             index = index.0,

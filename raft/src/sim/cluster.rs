@@ -128,6 +128,9 @@ pub struct Cluster {
     pub invariants: Invariants,
     /// Events since the last `take_events`.
     events: Vec<NodeEvent>,
+    /// Removed nodes still running, with the index of their removal: an
+    /// operator shuts one down once every other node applied it.
+    removals: BTreeMap<NodeId, LogIndex>,
     rng: SmallRng,
     seed: u64,
     trace: DefaultHasher,
@@ -143,6 +146,7 @@ impl Cluster {
             now: 0,
             invariants: Invariants::default(),
             events: Vec::new(),
+            removals: BTreeMap::new(),
             rng: SmallRng::seed_from_u64(seed),
             seed,
             trace: DefaultHasher::new(),
@@ -310,7 +314,33 @@ impl Cluster {
                 self.process_ready(to)?;
             }
         }
+        self.shut_down_removed();
         Ok(())
+    }
+
+    /// Decommissions each removed node once every other node still in
+    /// service is up and has applied its removal (so no remaining voter
+    /// can still need its vote).
+    fn shut_down_removed(&mut self) {
+        let done: Vec<NodeId> = self
+            .removals
+            .iter()
+            .filter(|&(&removed, &index)| {
+                self.nodes
+                    .iter()
+                    .filter(|&(&id, n)| id != removed && !n.decommissioned)
+                    .all(|(_, n)| {
+                        n.node
+                            .as_ref()
+                            .is_some_and(|core| core.status().applied >= index)
+                    })
+            })
+            .map(|(&removed, _)| removed)
+            .collect();
+        for removed in done {
+            self.removals.remove(&removed);
+            self.decommission(removed);
+        }
     }
 
     /// Runs `step` until `condition` holds or `ticks_max` ticks pass.
@@ -453,9 +483,8 @@ impl Cluster {
             sim.kv.apply(entry.index, &entry.data);
             if entry.kind == EntryKind::ConfChange
                 && let Some(ConfChange::RemoveNode(removed)) = ConfChange::decode(&entry.data)
-                && removed != id
             {
-                self.decommission(removed);
+                self.removals.entry(removed).or_insert(entry.index);
             }
             self.events.push(NodeEvent::Applied {
                 node: id,

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
-use crate::core::{LogIndex, NodeId, ProposalId, Role};
+use crate::core::{LogIndex, NodeId, ProposalId, Role, Term};
 use crate::sim::cluster::Cluster;
 use crate::sim::invariants::Violation;
 use crate::sim::kv::KvCommand;
@@ -166,5 +166,181 @@ impl Cluster {
         self.core(id)
             .map(|core| core.status().commit)
             .unwrap_or_default()
+    }
+}
+
+/// Helpers for scenarios under crashes and unreliable networks, where a
+/// single proposal may be lost and must be retried.
+impl Cluster {
+    /// Returns the current term of `id` (0 if down).
+    pub fn term_of(&self, id: NodeId) -> Term {
+        self.core(id)
+            .map(|core| core.status().term)
+            .unwrap_or_default()
+    }
+
+    /// Restarts every crashed node that was not decommissioned.
+    pub fn restart_all(&mut self) {
+        for id in self.all_ids() {
+            self.restart(id);
+        }
+    }
+
+    /// Returns whether `proposal`, accepted by `node`, can still take
+    /// effect: it is committed, or `node` still leads the proposal's term
+    /// and no other entry was committed at its index.
+    pub fn proposal_alive(&self, node: NodeId, proposal: ProposalId) -> bool {
+        match self.invariants.committed_term(proposal.index) {
+            Some(term) => term == proposal.term,
+            None => self.core(node).is_some_and(|core| {
+                let status = core.status();
+                status.role == Role::Leader && status.term == proposal.term
+            }),
+        }
+    }
+
+    /// Puts `key` = `value` until `count` live nodes applied it,
+    /// re-proposing at the current leader whenever the last proposal can
+    /// no longer take effect (its leader crashed, stepped down or was
+    /// superseded). Calls `each_tick` before every tick (to inject or
+    /// repair faults). Returns the proposal that took effect.
+    pub fn put_acknowledged_with(
+        &mut self,
+        key: &str,
+        value: &str,
+        count: usize,
+        ticks_max: u64,
+        mut each_tick: impl FnMut(&mut Cluster),
+    ) -> ScenarioResult<ProposalId> {
+        let mut pending: Option<(NodeId, ProposalId)> = None;
+        for _ in 0..ticks_max {
+            if let Some((_, proposal)) = pending
+                && self.applied_count(proposal) >= count
+            {
+                return Ok(proposal);
+            }
+            each_tick(self);
+            let alive = pending.is_some_and(|(node, proposal)| self.proposal_alive(node, proposal));
+            if !alive
+                && let Some(leader) = self.leader()
+                && let Ok(proposal) = self.propose_put(leader, key, value)
+            {
+                pending = Some((leader, proposal));
+            }
+            self.step().map_err(violation)?;
+        }
+        match pending {
+            Some((_, proposal)) if self.applied_count(proposal) >= count => Ok(proposal),
+            _ => Err(format!(
+                "put {key}={value} applied by {count} nodes: not within {ticks_max} ticks \
+                 (now tick {}, last proposal {pending:?})",
+                self.now
+            )),
+        }
+    }
+
+    /// Puts `key` = `value` until `count` live nodes applied it, retrying
+    /// as [`Cluster::put_acknowledged_with`] does.
+    pub fn put_acknowledged(
+        &mut self,
+        key: &str,
+        value: &str,
+        count: usize,
+        ticks_max: u64,
+    ) -> ScenarioResult<ProposalId> {
+        self.put_acknowledged_with(key, value, count, ticks_max, |_| {})
+    }
+
+    /// Returns whether a leader has committed an entry of its own term and
+    /// every member it knows is up and has applied its commit index.
+    pub fn caught_up(&self) -> bool {
+        let Some(leader) = self.leader() else {
+            return false;
+        };
+        let Some(core) = self.core(leader) else {
+            return false;
+        };
+        let status = core.status();
+        core.term_at(status.commit) == Some(status.term)
+            && status.membership.members().all(|member| {
+                self.core(member)
+                    .is_some_and(|core| core.status().applied >= status.commit)
+            })
+    }
+
+    /// Waits until [`Cluster::caught_up`] holds; returns the leader.
+    pub fn wait_caught_up(&mut self, ticks_max: u64) -> ScenarioResult<NodeId> {
+        self.wait_until("every member catches up with the leader", ticks_max, |c| {
+            c.caught_up()
+        })?;
+        Ok(self.leader().expect("caught_up checked a leader"))
+    }
+
+    /// Returns the node of `side` that leads the highest term any live
+    /// node of `side` is in, if there is one.
+    pub fn leader_among(&self, side: &[NodeId]) -> Option<NodeId> {
+        let term_max = side.iter().map(|&id| self.term_of(id)).max()?;
+        side.iter().copied().find(|&id| {
+            self.core(id).is_some_and(|core| {
+                let status = core.status();
+                status.role == Role::Leader && status.term == term_max
+            })
+        })
+    }
+
+    /// Waits until [`Cluster::leader_among`] finds a leader in `side`, of a
+    /// term above `term_min`; returns it.
+    pub fn wait_for_leader_among(
+        &mut self,
+        side: &[NodeId],
+        term_min: Term,
+        ticks_max: u64,
+    ) -> ScenarioResult<NodeId> {
+        let what = format!("nodes {side:?} elect a leader of a term above {term_min}");
+        self.wait_until(&what, ticks_max, |c| {
+            c.leader_among(side)
+                .is_some_and(|leader| c.term_of(leader) > term_min)
+        })?;
+        Ok(self.leader_among(side).expect("checked"))
+    }
+
+    /// Returns how many messages of `kind` (see
+    /// [`crate::core::MessageBody::kind_name`]) were sent so far.
+    pub fn messages_sent(&self, kind: &str) -> u64 {
+        self.network.sent.get(kind).copied().unwrap_or(0)
+    }
+
+    /// Checks the fate of a put of a key that no other proposal writes: if
+    /// the proposal committed, every live member holds `value`; otherwise
+    /// none holds anything for `key`. Meaningful once members caught up.
+    pub fn expect_put_outcome(
+        &self,
+        proposal: ProposalId,
+        key: &str,
+        value: &str,
+    ) -> ScenarioResult<()> {
+        if self.invariants.committed_term(proposal.index) == Some(proposal.term) {
+            self.expect_value_everywhere(key, value)
+        } else {
+            self.expect_value_everywhere(key, "")
+        }
+    }
+
+    /// Checks that every live node that counts itself a member holds
+    /// `value` for `key`.
+    pub fn expect_value_everywhere(&self, key: &str, value: &str) -> ScenarioResult<()> {
+        for id in self.live_ids() {
+            let member = self
+                .core(id)
+                .is_some_and(|core| core.status().membership.contains(id));
+            let found = self.value_on(id, key);
+            if member && found != value {
+                return Err(format!(
+                    "node {id} has {key}={found:?}, expected {value:?} (tick {})",
+                    self.now
+                ));
+            }
+        }
+        Ok(())
     }
 }

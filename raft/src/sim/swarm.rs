@@ -45,10 +45,19 @@ pub struct SwarmProfile {
     pub read_fraction: f64,
     /// Per-tick probability that an idle client starts an operation.
     pub request_rate: f64,
+    /// Probability that an idle client moves to a random node first.
+    pub wander: f64,
+    /// Ticks a client waits for an answer before giving up.
+    pub client_timeout_ticks: u64,
     /// Entries between snapshots (0: never).
     pub snapshot_interval: u64,
     /// Snapshot chunk size.
     pub snapshot_chunk_bytes: u64,
+    /// Entry bytes per append message (small values split catch-up into
+    /// many partial appends).
+    pub message_bytes_max: u64,
+    /// Append messages in flight per follower.
+    pub inflight_messages_max: usize,
     /// Per-tick probability of a membership change attempt.
     pub conf_change_rate: f64,
     /// Per-tick probability of a leadership transfer attempt.
@@ -87,12 +96,20 @@ impl SwarmProfile {
             keys: rng.random_range(1..=5),
             read_fraction: rng.random_range(0.0..0.6),
             request_rate: rng.random_range(0.1..1.0),
+            wander: rng.random_range(0.0..0.3),
+            client_timeout_ticks: rng.random_range(10..80),
             snapshot_interval: if rng.random_bool(0.6) {
                 rng.random_range(5..100)
             } else {
                 0
             },
             snapshot_chunk_bytes: rng.random_range(16..512),
+            message_bytes_max: if rng.random_bool(0.5) {
+                rng.random_range(1..256)
+            } else {
+                4096
+            },
+            inflight_messages_max: rng.random_range(1..32),
             conf_change_rate: if rng.random_bool(0.4) {
                 rng.random_range(0.0..0.01)
             } else {
@@ -136,7 +153,7 @@ pub struct Failure {
     /// The seed.
     pub seed: u64,
     /// Its profile.
-    pub profile: SwarmProfile,
+    pub profile: Box<SwarmProfile>,
     /// The tick of the failure.
     pub tick: u64,
     /// What broke.
@@ -169,7 +186,7 @@ pub fn run_seed(seed: u64) -> Result<SeedReport, Failure> {
                 .unwrap_or_else(|| "non-string panic".into());
             Err(Failure {
                 seed,
-                profile,
+                profile: Box::new(profile),
                 tick: 0,
                 violation: Violation {
                     invariant: "panic",
@@ -183,23 +200,22 @@ pub fn run_seed(seed: u64) -> Result<SeedReport, Failure> {
 /// Runs one seed with an explicit profile.
 pub fn run_seed_with(seed: u64, profile: SwarmProfile) -> Result<SeedReport, Failure> {
     let mut cluster = Cluster::new(cluster_config(&profile), profile.faults.clone(), seed);
-    let timeout_ticks = 8 * u64::from(cluster.config.election_ticks);
     let mut workload = Workload::new(
         profile.clients,
         profile.keys,
         profile.read_fraction,
-        timeout_ticks,
+        profile.client_timeout_ticks,
     );
     let fail = |cluster: &Cluster, violation: Violation| Failure {
         seed,
-        profile: profile.clone(),
+        profile: Box::new(profile.clone()),
         tick: cluster.now,
         violation,
     };
     let mut next_id = profile.voters + 1;
     for _ in 0..profile.safety_ticks {
         inject_faults(&mut cluster, &profile, &mut next_id);
-        workload.drive(&mut cluster, profile.request_rate);
+        workload.drive(&mut cluster, profile.request_rate, profile.wander);
         cluster.step().map_err(|v| fail(&cluster, v))?;
     }
     check_liveness(&mut cluster, &mut workload).map_err(|v| fail(&cluster, v))?;
@@ -221,6 +237,8 @@ fn cluster_config(profile: &SwarmProfile) -> ClusterConfig {
     config.check_quorum = profile.check_quorum;
     config.snapshot_interval = profile.snapshot_interval;
     config.snapshot_chunk_bytes = profile.snapshot_chunk_bytes;
+    config.message_bytes_max = profile.message_bytes_max;
+    config.inflight_messages_max = profile.inflight_messages_max;
     config.crash_in_ready = profile.crash_in_ready;
     config
 }
@@ -330,11 +348,16 @@ fn check_liveness(cluster: &mut Cluster, workload: &mut Workload) -> Result<(), 
     for id in cluster.all_ids() {
         cluster.restart(id);
     }
-    let bound = 100 * u64::from(cluster.config.election_ticks);
+    // Bounded twice: no progress for `stall_bound` ticks, or `bound` ticks
+    // in all (a follower catching up with one entry per message is slow,
+    // not stuck, as long as it progresses).
+    let stall_bound = 100 * u64::from(cluster.config.election_ticks);
+    let bound = 20 * stall_bound;
     let baseline = workload.completed();
     let mut progressed = false;
-    for _ in 0..bound {
-        workload.drive(cluster, if progressed { 0.0 } else { 1.0 });
+    let (mut last_progress, mut last_applied_sum) = (0, 0);
+    for tick in 0..bound {
+        workload.drive(cluster, if progressed { 0.0 } else { 1.0 }, 0.0);
         cluster.step()?;
         progressed = progressed
             || workload
@@ -345,11 +368,19 @@ fn check_liveness(cluster: &mut Cluster, workload: &mut Workload) -> Result<(), 
         if progressed && converged(cluster) {
             return Ok(());
         }
+        let applied_sum = applied_sum(cluster);
+        if applied_sum > last_applied_sum || !progressed {
+            (last_progress, last_applied_sum) = (tick, applied_sum);
+        }
+        if tick - last_progress > stall_bound {
+            break;
+        }
     }
     Err(Violation {
         invariant: "liveness",
         detail: format!(
-            "{bound} ticks after healing: leader {:?}, clients progressed {progressed}, converged {}; nodes: {}",
+            "{} ticks after healing: leader {:?}, clients progressed {progressed}, converged {}; nodes: {}",
+            cluster.now,
             cluster.leader(),
             converged(cluster),
             describe_nodes(cluster)
@@ -376,6 +407,16 @@ fn describe_nodes(cluster: &Cluster) -> String {
         })
         .collect();
     lines.join(" ")
+}
+
+/// Returns the sum of the applied indexes of the live nodes.
+fn applied_sum(cluster: &Cluster) -> u64 {
+    cluster
+        .live_ids()
+        .iter()
+        .filter_map(|&id| cluster.core(id))
+        .map(|core| core.status().applied.0)
+        .sum()
 }
 
 /// Returns whether a leader exists and every member applied its commit.

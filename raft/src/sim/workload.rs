@@ -108,14 +108,19 @@ impl Workload {
     }
 
     /// Consumes the cluster's events, then lets each idle client start an
-    /// operation with probability `rate`.
-    pub fn drive(&mut self, cluster: &mut Cluster, rate: f64) {
+    /// operation with probability `rate`. An idle client first moves to a
+    /// random node with probability `wander` (so clients reach deposed
+    /// leaders and followers, not only the current leader).
+    pub fn drive(&mut self, cluster: &mut Cluster, rate: f64, wander: f64) {
         for event in cluster.take_events() {
             self.on_event(event);
         }
         for slot in 0..self.clients.len() {
             self.check_in_flight(cluster, slot);
             if self.clients[slot].in_flight.is_none() && cluster.rng().random_bool(rate) {
+                if cluster.rng().random_bool(wander) {
+                    self.clients[slot].target = cluster.random_node();
+                }
                 self.start_operation(cluster, slot);
             }
         }

@@ -3,12 +3,22 @@
 //! The core reads through the [`Storage`] trait and the node's owner writes
 //! each `Ready` through [`Storage::persist`], one synced batch per `Ready`
 //! (group commit). [`MemStorage`] keeps everything in memory for tests and
-//! the simulator.
+//! the simulator; `RocksStorage` (feature `node`) keeps it in the process's RocksDB, every
+//! record framed with a crc32 by `codec`.
 
+#[cfg_attr(not(feature = "node"), allow(dead_code))]
+mod codec;
 mod mem;
+#[cfg(feature = "node")]
+mod rocks;
 
 pub use mem::MemStorage;
 pub(crate) use mem::limit_size;
+#[cfg(feature = "node")]
+pub use rocks::{
+    CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CHUNK_RECORD_BYTES_MAX, RocksStorage,
+    SnapshotData,
+};
 
 use bytes::Bytes;
 
@@ -21,8 +31,10 @@ use crate::core::{
 pub struct InitialState {
     /// Term, vote and commit as last persisted.
     pub hard_state: HardState,
-    /// The membership as of the latest snapshot (the core replays the
-    /// membership changes of later committed entries itself).
+    /// The membership as of the latest snapshot, or as of a later applied
+    /// change if the storage saved one ([`Storage::save_membership`]); the
+    /// core replays the membership changes of later committed entries
+    /// itself.
     pub membership: Membership,
 }
 
@@ -103,4 +115,18 @@ pub trait Storage {
 
     /// Makes a batch durable (see [`PersistBatch`] for the order).
     fn persist(&mut self, batch: &PersistBatch<'_>) -> Result<(), StorageError>;
+
+    /// Makes durable `membership`, the membership in force after applying
+    /// the change at `index`. Called by the driver after applying a
+    /// membership change so a restart that resumes after the applied index
+    /// knows it: [`Storage::initial_state`] then returns the later of this
+    /// and the snapshot's membership. The default keeps nothing (storage
+    /// whose restarts replay from the snapshot).
+    fn save_membership(
+        &mut self,
+        _membership: &Membership,
+        _index: LogIndex,
+    ) -> Result<(), StorageError> {
+        Ok(())
+    }
 }

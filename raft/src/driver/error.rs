@@ -1,0 +1,50 @@
+//! Errors a caller of a running node gets (STYLE D: API errors apart from
+//! fatal ones). A fatal storage failure stops the node; callers then see
+//! [`ProposeError::Stopped`].
+
+use thiserror::Error;
+
+use crate::core::NodeId;
+
+/// Why a request to a running node did not succeed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This node does not lead; retry at the hinted leader if any. For a
+    /// proposal this is definite: it was not (and will not be) applied.
+    #[error("not the leader (leader hint: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node believes in.
+        leader_hint: Option<NodeId>,
+    },
+    /// Too many requests are in flight; retry later.
+    #[error("overloaded: {in_flight} requests in flight")]
+    Overloaded {
+        /// The requests in flight when refused.
+        in_flight: usize,
+    },
+    /// No answer within the deadline; a proposal may or may not apply.
+    #[error("timed out after {millis} ms")]
+    Timeout {
+        /// The deadline, in milliseconds.
+        millis: u64,
+    },
+    /// The node has stopped (shutdown or fatal error).
+    #[error("the raft node has stopped")]
+    Stopped,
+    /// The core refused the request (invalid membership change, transfer
+    /// in progress...).
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl ProposeError {
+    /// Maps a core error to the caller-facing one.
+    pub fn from_core(error: crate::core::Error) -> ProposeError {
+        match error {
+            crate::core::Error::NotLeader { leader_hint } => {
+                ProposeError::NotLeader { leader_hint }
+            }
+            other => ProposeError::Refused(other.to_string()),
+        }
+    }
+}

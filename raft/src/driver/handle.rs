@@ -1,0 +1,144 @@
+//! The application's handle on a running node: requests travel to the
+//! node's task over a bounded channel and come back on a oneshot, under a
+//! deadline, so no call hangs forever and a flood of callers gets
+//! `Overloaded` instead of growing memory without bound.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::core::{ConfChange, LogIndex, NodeId, Status};
+use crate::driver::error::ProposeError;
+
+/// The answer to a proposal: where it applied and what applying it said.
+pub type ProposalReply<O> = Result<(LogIndex, O), ProposeError>;
+
+/// A request to the node's task.
+pub enum Request<O> {
+    /// Replicate `data`; answered once applied.
+    Propose {
+        /// The payload.
+        data: Bytes,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ProposalReply<O>>,
+    },
+    /// Change the membership; answered once applied.
+    ConfChange {
+        /// The change.
+        change: ConfChange,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ProposalReply<O>>,
+    },
+    /// Linearizable read barrier; answered once the application applied
+    /// at least the confirmed read index.
+    ReadIndex {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<LogIndex, ProposeError>>,
+    },
+    /// Hand leadership to `target`.
+    TransferLeader {
+        /// The new leader.
+        target: NodeId,
+        /// Where the answer goes (accepted, not completed).
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
+}
+
+/// A cloneable handle on a running node.
+pub struct RaftHandle<O> {
+    requests: mpsc::Sender<Request<O>>,
+    status: watch::Receiver<Status>,
+    timeout: Duration,
+}
+
+impl<O> Clone for RaftHandle<O> {
+    fn clone(&self) -> Self {
+        RaftHandle {
+            requests: self.requests.clone(),
+            status: self.status.clone(),
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl<O: Send + 'static> RaftHandle<O> {
+    /// Returns a handle over the task's request channel and status.
+    pub fn new(
+        requests: mpsc::Sender<Request<O>>,
+        status: watch::Receiver<Status>,
+        timeout: Duration,
+    ) -> Self {
+        RaftHandle {
+            requests,
+            status,
+            timeout,
+        }
+    }
+
+    /// Returns the same handle with another request deadline.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Replicates `data`; returns its index and the application's answer.
+    pub async fn propose(&self, data: Bytes) -> ProposalReply<O> {
+        let (reply, answer) = oneshot::channel();
+        self.call(Request::Propose { data, reply }, answer).await?
+    }
+
+    /// Changes the membership; returns once the change applied.
+    pub async fn propose_conf_change(&self, change: ConfChange) -> ProposalReply<O> {
+        let (reply, answer) = oneshot::channel();
+        self.call(Request::ConfChange { change, reply }, answer)
+            .await?
+    }
+
+    /// Waits until a read at this moment is linearizable: leadership was
+    /// confirmed by a quorum and the application applied up to the commit
+    /// index seen then. Returns that index.
+    pub async fn read_barrier(&self) -> Result<LogIndex, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.call(Request::ReadIndex { reply }, answer).await?
+    }
+
+    /// Starts handing leadership to `target`.
+    pub async fn transfer_leader(&self, target: NodeId) -> Result<(), ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.call(Request::TransferLeader { target, reply }, answer)
+            .await?
+    }
+
+    /// Returns the node's latest status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// Returns a receiver of status changes (for waiting on conditions).
+    pub fn watch_status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    async fn call<T>(
+        &self,
+        request: Request<O>,
+        answer: oneshot::Receiver<T>,
+    ) -> Result<T, ProposeError> {
+        self.requests
+            .try_send(request)
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded {
+                    in_flight: self.requests.max_capacity(),
+                },
+                mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped,
+            })?;
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) => Err(ProposeError::Stopped),
+            Err(_) => Err(ProposeError::Timeout {
+                millis: self.timeout.as_millis() as u64,
+            }),
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The node's Prometheus metrics, derived by the driver after each Ready
+//! (the core emits none). Every series carries `group` and `node`.
+
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+use crate::core::{LogIndex, Message, MessageBody, NodeId, Role, Status};
+use crate::metrics as names;
+
+/// Handles on one node's series.
+pub struct NodeMetrics {
+    group: String,
+    node: String,
+    term: Gauge,
+    is_leader: Gauge,
+    commit_index: Gauge,
+    applied_index: Gauge,
+    log_entries: Gauge,
+    fsync_seconds: Histogram,
+    leader_changes: Counter,
+    snapshot_sent: Counter,
+    snapshot_received: Counter,
+    append_sent: Counter,
+}
+
+impl NodeMetrics {
+    /// Registers the series of node `node` of `group`.
+    pub fn new(group: u64, node: NodeId) -> NodeMetrics {
+        let labels = [("group", group.to_string()), ("node", node.0.to_string())];
+        NodeMetrics {
+            term: gauge!(names::RAFT_TERM, &labels),
+            is_leader: gauge!(names::RAFT_IS_LEADER, &labels),
+            commit_index: gauge!(names::RAFT_COMMIT_INDEX, &labels),
+            applied_index: gauge!(names::RAFT_APPLIED_INDEX, &labels),
+            log_entries: gauge!(names::RAFT_LOG_ENTRIES, &labels),
+            fsync_seconds: histogram!(names::RAFT_FSYNC_DURATION_SECONDS, &labels),
+            leader_changes: counter!(names::RAFT_LEADER_CHANGES_TOTAL, &labels),
+            snapshot_sent: counter!(names::RAFT_SNAPSHOT_SENT_TOTAL, &labels),
+            snapshot_received: counter!(names::RAFT_SNAPSHOT_RECEIVED_TOTAL, &labels),
+            append_sent: counter!(names::RAFT_APPEND_ENTRIES_SENT_TOTAL, &labels),
+            group: group.to_string(),
+            node: node.0.to_string(),
+        }
+    }
+
+    /// Updates the gauges from the node's status.
+    pub fn observe_status(&self, status: &Status, first_index: LogIndex) {
+        self.term.set(status.term.0 as f64);
+        self.is_leader.set(if status.role == Role::Leader {
+            1.0
+        } else {
+            0.0
+        });
+        self.commit_index.set(status.commit.0 as f64);
+        self.applied_index.set(status.applied.0 as f64);
+        self.log_entries
+            .set((status.last_index.0 + 1).saturating_sub(first_index.0) as f64);
+    }
+
+    /// Records one synced write.
+    pub fn fsync(&self, elapsed: Duration) {
+        self.fsync_seconds.record(elapsed.as_secs_f64());
+    }
+
+    /// Counts a proposal outcome (`committed`, `dropped`, `rejected`).
+    pub fn proposal(&self, status: &'static str) {
+        counter!(
+            names::RAFT_PROPOSALS_TOTAL,
+            "group" => self.group.clone(),
+            "node" => self.node.clone(),
+            "status" => status
+        )
+        .increment(1);
+    }
+
+    /// Counts this node becoming leader.
+    pub fn leader_change(&self) {
+        self.leader_changes.increment(1);
+    }
+
+    /// Counts a snapshot installed from the leader.
+    pub fn snapshot_received(&self) {
+        self.snapshot_received.increment(1);
+    }
+
+    /// Counts outgoing appends and snapshot transfers (first chunks).
+    pub fn messages_out(&self, messages: &[Message]) {
+        for message in messages {
+            match &message.body {
+                MessageBody::AppendEntries { .. } => self.append_sent.increment(1),
+                MessageBody::SnapshotChunk { offset: 0, .. } => self.snapshot_sent.increment(1),
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The driver: runs one Raft node as a tokio task (DESIGN.md "Raft",
+//! "Driver"). The application implements [`StateMachine`] and talks to the
+//! node through a [`RaftHandle`]; peers' messages arrive on a bounded
+//! channel fed by the transport.
+
+mod error;
+mod handle;
+mod metrics;
+mod snapshot_store;
+mod state_machine;
+mod task;
+
+pub use error::ProposeError;
+pub use handle::{ProposalReply, RaftHandle, Request};
+pub use snapshot_store::SnapshotStore;
+pub use state_machine::StateMachine;
+pub use task::{NodeOptions, spawn_node};

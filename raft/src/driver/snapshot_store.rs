@@ -1,0 +1,62 @@
+//! What the driver needs from storage beyond the core's [`Storage`]:
+//! turning the application's state into the latest snapshot (compacting
+//! the log) and reading an installed snapshot back, chunk by chunk.
+
+use bytes::Bytes;
+
+use crate::core::{LogIndex, Membership, StorageError};
+use crate::storage::{MemStorage, Storage};
+
+/// Storage that can hold application snapshots.
+///
+/// # Correctness
+/// `compact_to_snapshot` may drop log entries up to `index` only once the
+/// application state at `index` is durable; the chunks must be that state.
+pub trait SnapshotStore: Storage + Send + 'static {
+    /// Records the application's state at `index` as the latest snapshot
+    /// and drops the log entries it covers.
+    fn compact_to_snapshot(
+        &mut self,
+        index: LogIndex,
+        membership: Membership,
+        chunks: &mut dyn Iterator<Item = Bytes>,
+    ) -> Result<(), StorageError>;
+
+    /// Returns the chunks of the latest snapshot, in order.
+    fn snapshot_chunks(&self) -> Box<dyn Iterator<Item = Result<Bytes, StorageError>> + '_>;
+}
+
+impl SnapshotStore for MemStorage {
+    fn compact_to_snapshot(
+        &mut self,
+        index: LogIndex,
+        membership: Membership,
+        chunks: &mut dyn Iterator<Item = Bytes>,
+    ) -> Result<(), StorageError> {
+        let data: Vec<u8> = chunks.flat_map(|chunk| chunk.to_vec()).collect();
+        self.create_snapshot(index, membership, Bytes::from(data));
+        Ok(())
+    }
+
+    fn snapshot_chunks(&self) -> Box<dyn Iterator<Item = Result<Bytes, StorageError>> + '_> {
+        Box::new(std::iter::once(Ok(self.snapshot_data())))
+    }
+}
+
+impl SnapshotStore for crate::storage::RocksStorage {
+    fn compact_to_snapshot(
+        &mut self,
+        index: LogIndex,
+        membership: Membership,
+        chunks: &mut dyn Iterator<Item = Bytes>,
+    ) -> Result<(), StorageError> {
+        self.create_snapshot(index, membership, chunks)
+    }
+
+    fn snapshot_chunks(&self) -> Box<dyn Iterator<Item = Result<Bytes, StorageError>> + '_> {
+        match self.snapshot_data() {
+            Ok(data) => Box::new(data),
+            Err(error) => Box::new(std::iter::once(Err(error))),
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! The task that owns one Raft node: it feeds ticks, peer messages and
+//! application requests into the core and handles each `Ready` per the
+//! contract (persist with one synced write, send, apply, advance).
+//!
+//! Invariants:
+//! - Only this task touches the core, the storage and the state machine.
+//! - Nothing leaves the node (vote, append acknowledgement, proposal
+//!   answer) before the Ready that produced it is durable.
+//! - A proposal is answered once its index is applied: success if the
+//!   applied entry has the proposal's term, `NotLeader` otherwise.
+//! - A read is answered only once the application applied at least the
+//!   read index a heartbeat quorum confirmed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info};
+
+use crate::core::{
+    Config, Entry, EntryKind, LogIndex, Message, Node, NodeId, Ready, Role, Status, StorageError,
+    Term,
+};
+use crate::driver::error::ProposeError;
+use crate::driver::handle::{ProposalReply, RaftHandle, Request};
+use crate::driver::metrics::NodeMetrics;
+use crate::driver::snapshot_store::SnapshotStore;
+use crate::driver::state_machine::StateMachine;
+use crate::transport::Transport;
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The Raft group (a label and a check on peer traffic).
+    pub group: u64,
+    /// The duration of one tick (election timeout and heartbeat are
+    /// counted in ticks by `raft`).
+    pub tick: Duration,
+    /// The core's configuration.
+    pub raft: Config,
+    /// Requests queued before callers get `Overloaded`.
+    pub request_queue: usize,
+    /// Proposals in flight before new ones get `Overloaded`.
+    pub proposals_in_flight_max: usize,
+    /// Deadline of a request made through the handle.
+    pub request_timeout: Duration,
+    /// Take a snapshot (and compact the log) every this many applied
+    /// entries.
+    pub snapshot_interval_entries: u64,
+}
+
+impl NodeOptions {
+    /// Returns production defaults for node `id` of `group`: 100 ms ticks,
+    /// so heartbeats every 100 ms and elections after 1 to 2 s.
+    pub fn new(group: u64, id: NodeId) -> NodeOptions {
+        NodeOptions {
+            group,
+            tick: Duration::from_millis(100),
+            raft: Config::new(id),
+            request_queue: 4096,
+            proposals_in_flight_max: 10_000,
+            request_timeout: Duration::from_secs(5),
+            snapshot_interval_entries: 10_000,
+        }
+    }
+}
+
+/// A proposal waiting for its index to apply.
+struct PendingProposal<O> {
+    term: Term,
+    reply: oneshot::Sender<ProposalReply<O>>,
+}
+
+/// The node's task state.
+pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
+    node: Node<S>,
+    machine: M,
+    transport: Arc<dyn Transport>,
+    inbound: mpsc::Receiver<Message>,
+    requests: mpsc::Receiver<Request<M::Output>>,
+    options: NodeOptions,
+    proposals: BTreeMap<LogIndex, PendingProposal<M::Output>>,
+    /// Reads sent to the core, by context, awaiting quorum confirmation.
+    reads_confirming: BTreeMap<u64, oneshot::Sender<Result<LogIndex, ProposeError>>>,
+    /// Confirmed reads awaiting the application to reach their index.
+    reads_applying: Vec<(LogIndex, oneshot::Sender<Result<LogIndex, ProposeError>>)>,
+    next_read_context: u64,
+    status: watch::Sender<Status>,
+    metrics: NodeMetrics,
+    last_role: Role,
+}
+
+/// Starts a node on the current tokio runtime (multi-threaded: the task
+/// blocks its worker during fsync). Returns the application's handle and
+/// the task, which ends with an error if storage fails.
+pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
+    mut options: NodeOptions,
+    storage: S,
+    mut machine: M,
+    transport: Arc<dyn Transport>,
+    inbound: mpsc::Receiver<Message>,
+) -> Result<
+    (
+        RaftHandle<M::Output>,
+        tokio::task::JoinHandle<Result<(), StorageError>>,
+    ),
+    crate::core::Error,
+> {
+    let snapshot = storage.snapshot_meta();
+    if machine.applied_index() < snapshot.index {
+        restore_machine(&storage, &mut machine, snapshot.index)?;
+    }
+    options.raft.applied = machine.applied_index();
+    let id = options.raft.id;
+    let seed = id.0 ^ u64::from(std::process::id()) ^ nanos_now();
+    let node = Node::new(options.raft.clone(), storage, seed)?;
+    let (status_sender, status_receiver) = watch::channel(node.status());
+    let (request_sender, requests) = mpsc::channel(options.request_queue);
+    let handle = RaftHandle::new(request_sender, status_receiver, options.request_timeout);
+    let metrics = NodeMetrics::new(options.group, id);
+    let task = NodeTask {
+        node,
+        machine,
+        transport,
+        inbound,
+        requests,
+        proposals: BTreeMap::new(),
+        reads_confirming: BTreeMap::new(),
+        reads_applying: Vec::new(),
+        next_read_context: 1,
+        status: status_sender,
+        metrics,
+        last_role: Role::Follower,
+        options,
+    };
+    Ok((handle, tokio::spawn(task.run())))
+}
+
+fn nanos_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+}
+
+fn restore_machine<S: SnapshotStore, M: StateMachine>(
+    storage: &S,
+    machine: &mut M,
+    index: LogIndex,
+) -> Result<(), StorageError> {
+    let mut failure = None;
+    let mut chunks = storage.snapshot_chunks().map_while(|chunk| match chunk {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            failure = Some(error);
+            None
+        }
+    });
+    machine.restore(index, &mut chunks);
+    drop(chunks);
+    failure.map_or(Ok(()), Err)
+}
+
+impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
+    async fn run(mut self) -> Result<(), StorageError> {
+        let mut ticker = tokio::time::interval(self.options.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.node.tick(),
+                Some(message) = self.inbound.recv() => {
+                    self.node.step(message);
+                    while let Ok(message) = self.inbound.try_recv() {
+                        self.node.step(message);
+                    }
+                }
+                request = self.requests.recv() => match request {
+                    Some(request) => {
+                        self.handle_request(request);
+                        while let Ok(request) = self.requests.try_recv() {
+                            self.handle_request(request);
+                        }
+                    }
+                    None => {
+                        info!(group = self.options.group, node = self.options.raft.id.0, "every handle dropped, stopping");
+                        return Ok(());
+                    }
+                },
+            }
+            if let Err(failure) = self.process_readies() {
+                error!(group = self.options.group, node = self.options.raft.id.0, %failure, "storage failed, node stops");
+                return Err(failure);
+            }
+        }
+    }
+
+    fn handle_request(&mut self, request: Request<M::Output>) {
+        match request {
+            Request::Propose { data, reply } => {
+                if self.proposals.len() >= self.options.proposals_in_flight_max {
+                    let _ = reply.send(Err(ProposeError::Overloaded {
+                        in_flight: self.proposals.len(),
+                    }));
+                    return;
+                }
+                match self.node.propose(data) {
+                    Ok(id) => self.track_proposal(id.index, id.term, reply),
+                    Err(error) => self.reject_proposal(reply, error),
+                }
+            }
+            Request::ConfChange { change, reply } => match self.node.propose_conf_change(change) {
+                Ok(id) => self.track_proposal(id.index, id.term, reply),
+                Err(error) => self.reject_proposal(reply, error),
+            },
+            Request::ReadIndex { reply } => {
+                let context = self.next_read_context;
+                self.next_read_context += 1;
+                match self.node.read_index(context) {
+                    Ok(()) => {
+                        self.reads_confirming.insert(context, reply);
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(ProposeError::from_core(error)));
+                    }
+                }
+            }
+            Request::TransferLeader { target, reply } => {
+                let _ = reply.send(
+                    self.node
+                        .transfer_leader(target)
+                        .map_err(ProposeError::from_core),
+                );
+            }
+        }
+    }
+
+    fn track_proposal(
+        &mut self,
+        index: LogIndex,
+        term: Term,
+        reply: oneshot::Sender<ProposalReply<M::Output>>,
+    ) {
+        self.proposals
+            .insert(index, PendingProposal { term, reply });
+    }
+
+    fn reject_proposal(
+        &mut self,
+        reply: oneshot::Sender<ProposalReply<M::Output>>,
+        error: crate::core::Error,
+    ) {
+        self.metrics.proposal("rejected");
+        let _ = reply.send(Err(ProposeError::from_core(error)));
+    }
+
+    /// Handles every pending Ready.
+    fn process_readies(&mut self) -> Result<(), StorageError> {
+        while let Some(ready) = self.node.ready() {
+            self.handle_ready(ready)?;
+        }
+        let status = self.node.status();
+        self.metrics
+            .observe_status(&status, self.node.storage().first_index());
+        self.status.send_replace(status);
+        Ok(())
+    }
+
+    fn handle_ready(&mut self, ready: Ready) -> Result<(), StorageError> {
+        let batch = ready.persist_batch();
+        if !batch.is_empty() {
+            let started = Instant::now();
+            tokio::task::block_in_place(|| self.node.storage_mut().persist(&batch))?;
+            self.metrics.fsync(started.elapsed());
+        }
+        if let Some(soft) = ready.soft_state {
+            self.on_role_change(soft.role);
+        }
+        self.metrics.messages_out(&ready.messages);
+        self.transport.send(ready.messages);
+        if let Some(meta) = &ready.snapshot {
+            info!(
+                group = self.options.group,
+                node = self.options.raft.id.0,
+                index = meta.index.0,
+                "restoring from snapshot"
+            );
+            restore_machine(self.node.storage(), &mut self.machine, meta.index)?;
+            self.metrics.snapshot_received();
+        }
+        self.apply(&ready.committed_entries)?;
+        self.reads_applying
+            .extend(ready.read_states.iter().filter_map(|read| {
+                self.reads_confirming
+                    .remove(&read.context)
+                    .map(|reply| (read.index, reply))
+            }));
+        self.node.advance();
+        self.answer_reads();
+        self.maybe_snapshot()
+    }
+
+    fn on_role_change(&mut self, role: Role) {
+        if self.last_role == Role::Leader && role != Role::Leader {
+            let leader_hint = self.node.status().leader;
+            for (_, reply) in std::mem::take(&mut self.reads_confirming) {
+                let _ = reply.send(Err(ProposeError::NotLeader { leader_hint }));
+            }
+        }
+        if role == Role::Leader && self.last_role != Role::Leader {
+            self.metrics.leader_change();
+        }
+        self.last_role = role;
+    }
+
+    fn apply(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        for entry in entries {
+            let output = self.machine.apply(entry);
+            if entry.kind == EntryKind::ConfChange {
+                let membership = self.node.status().membership;
+                self.node
+                    .storage_mut()
+                    .save_membership(&membership, entry.index)?;
+            }
+            let leader_hint = self.node.status().leader;
+            // Every proposal at or below this index is now decided.
+            while let Some(first) = self.proposals.first_key_value().map(|(&index, _)| index) {
+                if first > entry.index {
+                    break;
+                }
+                let pending = self.proposals.remove(&first).expect("present");
+                if first == entry.index && pending.term == entry.term {
+                    self.metrics.proposal("committed");
+                    let _ = pending.reply.send(Ok((entry.index, output)));
+                    break;
+                }
+                self.metrics.proposal("dropped");
+                let _ = pending
+                    .reply
+                    .send(Err(ProposeError::NotLeader { leader_hint }));
+            }
+        }
+        Ok(())
+    }
+
+    fn answer_reads(&mut self) {
+        let applied = self.machine.applied_index();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reads_applying)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.reads_applying = waiting;
+        for (index, reply) in ready {
+            let _ = reply.send(Ok(index));
+        }
+    }
+
+    /// Snapshots the application and compacts the log once enough entries
+    /// were applied since the last snapshot. The compaction write is
+    /// synced, and the application shares the database's single WAL, so
+    /// the application state it covers is durable first.
+    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+        let applied = self.machine.applied_index();
+        let snapshot_index = self.node.storage().snapshot_meta().index;
+        if applied.0 < snapshot_index.0 + self.options.snapshot_interval_entries {
+            return Ok(());
+        }
+        let membership = self.node.status().membership;
+        let mut chunks = self.machine.snapshot();
+        let storage = self.node.storage_mut();
+        tokio::task::block_in_place(|| {
+            storage.compact_to_snapshot(applied, membership, &mut chunks)
+        })?;
+        info!(
+            group = self.options.group,
+            node = self.options.raft.id.0,
+            index = applied.0,
+            "log compacted to a snapshot"
+        );
+        Ok(())
+    }
+}

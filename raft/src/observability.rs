@@ -1,0 +1,56 @@
+//! The HTTP side of every server process (DESIGN.md "Processes, ports,
+//! observability"): `/metrics` in Prometheus text format, `/healthz`
+//! (the process is up) and `/readyz` (the node knows a leader, so it can
+//! serve or redirect requests), plus the Prometheus recorder install.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Decides whether the process is ready to serve.
+pub type ReadinessProbe = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Installs the process-wide Prometheus recorder with exponential
+/// latency buckets from 100 µs, and describes the raft metrics.
+pub fn install_recorder() -> Result<PrometheusHandle, String> {
+    let buckets: Vec<f64> = (0..16).map(|i| 0.0001 * 2f64.powi(i)).collect();
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&buckets)
+        .map_err(|error| format!("invalid histogram buckets: {error}"))?
+        .install_recorder()
+        .map_err(|error| format!("cannot install the metrics recorder: {error}"))?;
+    crate::metrics::describe();
+    Ok(handle)
+}
+
+/// Returns the router serving `/metrics`, `/healthz` and `/readyz`.
+pub fn router(handle: PrometheusHandle, ready: ReadinessProbe) -> Router {
+    Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route("/healthz", get(|| std::future::ready("ok\n")))
+        .route(
+            "/readyz",
+            get(move || {
+                let answer = if ready() {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "no leader known\n")
+                };
+                std::future::ready(answer)
+            }),
+        )
+}
+
+/// Serves the router on `address` until the process ends.
+pub async fn serve(
+    address: SocketAddr,
+    handle: PrometheusHandle,
+    ready: ReadinessProbe,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    axum::serve(listener, router(handle, ready)).await
+}

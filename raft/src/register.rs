@@ -1,0 +1,251 @@
+//! A replicated register map over RocksDB: the application the
+//! `raft-node` binary, the node benchmark and the integration tests run on
+//! the driver. It keeps its values in the `data` column family and its
+//! applied index in `meta`, written together in one WriteBatch per entry
+//! (DESIGN.md "Storage layout"), so a restart resumes exactly after the
+//! last applied entry.
+//!
+//! Invariants:
+//! - `applied` equals the index stored in `meta` (both change in one
+//!   batch).
+//! - Writes are not synced: the Raft log's next synced write covers them
+//!   (one WAL), and the log is never compacted past an unsynced entry.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rocksdb::{DB, IteratorMode, WriteBatch};
+
+use crate::core::{Entry, EntryKind, LogIndex, StorageError};
+use crate::driver::StateMachine;
+
+/// Column family of the values.
+pub const DATA_CF: &str = "data";
+/// Column family of the applied index.
+pub const META_CF: &str = "meta";
+const APPLIED_KEY: &[u8] = b"applied_index";
+/// Snapshot chunks are cut near this size.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// Keys are at most this long (DESIGN.md "Clients and semantics").
+pub const KEY_BYTES_MAX: usize = 4096;
+
+/// A write to the register map, as carried in a log entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegisterCommand {
+    /// Sets `key` to `value`.
+    Put {
+        /// The key.
+        key: Bytes,
+        /// The value.
+        value: Bytes,
+    },
+    /// Appends `value` to `key`'s value (a missing key is created).
+    Append {
+        /// The key.
+        key: Bytes,
+        /// The suffix.
+        value: Bytes,
+    },
+    /// Removes `key`.
+    Delete {
+        /// The key.
+        key: Bytes,
+    },
+}
+
+impl RegisterCommand {
+    /// Encodes the command: tag, key length (u32 BE), key, value.
+    pub fn encode(&self) -> Bytes {
+        let (tag, key, value) = match self {
+            RegisterCommand::Put { key, value } => (b'P', key, value.as_ref()),
+            RegisterCommand::Append { key, value } => (b'A', key, value.as_ref()),
+            RegisterCommand::Delete { key } => (b'D', key, &[][..]),
+        };
+        let mut buffer = BytesMut::with_capacity(5 + key.len() + value.len());
+        buffer.put_u8(tag);
+        buffer.put_u32(key.len() as u32);
+        buffer.put_slice(key);
+        buffer.put_slice(value);
+        buffer.freeze()
+    }
+
+    /// Decodes a payload; `None` if malformed.
+    pub fn decode(data: &Bytes) -> Option<RegisterCommand> {
+        let tag = *data.first()?;
+        let length = u32::from_be_bytes(data.get(1..5)?.try_into().ok()?) as usize;
+        let key = data.slice(
+            5..5usize
+                .checked_add(length)
+                .filter(|&end| end <= data.len())?,
+        );
+        let value = data.slice(5 + length..);
+        match tag {
+            b'P' => Some(RegisterCommand::Put { key, value }),
+            b'A' => Some(RegisterCommand::Append { key, value }),
+            b'D' => Some(RegisterCommand::Delete { key }),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the register map from any task (the node's task writes it).
+#[derive(Clone)]
+pub struct RegisterReader {
+    db: Arc<DB>,
+}
+
+impl RegisterReader {
+    /// Returns a reader over `db`.
+    pub fn new(db: Arc<DB>) -> RegisterReader {
+        RegisterReader { db }
+    }
+
+    /// Returns the value of `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let data = self
+            .db
+            .cf_handle(DATA_CF)
+            .ok_or_else(|| StorageError::Io("missing data column family".into()))?;
+        self.db
+            .get_cf(data, key)
+            .map_err(|e| io_error("reading a value", e))
+    }
+}
+
+/// The register map of one replica.
+pub struct RegisterMachine {
+    db: Arc<DB>,
+    applied: LogIndex,
+}
+
+fn io_error(context: &str, error: rocksdb::Error) -> StorageError {
+    StorageError::Io(format!("{context}: {error}"))
+}
+
+impl RegisterMachine {
+    /// Opens the register map stored in `db` (which has the `data` and
+    /// `meta` column families).
+    pub fn open(db: Arc<DB>) -> Result<RegisterMachine, StorageError> {
+        let meta = db
+            .cf_handle(META_CF)
+            .ok_or_else(|| StorageError::Io("missing meta column family".into()))?;
+        let applied = match db
+            .get_cf(meta, APPLIED_KEY)
+            .map_err(|e| io_error("reading the applied index", e))?
+        {
+            Some(raw) => LogIndex(u64::from_be_bytes(raw.as_slice().try_into().map_err(
+                |_| StorageError::Corruption {
+                    index: LogIndex(0),
+                    location: format!("{META_CF}/{}", String::from_utf8_lossy(APPLIED_KEY)),
+                    detail: format!("applied index has {} bytes, expected 8", raw.len()),
+                },
+            )?)),
+            None => LogIndex(0),
+        };
+        Ok(RegisterMachine { db, applied })
+    }
+
+    /// Returns the value of `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let data = self.cf(DATA_CF);
+        self.db
+            .get_cf(data, key)
+            .map_err(|e| io_error("reading a value", e))
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are checked at open")
+    }
+
+    fn write(&self, batch: WriteBatch) {
+        // A failed write leaves the replica unable to follow its log: stop.
+        if let Err(error) = self.db.write(batch) {
+            panic!("register map write failed, stopping the node: {error}");
+        }
+    }
+}
+
+impl StateMachine for RegisterMachine {
+    type Output = ();
+
+    fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    fn apply(&mut self, entry: &Entry) {
+        let mut batch = WriteBatch::default();
+        if entry.kind == EntryKind::Normal {
+            match RegisterCommand::decode(&entry.data) {
+                Some(RegisterCommand::Put { key, value }) => {
+                    batch.put_cf(self.cf(DATA_CF), key, value)
+                }
+                Some(RegisterCommand::Append { key, value }) => {
+                    let mut current = self
+                        .get(&key)
+                        .unwrap_or_else(|error| panic!("{error}"))
+                        .unwrap_or_default();
+                    current.extend_from_slice(&value);
+                    batch.put_cf(self.cf(DATA_CF), key, current);
+                }
+                Some(RegisterCommand::Delete { key }) => batch.delete_cf(self.cf(DATA_CF), key),
+                None => {}
+            }
+        }
+        batch.put_cf(self.cf(META_CF), APPLIED_KEY, entry.index.0.to_be_bytes());
+        self.write(batch);
+        self.applied = entry.index;
+    }
+
+    fn snapshot(&self) -> Box<dyn Iterator<Item = Bytes> + '_> {
+        // A RocksDB iterator reads one consistent view (an implicit
+        // snapshot) however long it lives.
+        let mut records = self
+            .db
+            .iterator_cf(self.cf(DATA_CF), IteratorMode::Start)
+            .map_while(Result::ok);
+        Box::new(std::iter::from_fn(move || {
+            let mut chunk = BytesMut::new();
+            for (key, value) in records.by_ref() {
+                chunk.put_u32(key.len() as u32);
+                chunk.put_slice(&key);
+                chunk.put_u32(value.len() as u32);
+                chunk.put_slice(&value);
+                if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
+                    break;
+                }
+            }
+            (!chunk.is_empty()).then(|| chunk.freeze())
+        }))
+    }
+
+    fn restore(&mut self, index: LogIndex, chunks: &mut dyn Iterator<Item = Bytes>) {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.cf(DATA_CF), &[][..], &[0xFFu8; KEY_BYTES_MAX + 1][..]);
+        self.write(batch);
+        for chunk in chunks {
+            let mut batch = WriteBatch::default();
+            let mut rest = &chunk[..];
+            while let Some((key, value, tail)) = split_record(rest) {
+                batch.put_cf(self.cf(DATA_CF), key, value);
+                rest = tail;
+            }
+            self.write(batch);
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(META_CF), APPLIED_KEY, index.0.to_be_bytes());
+        self.write(batch);
+        self.applied = index;
+    }
+}
+
+/// Splits one (key, value) record off a snapshot chunk.
+fn split_record(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let key_length = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let key = bytes.get(4..4 + key_length)?;
+    let rest = &bytes[4 + key_length..];
+    let value_length = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let value = rest.get(4..4 + value_length)?;
+    Some((key, value, &rest[4 + value_length..]))
+}

@@ -1,0 +1,106 @@
+//! The flags every server binary shares (DESIGN.md "Public API": `--id`,
+//! `--listen`, `--http`, `--peers`, `--data-dir`), each also read from the
+//! environment as `KV_<FLAG>`, with defaults that work on one machine.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::core::NodeId;
+
+/// Flags of one replica of a Raft group.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerFlags {
+    /// This replica's id within its group (1, 2, ...; never 0).
+    #[arg(long, env = "KV_ID", default_value_t = 1)]
+    pub id: u64,
+    /// gRPC address (client API and Raft peer traffic).
+    #[arg(long, env = "KV_LISTEN", default_value = "127.0.0.1:7001")]
+    pub listen: SocketAddr,
+    /// HTTP address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "KV_HTTP", default_value = "127.0.0.1:9001")]
+    pub http: SocketAddr,
+    /// Every replica of the group, itself included: ID=HOST:PORT,...
+    /// Used to bootstrap an empty data dir; an existing one wins.
+    #[arg(long, env = "KV_PEERS", default_value = "1=127.0.0.1:7001", value_parser = parse_peers)]
+    pub peers: BTreeMap<NodeId, String>,
+    /// Directory of this replica's RocksDB.
+    #[arg(long, env = "KV_DATA_DIR", default_value = "data/node-1")]
+    pub data_dir: PathBuf,
+}
+
+impl ServerFlags {
+    /// Checks that the flags agree with each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id == 0 {
+            return Err("--id must not be 0".into());
+        }
+        if !self.peers.contains_key(&NodeId(self.id)) {
+            return Err(format!(
+                "--peers must include this replica's id {}",
+                self.id
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `ID=HOST:PORT,...` into an ordered map.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
+    let mut peers = BTreeMap::new();
+    for item in text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
+        let (id, address) = item
+            .split_once('=')
+            .ok_or_else(|| format!("peer `{item}` is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer id `{id}` is not a number"))?;
+        if id == 0 {
+            return Err("peer id 0 is reserved".into());
+        }
+        let address = address.trim();
+        if address
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(format!("peer address `{address}` is not HOST:PORT"));
+        }
+        if peers.insert(NodeId(id), address.to_string()).is_some() {
+            return Err(format!("peer id {id} is listed twice"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("at least one peer is required".into());
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Malformed peer lists are refused with a message naming the problem.
+    #[test]
+    fn peers_parse_and_bad_lists_are_refused() {
+        let peers = parse_peers("1=127.0.0.1:7001, 2=localhost:7002").expect("valid");
+        assert_eq!(peers.len(), 2);
+        assert_eq!(peers[&NodeId(2)], "localhost:7002");
+        for bad in [
+            "",
+            "1",
+            "x=a:1",
+            "0=a:1",
+            "1=a",
+            "1=a:99999",
+            "1=a:1,1=b:2",
+            "1=:5",
+        ] {
+            assert!(parse_peers(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+}
