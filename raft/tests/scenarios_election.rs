@@ -133,7 +133,8 @@ fn votes_sent(cluster: &Cluster) -> u64 {
 // old leader comes back it follows the new one without disrupting it: with
 // PreVote and CheckQuorum the majority's term does not change.
 // Method: 3 nodes; isolate the leader; wait for a leader of a higher term
-// among the other two and for the old leader to step down (CheckQuorum)
+// among the other two and for the old leader to step down (CheckQuorum);
+// keep it isolated for 10 more election timeouts, in which it campaigns
 // without raising its term (PreVote); heal and run 20 election timeouts,
 // checking after each tick that the new leader keeps leading its term and
 // no term passes it; finally the old leader follows and a put commits on
@@ -169,6 +170,7 @@ fn leader_is_reelected_after_leader_loss() {
             election_timeouts(&cluster, 2) + 1,
             |c| role_of(c, old) != Role::Leader,
         )?;
+        cluster.run_ticks(election_timeouts(&cluster, 10))?;
         ensure(cluster.term_of(old) == old_term, || {
             format!(
                 "isolated node {old} raised its term from {old_term} to {}",

@@ -20,9 +20,10 @@ use rand::Rng;
 type Put = (ProposalId, String, String);
 
 /// Probability of a crash at each crash point of a Ready in the tests
-/// with crashes inside the Ready loop: with 3 to 5 nodes handling a few
-/// Readies per tick each, a node crashes every few dozen ticks.
-const CRASH_IN_READY: f64 = 0.003;
+/// with crashes inside the Ready loop: a node handles a Ready every tick
+/// or two (two crash points each), so some node of the cluster crashes
+/// every few dozen ticks.
+const CRASH_IN_READY: f64 = 0.01;
 
 /// A cluster driven the way the lab's tests drive theirs: nodes are
 /// connected or not, and up or held down by the scenario; a node crashed

@@ -351,7 +351,7 @@ fn snapshots_install_after_repeated_crashes() {
 // Ports: 6.824 lab 2D TestSnapshotInstallCrash; Raft paper §7; etcd's
 // Ready contract.
 #[test]
-#[ignore = "fails at SEED=1: a put is not applied by 3 nodes within 500 ticks while crashes keep hitting the Ready loop; open (session note)"]
+#[ignore = "SEED=1: with 64-byte chunks a follower crashing every ~55 ticks never finishes a ~140-tick snapshot transfer, which restarts at offset 0 after each restart; resuming from the staged offset is open"]
 fn snapshots_survive_crashes_inside_the_ready_loop() {
     let faults = Faults {
         crash: true,

@@ -1,7 +1,10 @@
 //! A small DSL for named scenario tests on the simulated cluster, in the
 //! spirit of TigerBeetle's `replica_test.zig`: partition, isolate, heal,
 //! crash, restart, propose, and wait on conditions with tick deadlines.
-//! Every wait returns an error naming what did not happen in time.
+//! Every wait returns an error naming what did not happen in time. Under
+//! crashes and unreliable networks, puts are re-proposed until acknowledged
+//! (`put_acknowledged`), and the fate of each put can be checked on every
+//! member once they caught up (`expect_put_outcome`).
 
 use std::collections::BTreeSet;
 
