@@ -20,7 +20,13 @@
 //!             count:u64 config*  count:u64 session*
 //! config   := num:u64 gid:u64{shard_count} groups
 //! session  := client_id:u64 last_seq:u64 (0 num:u64 | 1 admin_error)
+//! config_record  := "SCCF" version:u16=1 shard_count:u32 config
+//! session_record := "SCSS" version:u16=1 last_seq:u64 (0 num:u64 | 1 admin_error)
 //! ```
+//!
+//! The two records are what the server stores per configuration and per
+//! client in RocksDB (`store_rocks.rs`), so an applied entry writes only
+//! what it changed.
 //!
 //! Admin error tags are listed in [`encode_admin_error`].
 //!
@@ -45,6 +51,10 @@ use crate::types::{Config, ConfigNum, GroupId, ShardId};
 const REQUEST_MAGIC: [u8; 4] = *b"SCRQ";
 /// The magic that opens an encoded snapshot.
 const SNAPSHOT_MAGIC: [u8; 4] = *b"SCSN";
+/// The magic that opens a stored configuration record.
+const CONFIG_MAGIC: [u8; 4] = *b"SCCF";
+/// The magic that opens a stored session record.
+const SESSION_MAGIC: [u8; 4] = *b"SCSS";
 /// The only format version this build writes and reads.
 const FORMAT_VERSION: u16 = 1;
 
@@ -309,28 +319,38 @@ pub(crate) fn encode_snapshot(state: &ControllerState) -> Vec<u8> {
     writer.u32(state.shard_count());
     writer.count(state.history().len());
     for config in state.history() {
-        writer.u64(config.num.0);
-        for gid in &config.shards {
-            writer.u64(gid.0);
-        }
-        encode_groups(&mut writer, &config.groups);
+        encode_config(&mut writer, config);
     }
     writer.count(state.sessions().len());
     for (client_id, session) in state.sessions() {
         writer.u64(*client_id);
-        writer.u64(session.last_seq());
-        match session.reply() {
-            Ok(num) => {
-                writer.u8(REPLY_OK);
-                writer.u64(num.0);
-            }
-            Err(error) => {
-                writer.u8(REPLY_ERR);
-                encode_admin_error(&mut writer, error);
-            }
-        }
+        encode_session(&mut writer, session);
     }
     writer.bytes
+}
+
+/// Writes a configuration as its number, its shard table and its groups.
+fn encode_config(writer: &mut Writer, config: &Config) {
+    writer.u64(config.num.0);
+    for gid in &config.shards {
+        writer.u64(gid.0);
+    }
+    encode_groups(writer, &config.groups);
+}
+
+/// Writes a session as its last seq and its recorded reply.
+fn encode_session(writer: &mut Writer, session: &Session) {
+    writer.u64(session.last_seq());
+    match session.reply() {
+        Ok(num) => {
+            writer.u8(REPLY_OK);
+            writer.u64(num.0);
+        }
+        Err(error) => {
+            writer.u8(REPLY_ERR);
+            encode_admin_error(writer, error);
+        }
+    }
 }
 
 /// Decodes exactly one snapshot written by [`encode_snapshot`] and checks
@@ -351,19 +371,24 @@ fn decode_history(reader: &mut Reader<'_>, shard_count: u32) -> Result<Vec<Confi
     let count = reader.count(shard_bytes.saturating_add(16))?;
     let mut history = Vec::with_capacity(count);
     for _ in 0..count {
-        let num = ConfigNum(reader.u64()?);
-        let mut shards = Vec::with_capacity(shard_count as usize);
-        for _ in 0..shard_count {
-            shards.push(GroupId(reader.u64()?));
-        }
-        let groups = decode_groups(reader)?;
-        history.push(Config {
-            num,
-            shards,
-            groups,
-        });
+        history.push(decode_config(reader, shard_count)?);
     }
     Ok(history)
+}
+
+/// Reads a configuration written by [`encode_config`].
+fn decode_config(reader: &mut Reader<'_>, shard_count: u32) -> Result<Config, DecodeError> {
+    let num = ConfigNum(reader.u64()?);
+    let mut shards = Vec::with_capacity(shard_count as usize);
+    for _ in 0..shard_count {
+        shards.push(GroupId(reader.u64()?));
+    }
+    let groups = decode_groups(reader)?;
+    Ok(Config {
+        num,
+        shards,
+        groups,
+    })
 }
 
 fn decode_sessions(reader: &mut Reader<'_>) -> Result<BTreeMap<u64, Session>, DecodeError> {
@@ -378,15 +403,67 @@ fn decode_sessions(reader: &mut Reader<'_>) -> Result<BTreeMap<u64, Session>, De
             return Err(DecodeError::UnorderedKeys { offset });
         }
         previous = Some(client_id);
-        let last_seq = reader.u64()?;
-        let reply: RecordedReply = match reader.u8()? {
-            REPLY_OK => Ok(ConfigNum(reader.u64()?)),
-            REPLY_ERR => Err(decode_admin_error(reader)?),
-            tag => return Err(reader.unknown_tag("reply", tag)),
-        };
-        sessions.insert(client_id, Session::new(last_seq, reply));
+        sessions.insert(client_id, decode_session(reader)?);
     }
     Ok(sessions)
+}
+
+/// Reads a session written by [`encode_session`].
+fn decode_session(reader: &mut Reader<'_>) -> Result<Session, DecodeError> {
+    let last_seq = reader.u64()?;
+    let reply: RecordedReply = match reader.u8()? {
+        REPLY_OK => Ok(ConfigNum(reader.u64()?)),
+        REPLY_ERR => Err(decode_admin_error(reader)?),
+        tag => return Err(reader.unknown_tag("reply", tag)),
+    };
+    Ok(Session::new(last_seq, reply))
+}
+
+/// Returns the stored record of one configuration (the `data` column
+/// family of the server's RocksDB; see `store_rocks.rs`).
+pub(crate) fn encode_config_record(config: &Config) -> Vec<u8> {
+    let mut writer = Writer::default();
+    writer.header(CONFIG_MAGIC);
+    // Shard tables are as long as the shard count, a u32 at bootstrap.
+    writer.u32(config.shards.len() as u32);
+    encode_config(&mut writer, config);
+    writer.bytes
+}
+
+/// Decodes exactly one record written by [`encode_config_record`]. The
+/// configuration's invariants are checked when the whole state is
+/// assembled (`ControllerState::from_parts`).
+pub(crate) fn decode_config_record(bytes: &[u8]) -> Result<Config, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    reader.header(CONFIG_MAGIC)?;
+    let shard_count = reader.u32()?;
+    if (shard_count as usize).saturating_mul(8) > reader.remaining() {
+        return Err(DecodeError::Truncated {
+            offset: reader.offset,
+            needed: (shard_count as usize).saturating_mul(8) - reader.remaining(),
+        });
+    }
+    let config = decode_config(&mut reader, shard_count)?;
+    reader.finish()?;
+    Ok(config)
+}
+
+/// Returns the stored record of one client session (the `meta` column
+/// family; the client id is in the key).
+pub(crate) fn encode_session_record(session: &Session) -> Vec<u8> {
+    let mut writer = Writer::default();
+    writer.header(SESSION_MAGIC);
+    encode_session(&mut writer, session);
+    writer.bytes
+}
+
+/// Decodes exactly one record written by [`encode_session_record`].
+pub(crate) fn decode_session_record(bytes: &[u8]) -> Result<Session, DecodeError> {
+    let mut reader = Reader::new(bytes);
+    reader.header(SESSION_MAGIC)?;
+    let session = decode_session(&mut reader)?;
+    reader.finish()?;
+    Ok(session)
 }
 
 /// Writes an admin error as its tag then its fields. The tags are part of the

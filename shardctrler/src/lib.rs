@@ -1,9 +1,9 @@
-//! Shard controller: the configuration state machine and its server (issue 5).
+//! Shard controller: the configuration state machine and its server.
 //!
 //! The controller holds the numbered configurations that say which replica
-//! group owns each shard (DESIGN.md, "Sharding and configurations"). This
-//! crate has, so far, only its pure part, which every replica runs
-//! deterministically on the committed log:
+//! group owns each shard (DESIGN.md, "Sharding and configurations"). Its
+//! pure part, which every replica runs deterministically on the committed
+//! log:
 //!
 //! - [`types`]: ids ([`GroupId`], [`ShardId`], [`ConfigNum`]) and [`Config`].
 //! - [`rebalance`](mod@rebalance): deterministic minimal-movement rebalancing.
@@ -15,19 +15,39 @@
 //! - `codec` (private): the versioned binary format of requests and
 //!   snapshots.
 //!
+//! Its I/O shell, which the `shardctrler` binary runs:
+//!
+//! - [`store_rocks`]: [`ControllerStore`], the driver's state machine over
+//!   RocksDB (one WriteBatch per entry with the applied index).
+//! - [`shared`]: [`SharedState`], the applied state the service reads.
+//! - [`service`]: [`CtrlerService`], the `kv.v1.ShardCtrler` gRPC service.
+//! - [`convert`]: wire messages to and from the controller's types.
+//! - [`server`]: [`Replica`], a running replica (node, gRPC server).
+//! - [`metrics`]: the `shardctrler_*` metric names.
+//!
 //! The design decisions (rebalancing rules, error replies, encoding) are in
 //! docs/shardctrler.md.
 
 pub mod command;
+pub mod convert;
 pub mod error;
+pub mod metrics;
 pub mod rebalance;
+pub mod server;
+pub mod service;
+pub mod shared;
 pub mod state_machine;
+pub mod store_rocks;
 pub mod types;
 
 mod codec;
 
 pub use command::{Command, Request};
-pub use error::{AdminError, DecodeError};
+pub use error::{AdminError, DecodeError, StartError};
 pub use rebalance::rebalance;
+pub use server::{Replica, ReplicaOptions};
+pub use service::CtrlerService;
+pub use shared::SharedState;
 pub use state_machine::{ControllerState, RecordedReply, Session};
+pub use store_rocks::ControllerStore;
 pub use types::{Config, ConfigNum, GroupId, ShardId};

@@ -1,0 +1,54 @@
+//! Metric names of the shard controller (STYLE.md F), described at startup
+//! by [`describe`]. Every series carries the label `node`; the request
+//! series add `op` (`join`, `leave`, `move`, `query`, `watch`) and the
+//! counter adds `status` (see [`status_label`](crate::service)).
+//!
+//! The raft crate's metrics (`raft_*`) come with the node; these cover the
+//! controller's own state and its public API.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// Gauge: the number of the latest configuration this replica applied.
+pub const SHARDCTRLER_CONFIG_NUM: &str = "shardctrler_config_num";
+/// Gauge: the groups in the latest configuration this replica applied.
+pub const SHARDCTRLER_GROUPS: &str = "shardctrler_groups";
+/// Counter: requests answered, by `op` and `status`.
+pub const SHARDCTRLER_REQUESTS_TOTAL: &str = "shardctrler_requests_total";
+/// Histogram: time to answer a request, by `op`, in seconds.
+pub const SHARDCTRLER_REQUEST_DURATION_SECONDS: &str = "shardctrler_request_duration_seconds";
+
+/// Every metric name above, for tests that scrape `/metrics`.
+pub const CONTROLLER_METRICS: &[&str] = &[
+    SHARDCTRLER_CONFIG_NUM,
+    SHARDCTRLER_GROUPS,
+    SHARDCTRLER_REQUESTS_TOTAL,
+    SHARDCTRLER_REQUEST_DURATION_SECONDS,
+];
+
+/// Describes every controller metric (unit and help text) to the recorder.
+pub fn describe() {
+    describe_gauge!(
+        SHARDCTRLER_CONFIG_NUM,
+        "The number of the latest configuration this replica applied."
+    );
+    describe_gauge!(
+        SHARDCTRLER_GROUPS,
+        "The replica groups in the latest configuration this replica applied."
+    );
+    describe_counter!(
+        SHARDCTRLER_REQUESTS_TOTAL,
+        "Controller requests answered, by operation and outcome."
+    );
+    describe_histogram!(
+        SHARDCTRLER_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to answer a controller request, by operation."
+    );
+}
+
+/// Sets the configuration gauges of `node` from its latest configuration.
+pub(crate) fn observe_config(node: u64, num: u64, groups: usize) {
+    let node = node.to_string();
+    metrics::gauge!(SHARDCTRLER_CONFIG_NUM, "node" => node.clone()).set(num as f64);
+    metrics::gauge!(SHARDCTRLER_GROUPS, "node" => node).set(groups as f64);
+}
