@@ -1,1 +1,23 @@
-//! Client library and kvctl (later issue).
+//! Client library of the sharded key/value store, and the `kvctl` command
+//! line (`src/bin/kvctl.rs`).
+//!
+//! - [`ctrler`]: [`CtrlerClient`], the client of the shard controller group:
+//!   leader discovery, retries under a deadline, at-most-once writes through
+//!   a `(client_id, seq)` session, and [`ConfigStream`], the reconnecting
+//!   configuration watch.
+//! - [`retry`]: [`Backoff`], capped exponential delays cut to a deadline.
+//! - [`error`]: [`ClientError`].
+//! - [`format`]: human (table) and JSON renderings of a configuration.
+//!
+//! The data half (routing keys to groups, `Get`/`Put`/`Append`/`Delete`)
+//! comes with the shard servers. This crate depends on `proto` only
+//! (DESIGN.md "Parts and where they live").
+
+pub mod ctrler;
+pub mod error;
+pub mod format;
+pub mod retry;
+
+pub use ctrler::{ConfigStream, CtrlerClient, CtrlerClientOptions};
+pub use error::ClientError;
+pub use retry::Backoff;

@@ -1,0 +1,198 @@
+//! `kvctl`: the command line of the sharded key/value store. This is its
+//! admin half: join, leave, move, query and watch configurations of the
+//! shard controller. Output is a table by default, JSON with `--json`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use client::format::{config_json, config_table};
+use client::{ClientError, CtrlerClient, CtrlerClientOptions};
+use proto::kv::v1 as pb;
+
+/// Exit code when the controller refused the request (bad input).
+const EXIT_REFUSED: u8 = 1;
+/// Exit code when no controller replica answered within the timeout.
+const EXIT_UNAVAILABLE: u8 = 3;
+/// Exit code for any other failure (bad address, server error).
+const EXIT_ERROR: u8 = 4;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  refused by the controller (invalid input, unknown gid, ...); nothing changed
+  2  bad command line
+  3  no controller replica answered within --timeout (a write may or may not
+     have applied; it never applies twice)
+  4  other error (bad address, unexpected server answer)";
+
+/// Admin commands of the shard controller.
+#[derive(Parser, Debug)]
+#[command(name = "kvctl", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    /// Controller replicas, HOST:PORT,... (any of them; the leader is found).
+    #[arg(
+        long,
+        env = "KV_CTRLER",
+        default_value = "127.0.0.1:7001",
+        value_delimiter = ',',
+        global = true
+    )]
+    ctrler: Vec<String>,
+    /// Print JSON (one object per configuration) instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Give up after this many seconds, all retries included.
+    #[arg(long, env = "KV_TIMEOUT", default_value_t = 10.0, global = true)]
+    timeout: f64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Add replica groups and rebalance: GID=HOST:PORT[,HOST:PORT...] ...
+    Join {
+        /// Groups to add, each GID=HOST:PORT[,HOST:PORT...].
+        #[arg(required = true, value_parser = parse_group)]
+        groups: Vec<(u64, Vec<String>)>,
+    },
+    /// Remove replica groups and rebalance their shards onto the others.
+    Leave {
+        /// Gids of the groups to remove.
+        #[arg(required = true)]
+        gids: Vec<u64>,
+    },
+    /// Give one shard to one group (no rebalancing).
+    Move {
+        /// The shard to move.
+        shard: u32,
+        /// The group that will own it.
+        gid: u64,
+    },
+    /// Show configuration NUM, or the latest (also for -1 or a number past it).
+    Query {
+        /// The configuration number.
+        #[arg(allow_negative_numbers = true)]
+        num: Option<i64>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Print each configuration as it commits, until interrupted.
+    Watch {
+        /// Start at this configuration number (default: the latest).
+        #[arg(long)]
+        from: Option<u64>,
+    },
+}
+
+/// Parses `GID=HOST:PORT[,HOST:PORT...]`.
+fn parse_group(text: &str) -> Result<(u64, Vec<String>), String> {
+    let (gid, servers) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not GID=HOST:PORT[,HOST:PORT...]"))?;
+    let gid: u64 = gid
+        .trim()
+        .parse()
+        .map_err(|_| format!("gid `{gid}` is not a number"))?;
+    let servers: Vec<String> = servers
+        .split(',')
+        .map(str::trim)
+        .filter(|server| !server.is_empty())
+        .map(str::to_string)
+        .collect();
+    if servers.is_empty() {
+        return Err(format!("group {gid} lists no servers"));
+    }
+    Ok((gid, servers))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Ok(deadline) = Duration::try_from_secs_f64(cli.timeout) else {
+        eprintln!("kvctl: --timeout must be a non-negative number of seconds");
+        return ExitCode::from(2);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts on a supported OS");
+    match runtime.block_on(run(&cli, deadline)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("kvctl: {error}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn exit_code(error: &ClientError) -> u8 {
+    match error {
+        ClientError::InvalidArgument { .. } => EXIT_REFUSED,
+        ClientError::DeadlineExceeded { .. } => EXIT_UNAVAILABLE,
+        ClientError::InvalidAddress { .. } | ClientError::Server { .. } => EXIT_ERROR,
+    }
+}
+
+async fn run(cli: &Cli, deadline: Duration) -> Result<(), ClientError> {
+    let options = CtrlerClientOptions {
+        deadline,
+        attempt_timeout: deadline.min(Duration::from_secs(3)),
+        ..CtrlerClientOptions::default()
+    };
+    let mut client = CtrlerClient::new(&cli.ctrler, options)?;
+    let config = match &cli.command {
+        Command::Join { groups } => {
+            let mut by_gid = BTreeMap::new();
+            for (gid, servers) in groups {
+                if by_gid.insert(*gid, servers.clone()).is_some() {
+                    return Err(ClientError::InvalidArgument {
+                        message: format!("group {gid} is given more than once"),
+                    });
+                }
+            }
+            client.join(by_gid).await?
+        }
+        Command::Leave { gids } => client.leave(gids.clone()).await?,
+        Command::Move { shard, gid } => client.move_shard(*shard, *gid).await?,
+        Command::Query { num } => client.query(num.unwrap_or(-1)).await?,
+        Command::Config {
+            command: ConfigCommand::Watch { from },
+        } => return watch(&mut client, *from, cli.json).await,
+    };
+    print_config(&config, cli.json);
+    Ok(())
+}
+
+/// Prints configurations as they commit, from `from` or the latest.
+async fn watch(
+    client: &mut CtrlerClient,
+    from: Option<u64>,
+    json: bool,
+) -> Result<(), ClientError> {
+    let from = match from {
+        Some(from) => from,
+        None => client.query(-1).await?.num,
+    };
+    let mut stream = client.watch(from);
+    loop {
+        let config = stream.next().await?;
+        print_config(&config, json);
+    }
+}
+
+fn print_config(config: &pb::Config, json: bool) {
+    if json {
+        println!("{}", config_json(config));
+    } else {
+        println!("{}", config_table(config));
+    }
+}
