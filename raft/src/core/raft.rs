@@ -128,7 +128,9 @@ impl<S: Storage> Raft<S> {
             read_states: Vec::new(),
             lead_transferee: None,
             pending_conf_index: LogIndex(0),
-            incoming_snapshot: None,
+            incoming_snapshot: initial
+                .staged_snapshot
+                .map(|(meta, next_offset)| IncomingSnapshot { meta, next_offset }),
             snapshot_chunks: Vec::new(),
             config,
         };

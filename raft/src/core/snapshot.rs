@@ -7,6 +7,9 @@
 //! - Chunks are staged strictly in order from offset 0; a chunk that does
 //!   not continue the staged data (or fails its crc32) is refused and the
 //!   follower asks for the offset it expects.
+//! - A follower that restarts mid-transfer resumes after the bytes it had
+//!   staged durably (`InitialState::staged_snapshot`): the leader, which
+//!   restarts its own side at offset 0, is told the offset to continue at.
 //! - A snapshot at or below the follower's commit index is never installed:
 //!   it would roll committed state back.
 //! - A snapshot whose last entry the follower's log already holds is not

@@ -129,6 +129,10 @@ impl Storage for MemStorage {
         Ok(InitialState {
             hard_state: self.hard_state,
             membership: self.snapshot.membership.clone(),
+            staged_snapshot: self
+                .staged
+                .as_ref()
+                .map(|(meta, data)| (meta.clone(), data.len() as u64)),
         })
     }
 

@@ -36,6 +36,11 @@ pub struct InitialState {
     /// core replays the membership changes of later committed entries
     /// itself.
     pub membership: Membership,
+    /// The snapshot being received when the node stopped and the bytes of
+    /// it staged durably, so the transfer resumes where it broke instead
+    /// of starting over (a node that restarts more often than a whole
+    /// transfer takes would otherwise never finish one).
+    pub staged_snapshot: Option<(SnapshotMeta, u64)>,
 }
 
 /// Everything one `Ready` asks to make durable, applied in this order:

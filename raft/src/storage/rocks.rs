@@ -638,6 +638,11 @@ impl Storage for RocksStorage {
         Ok(InitialState {
             hard_state: self.cache.hard_state,
             membership,
+            staged_snapshot: self
+                .cache
+                .staged
+                .as_ref()
+                .map(|staged| (staged.meta.clone(), staged.size_bytes)),
         })
     }
 

@@ -91,7 +91,8 @@ fn reopen_reads_everything_back() {
     let initial = storage.initial_state().expect("initial state");
     assert_eq!(initial.hard_state, state);
     assert_eq!(initial.membership, voters(&[1, 2, 3]));
-    // The staged transfer continues where it stopped.
+    // The staged transfer is reported, so the core resumes it at byte 7.
+    assert_eq!(initial.staged_snapshot, Some((staged.clone(), 7)));
     let last = [chunk(&staged, 7, b"data", true)];
     storage
         .persist(&PersistBatch {
