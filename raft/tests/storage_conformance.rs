@@ -521,7 +521,10 @@ fn staged_bytes_are_reported_by_initial_state<B: Backend>() {
     let initial = storage.initial_state().expect("initial state");
     assert_eq!(initial.staged_snapshot, None, "nothing staged yet");
     let meta = snapshot_meta(10, 3, voters(&[1]));
-    let chunks = [chunk(&meta, 0, b"abc", false), chunk(&meta, 3, b"de", false)];
+    let chunks = [
+        chunk(&meta, 0, b"abc", false),
+        chunk(&meta, 3, b"de", false),
+    ];
     stage(storage, &chunks).expect("stage");
     let initial = storage.initial_state().expect("initial state");
     assert_eq!(initial.staged_snapshot, Some((meta.clone(), 5)));
