@@ -22,7 +22,9 @@
 //! - A snapshot is the encoded [`ControllerState`] (`codec.rs`), cut into
 //!   chunks. The state is held whole in memory anyway (it is small: one
 //!   shard table per configuration), so the snapshot is too; a restore
-//!   treats the chunks as one byte stream, whatever their boundaries.
+//!   treats the chunks as one byte stream, whatever their boundaries. An
+//!   empty snapshot is the bootstrap one (`RocksStorage::bootstrap` records
+//!   the membership at index 1 with no data): it restores the initial state.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -172,12 +174,18 @@ impl StateMachine for ControllerStore {
 
     fn restore(&mut self, index: LogIndex, chunks: &mut dyn Iterator<Item = Bytes>) {
         let bytes: Vec<u8> = chunks.flat_map(|chunk| chunk.to_vec()).collect();
-        let state = ControllerState::decode_snapshot(&bytes).unwrap_or_else(|error| {
-            panic!(
-                "snapshot at index {} is corrupt, stopping the node: {error}",
-                index.0
-            )
-        });
+        let state = if bytes.is_empty() {
+            // The bootstrap snapshot (index 1, membership only) has no
+            // data; every snapshot this store makes has at least a header.
+            ControllerState::new(self.shared.read(ControllerState::shard_count))
+        } else {
+            ControllerState::decode_snapshot(&bytes).unwrap_or_else(|error| {
+                panic!(
+                    "snapshot at index {} is corrupt, stopping the node: {error}",
+                    index.0
+                )
+            })
+        };
         let mut batch = WriteBatch::default();
         clear_prefix(&self.db, &mut batch, CF_DATA, PREFIX_CONFIG);
         clear_prefix(&self.db, &mut batch, CF_META, PREFIX_SESSION);

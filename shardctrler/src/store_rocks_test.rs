@@ -111,3 +111,14 @@ fn the_stored_shard_count_wins_over_the_option() {
     let store = ControllerStore::open(storage.db(), 64, 1).expect("reopen");
     assert_eq!(store.shared().read(ControllerState::shard_count), 10);
 }
+
+// Goal: the bootstrap snapshot (membership only, no data) restores the
+// initial state, as the driver does on a freshly bootstrapped data dir.
+#[test]
+fn an_empty_snapshot_restores_the_initial_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = open(dir.path());
+    store.restore(LogIndex(1), &mut std::iter::empty());
+    assert_eq!(store.applied_index(), LogIndex(1));
+    assert_eq!(store.shared().read(Clone::clone), ControllerState::new(10));
+}

@@ -1,0 +1,192 @@
+//! The `kv.v1.ShardCtrler` wire contract of a three-replica controller of
+//! real processes: at-most-once replies, refusals as `INVALID_ARGUMENT`,
+//! leader-only queries with a leader hint, the Watch stream, and the
+//! metrics on `/metrics`.
+
+mod harness;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use harness::{Cluster, DEADLINE, groups, servers, wait_for};
+use proto::kv::v1 as pb;
+use tonic::Code;
+
+const SHARDS: u32 = 10;
+
+fn join_request(gids: &[u64], client_id: u64, seq: u64) -> pb::JoinRequest {
+    pb::JoinRequest {
+        groups: gids
+            .iter()
+            .map(|gid| {
+                let list = pb::ServerList {
+                    servers: servers(*gid),
+                };
+                (*gid, list)
+            })
+            .collect(),
+        client_id,
+        seq,
+    }
+}
+
+// Goal: a repeated (client_id, seq) gets the first answer and applies
+// nothing, refusals included; an older seq is refused (DESIGN.md "Public
+// API"). Method: raw requests to the leader, repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_request_gets_its_first_answer() {
+    let cluster = Cluster::start(SHARDS).await;
+    let mut raw = cluster.raw(cluster.wait_for_leader().await).await;
+    let first = raw.join(join_request(&[1], 77, 1)).await.expect("join");
+    let again = raw.join(join_request(&[1], 77, 1)).await.expect("repeat");
+    assert_eq!(first.get_ref(), again.get_ref());
+    assert_eq!(first.get_ref().config.as_ref().map(|c| c.num), Some(1));
+    let leave = pb::LeaveRequest {
+        gids: vec![9],
+        client_id: 77,
+        seq: 2,
+    };
+    let refused = raw.leave(leave.clone()).await.expect_err("unknown gid");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    raw.join(join_request(&[9], 88, 1)).await.expect("join 9");
+    let refused_again = raw.leave(leave).await.expect_err("recorded refusal");
+    assert_eq!(refused_again.message(), refused.message());
+    let stale = raw
+        .join(join_request(&[5], 77, 1))
+        .await
+        .expect_err("stale");
+    assert_eq!(stale.code(), Code::InvalidArgument);
+    let latest = raw
+        .query(pb::QueryRequest { num: -1 })
+        .await
+        .expect("query");
+    assert_eq!(latest.get_ref().config.as_ref().map(|c| c.num), Some(2));
+}
+
+// Goal: bad admin input is refused with INVALID_ARGUMENT and a message, and
+// changes nothing (DESIGN.md "Sharding and configurations").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_admin_input_is_refused_and_changes_nothing() {
+    let cluster = Cluster::start(SHARDS).await;
+    let mut ck = cluster.client();
+    let joined = ck.join(groups(&[1])).await.expect("join 1");
+    let mut raw = cluster.raw(cluster.wait_for_leader().await).await;
+    let mut empty_servers = join_request(&[2], 5, 4);
+    empty_servers.groups.insert(2, pb::ServerList::default());
+    let refusals = [
+        raw.join(join_request(&[1], 5, 1)).await.err(),
+        raw.join(join_request(&[0], 5, 2)).await.err(),
+        raw.join(join_request(&[], 5, 3)).await.err(),
+        raw.join(empty_servers).await.err(),
+        raw.leave(pb::LeaveRequest {
+            gids: vec![3],
+            client_id: 5,
+            seq: 5,
+        })
+        .await
+        .err(),
+        raw.r#move(pb::MoveRequest {
+            shard: SHARDS,
+            gid: 1,
+            client_id: 5,
+            seq: 6,
+        })
+        .await
+        .err(),
+        raw.join(join_request(&[2], 0, 1)).await.err(),
+        raw.query(pb::QueryRequest { num: -2 }).await.err(),
+    ];
+    for (index, refusal) in refusals.into_iter().enumerate() {
+        let status = refusal.unwrap_or_else(|| panic!("request {index} was accepted"));
+        assert_eq!(status.code(), Code::InvalidArgument, "request {index}");
+        assert!(
+            !status.message().is_empty(),
+            "request {index} has a message"
+        );
+    }
+    assert_eq!(ck.query(-1).await.expect("latest"), joined);
+}
+
+// Goal: only the leader answers Query; a follower says WRONG_LEADER and
+// names the leader's host:port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_redirects_queries_to_the_leader() {
+    let cluster = Cluster::start(SHARDS).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.follower().await;
+    let mut raw = cluster.raw(follower).await;
+    wait_for("the follower to know the leader", DEADLINE, || {
+        let mut raw = raw.clone();
+        let expected = cluster.grpc[leader].clone();
+        async move {
+            let reply = raw.query(pb::QueryRequest { num: -1 }).await;
+            reply.is_ok_and(|reply| {
+                let reply = reply.into_inner();
+                reply.status == pb::Status::WrongLeader as i32 && reply.leader_hint == expected
+            })
+        }
+    })
+    .await;
+    let reply = raw.join(join_request(&[1], 6, 1)).await.expect("join");
+    assert_eq!(reply.get_ref().status, pb::Status::WrongLeader as i32);
+    assert_eq!(reply.get_ref().leader_hint, cluster.grpc[leader]);
+}
+
+// Goal: Watch streams every configuration from `from_num` in order, those
+// committed before the call and those after, from any replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_each_configuration_as_it_commits() {
+    let cluster = Cluster::start(SHARDS).await;
+    let mut ck = cluster.client();
+    ck.join(groups(&[1])).await.expect("join 1");
+    let mut raw = cluster.raw(cluster.follower().await).await;
+    let mut stream = raw
+        .watch(pb::WatchRequest { from_num: 1 })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut created = vec![ck.query(1).await.expect("config 1")];
+    created.push(ck.join(groups(&[2])).await.expect("join 2"));
+    created.push(ck.move_shard(0, 2).await.expect("move"));
+    created.push(ck.leave(vec![1]).await.expect("leave 1"));
+    for expected in &created {
+        let next = tokio::time::timeout(DEADLINE, stream.message())
+            .await
+            .expect("a configuration in time")
+            .expect("stream healthy")
+            .expect("stream open");
+        assert_eq!(&next, expected);
+    }
+}
+
+/// Returns the body of `GET /metrics` at `address`.
+fn scrape(address: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to /metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+}
+
+// Goal: every documented controller metric is exported, next to the raft
+// ones. Method: a few requests, then scrape the leader's /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_exported() {
+    let cluster = Cluster::start(SHARDS).await;
+    let mut ck = cluster.client();
+    ck.join(groups(&[1])).await.expect("join");
+    ck.query(-1).await.expect("query");
+    let leader = cluster.wait_for_leader().await;
+    let body = scrape(&cluster.http[leader]);
+    for name in shardctrler::metrics::CONTROLLER_METRICS {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+    assert!(body.contains("shardctrler_config_num{node=\""), "{body}");
+    assert!(body.contains("raft_term"), "{body}");
+}
