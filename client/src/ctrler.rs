@@ -350,9 +350,9 @@ async fn send(mut client: ShardCtrlerClient<Channel>, call: &Call) -> Result<Rou
     let reply = match call {
         Call::Join(request) => client.join(request.clone()).await?.into_inner(),
         Call::Leave(request) => client.leave(request.clone()).await?.into_inner(),
-        Call::Move(request) => client.r#move(request.clone()).await?.into_inner(),
+        Call::Move(request) => client.r#move(*request).await?.into_inner(),
         Call::Query(request) => {
-            let reply = client.query(request.clone()).await?.into_inner();
+            let reply = client.query(*request).await?.into_inner();
             return Ok(Routed {
                 status: reply.status,
                 leader_hint: reply.leader_hint,

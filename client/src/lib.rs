@@ -6,7 +6,7 @@
 //!   a `(client_id, seq)` session, and [`ConfigStream`], the reconnecting
 //!   configuration watch.
 //! - [`retry`]: [`Backoff`], capped exponential delays cut to a deadline.
-//! - [`error`]: [`ClientError`].
+//! - [`error`]: [`ClientError`], why a call failed.
 //! - [`format`]: human (table) and JSON renderings of a configuration.
 //!
 //! The data half (routing keys to groups, `Get`/`Put`/`Append`/`Delete`)
