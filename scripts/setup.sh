@@ -7,7 +7,16 @@ set -euo pipefail
 missing=()
 command -v c++ >/dev/null 2>&1 || missing+=(g++)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
-ldconfig -p 2>/dev/null | grep -q 'libclang' || missing+=(libclang-dev)
+# bindgen (via clang-sys) needs the unversioned libclang.so or libclang-N.so
+# that only the -dev package ships; the runtime libclang-cpp does not count.
+has_libclang() {
+  [[ -n "${LIBCLANG_PATH:-}" ]] && return 0
+  compgen -G '/usr/lib/llvm-*/lib/libclang.so' >/dev/null ||
+    compgen -G '/usr/lib/*/libclang.so' >/dev/null ||
+    compgen -G '/usr/lib/*/libclang-[0-9]*.so' >/dev/null ||
+    compgen -G '/usr/lib64/libclang.so' >/dev/null
+}
+has_libclang || missing+=(libclang-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
