@@ -164,7 +164,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "SEED={} tick={} {} profile={:?} replay: cargo run -p raft --features sim --bin raft-sim -- --seed {}",
+            "SEED={} tick={} {} profile={:?} replay: cargo run --release -p raft --no-default-features --features sim --bin raft-sim -- --seed {}",
             self.seed, self.tick, self.violation, self.profile, self.seed
         )
     }
