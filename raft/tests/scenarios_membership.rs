@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use common::{election_timeouts, ensure, node_after, run_seeds};
 use raft::core::{ConfChange, Membership, NodeId, ProposalId, Role, Term};
-use raft::sim::cluster::{Cluster, ClusterConfig};
+use raft::sim::cluster::{Cluster, ClusterConfig, NodeEvent};
 use raft::sim::network::NetworkFaults;
 use raft::sim::scenario::ScenarioResult;
 
@@ -266,5 +266,76 @@ fn leadership_transfer_catches_up_a_lagging_target_first() {
                 format!("new leader has k{i}={value:?}")
             })
         })
+    });
+}
+
+// Goal: a leader that removed itself, and so counts only the voter left,
+// never answers a read on its own: that voter is another node, which may
+// already lead a newer term and have committed writes the removed leader
+// has not seen.
+// Method: 2 voters; RemoveNode(leader) proposed at the leader; the moment
+// the leader applies its removal (voters now the other node only, the
+// leader still leading for its hand-off) it is isolated, so the other node
+// neither learns the removal committed nor answers any heartbeat. A read
+// requested at the removed leader then must not be released for several
+// election timeouts.
+// Found by: swarm SEED=6362 (a group grown from 1 voter to {1, 2}, then
+// shrunk to {2} by removing leader 1, which answered a read at once with
+// the single-voter fast path after node 2 had committed a write in a newer
+// term).
+#[test]
+fn removed_leader_does_not_answer_reads_alone() {
+    run_seeds(&[1, 2, 3, 4], |seed| {
+        let mut cluster = cluster(2, seed);
+        let deadline = election_timeouts(&cluster, 10);
+        cluster.put_committed("k0", "v0", 2, deadline)?;
+        let leader = cluster.wait_for_leader(deadline)?;
+        let removal = ConfChange::RemoveNode(leader);
+        let mut proposed = false;
+        let removed_in_time = |c: &Cluster| {
+            c.core(leader)
+                .is_some_and(|core| in_effect(&core.status().membership, removal))
+        };
+        for _ in 0..deadline {
+            if removed_in_time(&cluster) {
+                break;
+            }
+            if !proposed {
+                proposed = cluster.propose_conf_change(leader, removal).is_ok();
+            }
+            cluster.run_ticks(1)?;
+        }
+        ensure(removed_in_time(&cluster), || {
+            format!("node {leader} did not apply its own removal")
+        })?;
+        cluster.isolate(leader);
+        let status = cluster.core(leader).expect("live").status();
+        ensure(status.role == Role::Leader, || {
+            format!("node {leader} stopped leading at once: {status:?}")
+        })?;
+        ensure(status.membership.voters.len() == 1, || {
+            format!("expected one voter left, got {:?}", status.membership)
+        })?;
+        cluster.take_events();
+        const CONTEXT: u64 = 6362;
+        cluster
+            .core_mut(leader)
+            .expect("live")
+            .read_index(CONTEXT)
+            .map_err(|error| format!("read refused: {error}"))?;
+        for _ in 0..election_timeouts(&cluster, 5) {
+            cluster.run_ticks(1)?;
+            let released = cluster.take_events().into_iter().any(|event| {
+                matches!(event, NodeEvent::ReadReady { node, read }
+                    if node == leader && read.context == CONTEXT)
+            });
+            ensure(!released, || {
+                format!(
+                    "removed leader {leader} answered a read alone at tick {}",
+                    cluster.now
+                )
+            })?;
+        }
+        Ok(())
     });
 }

@@ -38,3 +38,16 @@ fn swarm_seeds_500_to_750_hold_every_invariant() {
 fn swarm_seeds_750_to_1000_hold_every_invariant() {
     run_range(750, 1000);
 }
+
+// SEED=6362 (one initial voter, grown and shrunk by membership changes
+// under crashes): a removed leader handing off to the single voter left
+// answered a read alone, with the single-voter fast path, after that voter
+// had committed a write in a newer term. Replayed through the same entry
+// point as `raft-sim --seed 6362`; see also
+// `removed_leader_does_not_answer_reads_alone`.
+#[test]
+fn swarm_seed_6362_removed_leader_reads_stay_linearizable() {
+    if let Err(failure) = run_seed(6362) {
+        panic!("{failure}");
+    }
+}

@@ -21,6 +21,14 @@ impl<S: Storage> Raft<S> {
         if !self.is_promotable() {
             return;
         }
+        if self.has_unapplied_conf_changes() {
+            debug!(
+                node = self.id.0,
+                term = self.term.0,
+                "not campaigning: a committed membership change is not applied yet"
+            );
+            return;
+        }
         let vote_term = if pre_vote {
             self.become_pre_candidate();
             Term(self.term.0 + 1)

@@ -9,6 +9,10 @@
 //!   change bug, Ongaro 2015).
 //! - A change takes effect when applied, on every replica at the same
 //!   point of the log.
+//! - A node does not campaign while a committed membership change is not
+//!   yet applied (etcd's rule): until it is, its view of the voters may be
+//!   stale (after a restart it starts from the snapshot's membership), and
+//!   a node counting the wrong voters could win an election alone.
 //! - The last voter cannot be removed.
 //! - A leader that removes itself keeps leading, counting only the new
 //!   voters and taking no proposals, and transfers leadership to the most
@@ -41,6 +45,32 @@ impl<S: Storage> Raft<S> {
         let index = self.propose(EntryKind::ConfChange, change.encode())?;
         self.pending_conf_index = index;
         Ok(index)
+    }
+
+    /// Returns whether a membership change in `(applied, committed]` is
+    /// still to be applied, reading the log in pages.
+    pub fn has_unapplied_conf_changes(&self) -> bool {
+        const PAGE_BYTES: u64 = 1 << 20;
+        let high = self.log.committed.next();
+        let mut low = self.log.applied.next().max(self.log.first_index());
+        while low < high {
+            let entries = match self.log.slice(low, high, PAGE_BYTES) {
+                Ok(entries) => entries,
+                // Compacted meanwhile: a snapshot covers (and set) it.
+                Err(_) => return false,
+            };
+            if entries
+                .iter()
+                .any(|entry| entry.kind == EntryKind::ConfChange)
+            {
+                return true;
+            }
+            match entries.last() {
+                Some(last) => low = last.index.next(),
+                None => return false,
+            }
+        }
+        false
     }
 
     fn validate_conf_change(&self, change: ConfChange) -> Result<(), Error> {

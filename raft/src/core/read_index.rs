@@ -4,7 +4,9 @@
 //!
 //! Invariants:
 //! - A read is released only after a quorum of voters answered a heartbeat
-//!   sent after the read was registered.
+//!   sent after the read was registered. The leader's own acknowledgement
+//!   counts only if it is a voter: a removed leader still handing off needs
+//!   a quorum of the remaining voters, even when one voter remains.
 //! - A new leader registers reads only once an entry of its own term is
 //!   committed (until then its commit index may be stale); earlier reads
 //!   wait.
@@ -87,11 +89,15 @@ impl<S: Storage> Raft<S> {
 
     fn register_read(&mut self, context: u64) {
         let index = self.log.committed;
-        if self.membership.voters.len() <= 1 {
+        let own_id = self.id;
+        // Only a leader that is itself the sole voter is its own quorum. A
+        // removed leader still handing off may see one voter left, but that
+        // voter is another node, which may already lead a newer term: the
+        // read must be confirmed by it like any other.
+        if self.membership.voters.len() == 1 && self.membership.voters.contains(&own_id) {
             self.read_states.push(ReadState { index, context });
             return;
         }
-        let own_id = self.id;
         let read = PendingRead {
             round: self.read_only.next_round,
             index,
