@@ -1,7 +1,8 @@
 //! The HTTP side of every server process (DESIGN.md "Processes, ports,
 //! observability"): `/metrics` in Prometheus text format, `/healthz`
 //! (the process is up) and `/readyz` (the node knows a leader, so it can
-//! serve or redirect requests), plus the Prometheus recorder install.
+//! serve or redirect requests), plus the Prometheus recorder install and
+//! the log subscriber every server binary starts with.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,16 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Decides whether the process is ready to serve.
 pub type ReadinessProbe = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// Installs the process's log subscriber: one line per event on stderr,
+/// filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
 
 /// Installs the process-wide Prometheus recorder with exponential
 /// latency buckets from 100 µs, and describes the raft metrics.

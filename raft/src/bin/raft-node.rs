@@ -183,11 +183,7 @@ impl ShardKv for RegisterService {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    raft::observability::init_logging();
     if let Err(message) = args.server.validate() {
         eprintln!("raft-node: {message}");
         return ExitCode::from(EXIT_CONFIG);
