@@ -268,13 +268,12 @@ fn load_state(db: &DB, shard_count: u32) -> Result<ControllerState, StorageError
         .map_err(|error| decode_failure(b"controller state", &error))
 }
 
+/// One stored (key, value) pair.
+type Record = (Vec<u8>, Vec<u8>);
+
 /// Returns every (key, value) of `name` whose key starts with `prefix`, in
 /// key order.
-fn scan_prefix(
-    db: &DB,
-    name: &str,
-    prefix: &[u8],
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+fn scan_prefix(db: &DB, name: &str, prefix: &[u8]) -> Result<Vec<Record>, StorageError> {
     let mut records = Vec::new();
     let mode = IteratorMode::From(prefix, Direction::Forward);
     for item in db.iterator_cf(cf(db, name), mode) {

@@ -120,11 +120,7 @@ async fn history_and_sessions_survive_killing_every_replica() {
         client_id: 4242,
         seq: 1,
     };
-    let first = raw
-        .r#move(request.clone())
-        .await
-        .expect("move")
-        .into_inner();
+    let first = raw.r#move(request).await.expect("move").into_inner();
     assert_eq!(first.status, pb::Status::Ok as i32);
     for replica in 0..harness::REPLICAS {
         cluster.kill(replica);

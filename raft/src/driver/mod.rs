@@ -14,4 +14,4 @@ pub use error::ProposeError;
 pub use handle::{ProposalReply, RaftHandle, Request};
 pub use snapshot_store::SnapshotStore;
 pub use state_machine::StateMachine;
-pub use task::{NodeOptions, spawn_node};
+pub use task::{NodeJoinHandle, NodeOptions, spawn_node};

@@ -91,6 +91,9 @@ pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
     last_role: Role,
 }
 
+/// The node's task: it ends with an error if storage fails.
+pub type NodeJoinHandle = tokio::task::JoinHandle<Result<(), StorageError>>;
+
 /// Starts a node on the current tokio runtime (multi-threaded: the task
 /// blocks its worker during fsync). Returns the application's handle and
 /// the task, which ends with an error if storage fails.
@@ -100,13 +103,7 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
     mut machine: M,
     transport: Arc<dyn Transport>,
     inbound: mpsc::Receiver<Message>,
-) -> Result<
-    (
-        RaftHandle<M::Output>,
-        tokio::task::JoinHandle<Result<(), StorageError>>,
-    ),
-    crate::core::Error,
-> {
+) -> Result<(RaftHandle<M::Output>, NodeJoinHandle), crate::core::Error> {
     let snapshot = storage.snapshot_meta();
     if machine.applied_index() < snapshot.index {
         restore_machine(&storage, &mut machine, snapshot.index)?;
