@@ -15,6 +15,31 @@ use tonic::Code;
 
 const SHARDS: u32 = 10;
 
+/// Sends one request to the current leader and returns its refusal, or
+/// `None` if it was accepted. A reply that is not `OK` (the replica lost
+/// leadership meanwhile) is sent again to the new leader, a bounded
+/// number of times.
+macro_rules! refusal {
+    ($cluster:expr, |$raw:ident| $call:expr) => {{
+        let mut outcome = None;
+        for _ in 0..20 {
+            let mut $raw = $cluster.raw($cluster.wait_for_leader().await).await;
+            match $call.await {
+                Err(status) => {
+                    outcome = Some(Some(status));
+                    break;
+                }
+                Ok(reply) if reply.get_ref().status != pb::Status::Ok as i32 => continue,
+                Ok(_) => {
+                    outcome = Some(None);
+                    break;
+                }
+            }
+        }
+        outcome.expect("a leader answered within 20 attempts")
+    }};
+}
+
 fn join_request(gids: &[u64], client_id: u64, seq: u64) -> pb::JoinRequest {
     pb::JoinRequest {
         groups: gids
@@ -71,31 +96,26 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
     let cluster = Cluster::start(SHARDS).await;
     let mut ck = cluster.client();
     let joined = ck.join(groups(&[1])).await.expect("join 1");
-    let mut raw = cluster.raw(cluster.wait_for_leader().await).await;
     let mut empty_servers = join_request(&[2], 5, 4);
     empty_servers.groups.insert(2, pb::ServerList::default());
     let refusals = [
-        raw.join(join_request(&[1], 5, 1)).await.err(),
-        raw.join(join_request(&[0], 5, 2)).await.err(),
-        raw.join(join_request(&[], 5, 3)).await.err(),
-        raw.join(empty_servers).await.err(),
-        raw.leave(pb::LeaveRequest {
+        refusal!(cluster, |raw| raw.join(join_request(&[1], 5, 1))),
+        refusal!(cluster, |raw| raw.join(join_request(&[0], 5, 2))),
+        refusal!(cluster, |raw| raw.join(join_request(&[], 5, 3))),
+        refusal!(cluster, |raw| raw.join(empty_servers.clone())),
+        refusal!(cluster, |raw| raw.leave(pb::LeaveRequest {
             gids: vec![3],
             client_id: 5,
             seq: 5,
-        })
-        .await
-        .err(),
-        raw.r#move(pb::MoveRequest {
+        })),
+        refusal!(cluster, |raw| raw.r#move(pb::MoveRequest {
             shard: SHARDS,
             gid: 1,
             client_id: 5,
             seq: 6,
-        })
-        .await
-        .err(),
-        raw.join(join_request(&[2], 0, 1)).await.err(),
-        raw.query(pb::QueryRequest { num: -2 }).await.err(),
+        })),
+        refusal!(cluster, |raw| raw.join(join_request(&[2], 0, 1))),
+        refusal!(cluster, |raw| raw.query(pb::QueryRequest { num: -2 })),
     ];
     for (index, refusal) in refusals.into_iter().enumerate() {
         let status = refusal.unwrap_or_else(|| panic!("request {index} was accepted"));
