@@ -339,3 +339,61 @@ fn removed_leader_does_not_answer_reads_alone() {
         Ok(())
     });
 }
+
+// Goal: a leader that committed its own removal and crashed before the
+// last voter heard of the commit does not strand that voter. Back as a
+// follower with a longer log, the removed node refuses its vote (its log is
+// more up to date), and the voter, still on the old membership, needs that
+// vote; it must learn the commit from the refusal, apply the change and
+// lead alone.
+// Method: 2 voters; RemoveNode(leader) proposed at the leader; once the
+// follower holds the change, the link leader -> follower is cut so it
+// never hears the commit; the leader appends one more entry, applies its
+// removal, crashes and restarts; links heal. The follower must lead
+// within 10 election timeouts with itself the only voter, and a put
+// commits. (Found by the swarm, SEED=14477.)
+// Ports: Raft dissertation §4.2.2 (removing the current leader).
+#[test]
+fn removed_leader_crashing_after_commit_does_not_strand_the_last_voter() {
+    run_seeds(&[1, 2, 3, 4], |seed| {
+        let mut cluster = cluster(2, seed);
+        let deadline = election_timeouts(&cluster, 10);
+        cluster.put_committed("k0", "v0", 2, deadline)?;
+        let leader = cluster.wait_for_leader(deadline)?;
+        let follower = if leader == NodeId(1) {
+            NodeId(2)
+        } else {
+            NodeId(1)
+        };
+        let removal = ConfChange::RemoveNode(leader);
+        let change = cluster
+            .propose_conf_change(leader, removal)
+            .map_err(|error| format!("removal refused: {error}"))?;
+        cluster.wait_until("the follower holds the removal", deadline, |c| {
+            c.core(follower)
+                .is_some_and(|core| core.status().last_index >= change.index)
+        })?;
+        cluster.network.cut_link(leader, follower);
+        cluster.propose_put(leader, "k1", "never committed")?;
+        cluster.wait_until("the leader applies its removal", deadline, |c| {
+            c.core(leader)
+                .is_some_and(|core| in_effect(&core.status().membership, removal))
+        })?;
+        let stale = cluster.core(follower).expect("live").status();
+        ensure(stale.commit < change.index, || {
+            format!("the follower learned the commit too early: {stale:?}")
+        })?;
+        cluster.crash(leader);
+        cluster.restart(leader);
+        cluster.heal();
+        cluster.wait_until("the last voter leads", deadline, |c| {
+            c.core(follower).is_some_and(|core| {
+                let status = core.status();
+                status.role == Role::Leader
+                    && status.membership.voters == BTreeSet::from([follower])
+            })
+        })?;
+        cluster.put_committed("k2", "v2", 1, deadline)?;
+        Ok(())
+    });
+}

@@ -51,3 +51,16 @@ fn swarm_seed_6362_removed_leader_reads_stay_linearizable() {
         panic!("{failure}");
     }
 }
+
+// SEED=14477 (liveness): a leader that removed itself crashed after its
+// removal committed but before the last voter heard of the commit; back as
+// a follower with a longer log it refused its vote, and the voter, still on
+// the old membership, could not be elected. Vote answers now carry the
+// commit index; see also
+// `removed_leader_crashing_after_commit_does_not_strand_the_last_voter`.
+#[test]
+fn swarm_seed_14477_last_voter_is_not_stranded_by_a_removed_leader() {
+    if let Err(failure) = run_seed(14477) {
+        panic!("{failure}");
+    }
+}

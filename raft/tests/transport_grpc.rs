@@ -186,6 +186,8 @@ fn every_message() -> Vec<Message> {
         MessageBody::VoteResponse {
             pre_vote: false,
             granted: true,
+            commit: LogIndex(7),
+            commit_term: Term(2),
         },
         MessageBody::AppendResponse {
             rejected: true,

@@ -11,7 +11,7 @@ use tracing::{debug, info};
 use crate::core::message::{Message, MessageBody};
 use crate::core::quorum::{VoteResult, vote_result};
 use crate::core::raft::{Raft, Role};
-use crate::core::types::Term;
+use crate::core::types::{LogIndex, NodeId, Term};
 use crate::storage::Storage;
 
 impl<S: Storage> Raft<S> {
@@ -115,25 +115,54 @@ impl<S: Storage> Raft<S> {
             || (self.vote.is_none() && self.leader.is_none())
             || (pre_vote && message.term > self.term);
         if can_vote && self.log.is_up_to_date(last_index, last_term) {
-            self.send_with_term(
-                message.from,
-                message.term,
-                MessageBody::VoteResponse {
-                    pre_vote,
-                    granted: true,
-                },
-            );
+            self.send_vote_response(message.from, message.term, pre_vote, true);
             if !pre_vote {
                 self.election_elapsed = 0;
                 self.vote = Some(message.from);
             }
         } else {
-            self.send(
-                message.from,
-                MessageBody::VoteResponse {
-                    pre_vote,
-                    granted: false,
-                },
+            self.send_vote_response(message.from, self.term, pre_vote, false);
+        }
+    }
+
+    /// Sends a (pre-)vote answer carrying our commit index and its term.
+    pub(crate) fn send_vote_response(
+        &mut self,
+        to: NodeId,
+        term: Term,
+        pre_vote: bool,
+        granted: bool,
+    ) {
+        let committed = self.log.committed;
+        let (commit, commit_term) = match self.log.term(committed) {
+            Ok(commit_term) => (committed, commit_term),
+            Err(_) => (LogIndex(0), Term(0)),
+        };
+        self.send_with_term(
+            to,
+            term,
+            MessageBody::VoteResponse {
+                pre_vote,
+                granted,
+                commit,
+                commit_term,
+            },
+        );
+    }
+
+    /// Commits up to a peer's commit index when our log holds the entry
+    /// there with the same term: by Log Matching our prefix up to it is
+    /// the committed one. Without this a voter that missed the commit of
+    /// its leader's self-removal can wait forever for that leader's vote:
+    /// the removed node, back as a follower with a longer log, refuses it,
+    /// and the survivor may not campaign on the new membership before it
+    /// knows the change committed.
+    pub fn learn_commit(&mut self, commit: LogIndex, commit_term: Term) {
+        if commit > self.log.committed && self.log.maybe_commit(commit, commit_term) {
+            debug!(
+                node = self.id.0,
+                commit = commit.0,
+                "learned the commit index from a vote response"
             );
         }
     }

@@ -41,6 +41,12 @@ pub enum MessageBody {
         pre_vote: bool,
         /// Whether the vote is granted.
         granted: bool,
+        /// The responder's commit index (0 when it cannot name its term).
+        commit: LogIndex,
+        /// The term of the entry at `commit`: a candidate whose log holds
+        /// that entry holds the whole committed prefix (Log Matching) and
+        /// may commit it, even with no leader to tell it.
+        commit_term: Term,
     },
     /// Log entries after `prev_index`, and the leader's commit index.
     AppendEntries {

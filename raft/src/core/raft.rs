@@ -292,7 +292,13 @@ impl<S: Storage> Raft<S> {
         let from = message.from;
         match message.body {
             MessageBody::RequestVote { .. } => self.on_request_vote(message),
-            MessageBody::VoteResponse { pre_vote, granted } => {
+            MessageBody::VoteResponse {
+                pre_vote,
+                granted,
+                commit,
+                commit_term,
+            } => {
+                self.learn_commit(commit, commit_term);
                 self.on_vote_response(from, pre_vote, granted)
             }
             MessageBody::AppendEntries { .. } => self.on_append_entries(message),
@@ -346,6 +352,7 @@ impl<S: Storage> Raft<S> {
             MessageBody::VoteResponse {
                 pre_vote: true,
                 granted: true,
+                ..
             } => {}
             MessageBody::AppendEntries { .. }
             | MessageBody::Heartbeat { .. }
@@ -377,13 +384,7 @@ impl<S: Storage> Raft<S> {
                 );
             }
             MessageBody::RequestVote { pre_vote: true, .. } => {
-                self.send(
-                    message.from,
-                    MessageBody::VoteResponse {
-                        pre_vote: true,
-                        granted: false,
-                    },
-                );
+                self.send_vote_response(message.from, self.term, true, false);
             }
             _ => debug!(
                 from = message.from.0,

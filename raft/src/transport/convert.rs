@@ -58,9 +58,17 @@ fn body_to_proto(body: MessageBody) -> Body {
             pre_vote,
             leadership_transfer,
         }),
-        MessageBody::VoteResponse { pre_vote, granted } => {
-            Body::VoteResponse(pb::VoteResponse { pre_vote, granted })
-        }
+        MessageBody::VoteResponse {
+            pre_vote,
+            granted,
+            commit,
+            commit_term,
+        } => Body::VoteResponse(pb::VoteResponse {
+            pre_vote,
+            granted,
+            commit: commit.0,
+            commit_term: commit_term.0,
+        }),
         MessageBody::AppendEntries {
             prev_index,
             prev_term,
@@ -125,6 +133,8 @@ fn body_from_proto(body: Body) -> Result<MessageBody, ConvertError> {
         Body::VoteResponse(response) => MessageBody::VoteResponse {
             pre_vote: response.pre_vote,
             granted: response.granted,
+            commit: LogIndex(response.commit),
+            commit_term: Term(response.commit_term),
         },
         Body::AppendEntries(append) => append_from_proto(append)?,
         Body::AppendResponse(response) => MessageBody::AppendResponse {

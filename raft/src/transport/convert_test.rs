@@ -72,10 +72,14 @@ fn every_body() -> Vec<MessageBody> {
         MessageBody::VoteResponse {
             pre_vote: true,
             granted: false,
+            commit: LogIndex(12),
+            commit_term: Term(4),
         },
         MessageBody::VoteResponse {
             pre_vote: false,
             granted: true,
+            commit: LogIndex(0),
+            commit_term: Term(0),
         },
         MessageBody::AppendEntries {
             prev_index: LogIndex(7),
