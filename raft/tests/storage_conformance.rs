@@ -134,6 +134,19 @@ fn stage(storage: &mut impl Storage, chunks: &[SnapshotChunk]) -> Result<(), Sto
     })
 }
 
+/// Persists the final `chunks` of the snapshot `meta` and installs it.
+fn install(
+    storage: &mut impl Storage,
+    chunks: &[SnapshotChunk],
+    meta: &SnapshotMeta,
+) -> Result<(), StorageError> {
+    storage.persist(&PersistBatch {
+        snapshot_chunks: chunks,
+        snapshot: Some(meta),
+        ..PersistBatch::default()
+    })
+}
+
 /// Returns the whole data of the snapshot at `index`, read through
 /// `snapshot_chunk` in pieces of `bytes_max`.
 fn read_snapshot(storage: &impl Storage, index: LogIndex, bytes_max: u64) -> Vec<u8> {
@@ -448,21 +461,15 @@ fn install_without_staged_chunks_is_unavailable<B: Backend>() {
     let mut fixture = Fixture::<B>::new(voters(&[1]));
     let storage = &mut fixture.storage;
     let meta = snapshot_meta(10, 3, voters(&[1]));
-    let install = |storage: &mut B, meta: &SnapshotMeta| {
-        storage.persist(&PersistBatch {
-            snapshot: Some(meta),
-            ..PersistBatch::default()
-        })
-    };
     assert_eq!(
-        install(storage, &meta),
+        install(storage, &[], &meta),
         Err(StorageError::SnapshotUnavailable(LogIndex(10)))
     );
     // Chunks of another snapshot do not make this one installable.
     let other = snapshot_meta(12, 3, voters(&[1]));
     stage(storage, &[chunk(&other, 0, b"data", true)]).expect("stage");
     assert_eq!(
-        install(storage, &meta),
+        install(storage, &[], &meta),
         Err(StorageError::SnapshotUnavailable(LogIndex(10)))
     );
     assert_eq!(storage.snapshot_meta(), snapshot_meta(1, 1, voters(&[1])));
@@ -482,13 +489,7 @@ fn chunk_not_following_the_staged_data_is_refused<B: Backend>() {
     assert!(stage(storage, &[chunk(&other, 4, b"x", false)]).is_err());
     // The staged data is intact: the right next chunk completes it.
     let last = [chunk(&meta, 4, b"efgh", true)];
-    storage
-        .persist(&PersistBatch {
-            snapshot_chunks: &last,
-            snapshot: Some(&meta),
-            ..PersistBatch::default()
-        })
-        .expect("install");
+    install(storage, &last, &meta).expect("install");
     assert_eq!(read_snapshot(storage, LogIndex(10), 100), b"abcdefgh");
 }
 
@@ -500,13 +501,7 @@ fn chunk_at_offset_zero_restarts_staging<B: Backend>() {
     stage(storage, &[chunk(&old, 0, b"old data, longer", false)]).expect("stage");
     // The leader restarts the transfer with a newer snapshot.
     let chunks = [chunk(&new, 0, b"new", false), chunk(&new, 3, b"!", true)];
-    storage
-        .persist(&PersistBatch {
-            snapshot_chunks: &chunks,
-            snapshot: Some(&new),
-            ..PersistBatch::default()
-        })
-        .expect("install");
+    install(storage, &chunks, &new).expect("install");
     assert_eq!(storage.snapshot_meta(), new);
     assert_eq!(read_snapshot(storage, LogIndex(10), 2), b"new!");
 }
@@ -529,13 +524,7 @@ fn staged_bytes_are_reported_by_initial_state<B: Backend>() {
     let initial = storage.initial_state().expect("initial state");
     assert_eq!(initial.staged_snapshot, Some((meta.clone(), 5)));
     let last = [chunk(&meta, 5, b"f", true)];
-    storage
-        .persist(&PersistBatch {
-            snapshot_chunks: &last,
-            snapshot: Some(&meta),
-            ..PersistBatch::default()
-        })
-        .expect("install");
+    install(storage, &last, &meta).expect("install");
     let initial = storage.initial_state().expect("initial state");
     assert_eq!(initial.staged_snapshot, None, "installed, nothing staged");
 }

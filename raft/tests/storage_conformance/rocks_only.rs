@@ -94,13 +94,7 @@ fn reopen_reads_everything_back() {
     // The staged transfer is reported, so the core resumes it at byte 7.
     assert_eq!(initial.staged_snapshot, Some((staged.clone(), 7)));
     let last = [chunk(&staged, 7, b"data", true)];
-    storage
-        .persist(&PersistBatch {
-            snapshot_chunks: &last,
-            snapshot: Some(&staged),
-            ..PersistBatch::default()
-        })
-        .expect("install after reopen");
+    install(&mut storage, &last, &staged).expect("install after reopen");
     drop(storage);
     let storage = open(dir.path());
     assert_eq!(storage.snapshot_meta(), staged);
