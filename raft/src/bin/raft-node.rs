@@ -196,6 +196,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    // Before anything registers a metric: handles taken earlier would
+    // record into nothing.
+    let metrics = match raft::observability::install_recorder() {
+        Ok(metrics) => metrics,
+        Err(message) => {
+            tracing::error!(message, "metrics");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let id = NodeId(args.server.id);
     let mut storage = match RocksStorage::open(&args.server.data_dir) {
         Ok(storage) => storage,
@@ -237,6 +246,7 @@ async fn run(args: Args) -> ExitCode {
     };
     serve(
         args,
+        metrics,
         handle,
         RegisterReader::new(db),
         inbound_sender,
@@ -247,18 +257,12 @@ async fn run(args: Args) -> ExitCode {
 
 async fn serve(
     args: Args,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
     handle: RaftHandle<()>,
     reader: RegisterReader,
     inbound: tokio::sync::mpsc::Sender<raft::core::Message>,
     node_task: tokio::task::JoinHandle<Result<(), raft::core::StorageError>>,
 ) -> ExitCode {
-    let metrics = match raft::observability::install_recorder() {
-        Ok(metrics) => metrics,
-        Err(message) => {
-            tracing::error!(message, "metrics");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
     let status = handle.watch_status();
     let ready: raft::observability::ReadinessProbe =
         Arc::new(move || status.borrow().leader.is_some());

@@ -212,6 +212,11 @@ impl<S: Storage> Node<S> {
         }
     }
 
+    /// Returns the leader this node knows of (cheaper than `status`).
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.leader
+    }
+
     /// Returns the node's state.
     pub fn status(&self) -> Status {
         Status {

@@ -2,8 +2,12 @@
 //!
 //! # The Ready contract
 //! The owner of a node loops: take a `Ready`, then
+//! 0. optionally, send the leader's appends first
+//!    ([`Ready::take_early_messages`]), so followers write in parallel with
+//!    the leader;
 //! 1. persist `snapshot_chunks`, `snapshot`, `entries` and `hard_state`
-//!    with **one synced write** ([`Storage::persist`](crate::storage::Storage::persist));
+//!    with **one write**, synced unless only the commit index changed
+//!    ([`Storage::persist`](crate::storage::Storage::persist));
 //! 2. send `messages` (only now: they may acknowledge what step 1 made
 //!    durable);
 //! 3. if `snapshot` is set, restore the application from it; then apply
@@ -13,7 +17,7 @@
 //!
 //! No other input may reach the node between `ready` and `advance`.
 
-use crate::core::message::Message;
+use crate::core::message::{Message, MessageBody};
 use crate::core::raft::Role;
 use crate::core::types::{Entry, HardState, LogIndex, NodeId, SnapshotChunk, SnapshotMeta};
 
@@ -59,6 +63,19 @@ pub struct Ready {
 }
 
 impl Ready {
+    /// Removes and returns the messages that may leave before this Ready is
+    /// persisted: the leader's appends (dissertation §10.2.1). They
+    /// acknowledge nothing, and the leader counts its own log toward a
+    /// commit only once its write is durable (at `advance`), so an entry
+    /// still commits only when a quorum holds it durably.
+    pub fn take_early_messages(&mut self) -> Vec<Message> {
+        self.messages
+            .extract_if(.., |message| {
+                matches!(message.body, MessageBody::AppendEntries { .. })
+            })
+            .collect()
+    }
+
     /// Returns the batch to persist for this Ready.
     pub fn persist_batch(&self) -> crate::storage::PersistBatch<'_> {
         crate::storage::PersistBatch {

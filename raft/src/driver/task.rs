@@ -5,7 +5,8 @@
 //! Invariants:
 //! - Only this task touches the core, the storage and the state machine.
 //! - Nothing leaves the node (vote, append acknowledgement, proposal
-//!   answer) before the Ready that produced it is durable.
+//!   answer) before the Ready that produced it is durable; only the
+//!   leader's appends, which acknowledge nothing, leave before.
 //! - A proposal is answered once its index is applied: success if the
 //!   applied entry has the proposal's term, `NotLeader` otherwise.
 //! - A read is answered only once the application applied at least the
@@ -19,8 +20,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
 
 use crate::core::{
-    Config, Entry, EntryKind, LogIndex, Message, Node, NodeId, Ready, Role, Status, StorageError,
-    Term,
+    Config, Entry, EntryKind, HardState, LogIndex, Message, Node, NodeId, Ready, Role, Status,
+    StorageError, Term,
 };
 use crate::driver::error::ProposeError;
 use crate::driver::handle::{ProposalReply, RaftHandle, Request};
@@ -86,6 +87,8 @@ pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
     /// Confirmed reads awaiting the application to reach their index.
     reads_applying: Vec<(LogIndex, oneshot::Sender<Result<LogIndex, ProposeError>>)>,
     next_read_context: u64,
+    /// The hard state last persisted (decides whether a batch is synced).
+    stored_hard_state: HardState,
     status: watch::Sender<Status>,
     metrics: NodeMetrics,
     last_role: Role,
@@ -110,6 +113,7 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
     }
     options.raft.applied = machine.applied_index();
     let id = options.raft.id;
+    let stored_hard_state = storage.initial_state()?.hard_state;
     let seed = id.0 ^ u64::from(std::process::id()) ^ nanos_now();
     let node = Node::new(options.raft.clone(), storage, seed)?;
     let (status_sender, status_receiver) = watch::channel(node.status());
@@ -126,6 +130,7 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
         reads_confirming: BTreeMap::new(),
         reads_applying: Vec::new(),
         next_read_context: 1,
+        stored_hard_state,
         status: status_sender,
         metrics,
         last_role: Role::Follower,
@@ -262,12 +267,24 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
         Ok(())
     }
 
-    fn handle_ready(&mut self, ready: Ready) -> Result<(), StorageError> {
+    fn handle_ready(&mut self, mut ready: Ready) -> Result<(), StorageError> {
+        // The leader's appends leave first: followers write in parallel.
+        let early = ready.take_early_messages();
+        if !early.is_empty() {
+            self.metrics.messages_out(&early);
+            self.transport.send(early);
+        }
         let batch = ready.persist_batch();
         if !batch.is_empty() {
+            let synced = batch.must_sync(&self.stored_hard_state);
             let started = Instant::now();
             tokio::task::block_in_place(|| self.node.storage_mut().persist(&batch))?;
-            self.metrics.fsync(started.elapsed());
+            if synced {
+                self.metrics.fsync(started.elapsed());
+            }
+            if let Some(hard_state) = batch.hard_state {
+                self.stored_hard_state = *hard_state;
+            }
         }
         if let Some(soft) = ready.soft_state {
             self.on_role_change(soft.role);
@@ -310,6 +327,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
     }
 
     fn apply(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        let leader_hint = self.node.leader();
         for entry in entries {
             let output = self.machine.apply(entry);
             if entry.kind == EntryKind::ConfChange {
@@ -318,7 +336,6 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
                     .storage_mut()
                     .save_membership(&membership, entry.index)?;
             }
-            let leader_hint = self.node.status().leader;
             // Every proposal at or below this index is now decided.
             while let Some(first) = self.proposals.first_key_value().map(|(&index, _)| index) {
                 if first > entry.index {

@@ -250,12 +250,18 @@ impl Cluster {
     }
 
     /// Crashes `id`: its core, unsent messages and application state are
-    /// lost; its disk keeps what was persisted.
+    /// lost; its disk keeps what was persisted, and half the crashes are
+    /// power failures that also lose the writes after the last synced one.
     pub fn crash(&mut self, id: NodeId) {
+        let power_failure = self.rng.random_bool(0.5);
         if let Some(sim) = self.nodes.get_mut(&id)
             && let Some(node) = sim.node.take()
         {
-            sim.disk = Some(node.into_storage());
+            let mut disk = node.into_storage();
+            if power_failure {
+                disk.lose_unsynced();
+            }
+            sim.disk = Some(disk);
             sim.kv = KvState::default();
         }
     }
@@ -401,12 +407,19 @@ impl Cluster {
 
     /// Handles one Ready per the contract; returns false if the node
     /// crashed midway.
-    fn handle_ready(&mut self, id: NodeId, ready: Ready) -> Result<bool, Violation> {
+    fn handle_ready(&mut self, id: NodeId, mut ready: Ready) -> Result<bool, Violation> {
         if self.roll_crash() {
             self.crash(id);
             return Ok(false);
         }
         self.check_ready(id, &ready)?;
+        for message in ready.take_early_messages() {
+            self.network.send(message, self.now, &mut self.rng);
+        }
+        if self.roll_crash() {
+            self.crash(id);
+            return Ok(false);
+        }
         let core = self.core_mut(id).expect("live");
         let previous_term = ready
             .entries

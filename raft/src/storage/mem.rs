@@ -14,6 +14,9 @@ use crate::storage::{InitialState, PersistBatch, Storage};
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     hard_state: HardState,
+    /// The hard state as of the last synced write: what a power failure
+    /// leaves (see [`MemStorage::lose_unsynced`]).
+    synced_hard_state: HardState,
     snapshot: SnapshotMeta,
     snapshot_data: Bytes,
     /// Invariant: contiguous from `snapshot.index + 1`.
@@ -65,6 +68,8 @@ impl MemStorage {
             membership,
         };
         self.snapshot_data = data;
+        // Compaction is a synced write: it makes everything before durable.
+        self.synced_hard_state = self.hard_state;
     }
 
     /// Returns the bytes of the latest snapshot.
@@ -75,6 +80,13 @@ impl MemStorage {
     /// Returns the persisted hard state.
     pub fn hard_state(&self) -> HardState {
         self.hard_state
+    }
+
+    /// Loses what a power failure loses: the writes after the last synced
+    /// one. Only a new commit index is ever written unsynced
+    /// ([`PersistBatch::must_sync`]), so the commit index goes back.
+    pub fn lose_unsynced(&mut self) {
+        self.hard_state = self.synced_hard_state;
     }
 
     fn stage_chunk(&mut self, chunk: &crate::core::SnapshotChunk) -> Result<(), StorageError> {
@@ -205,9 +217,13 @@ impl Storage for MemStorage {
         if let Some(meta) = batch.snapshot {
             self.install_staged(meta)?;
         }
+        let sync = batch.must_sync(&self.hard_state);
         self.append(batch.entries)?;
         if let Some(hard_state) = batch.hard_state {
             self.hard_state = *hard_state;
+        }
+        if sync {
+            self.synced_hard_state = self.hard_state;
         }
         Ok(())
     }

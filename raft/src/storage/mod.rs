@@ -67,14 +67,32 @@ impl PersistBatch<'_> {
             && self.snapshot.is_none()
             && self.entries.is_empty()
     }
+
+    /// Returns whether the batch must be synced, given the hard state
+    /// stored before it: anything but a new commit index must (etcd's
+    /// rule). Nothing is acknowledged on the strength of a stored commit
+    /// index, and a node that loses one learns it again from its leader;
+    /// a storage writes an unsynced batch in order with the synced ones,
+    /// so it is lost only if every later write is lost too.
+    pub fn must_sync(&self, stored: &HardState) -> bool {
+        !self.snapshot_chunks.is_empty()
+            || self.snapshot.is_some()
+            || !self.entries.is_empty()
+            || self
+                .hard_state
+                .is_some_and(|next| next.term != stored.term || next.vote != stored.vote)
+    }
 }
 
 /// The durable log of one Raft node.
 ///
 /// # Correctness
-/// - `persist` is atomic and durable when it returns: after a crash either
-///   all of the batch is readable or none of it, and nothing acknowledged
-///   (vote, append) depends on a write that could be lost.
+/// - `persist` is atomic and, when [`PersistBatch::must_sync`], durable
+///   when it returns: after a crash either all of the batch is readable or
+///   none of it, and nothing acknowledged (vote, append) depends on a
+///   write that could be lost. An unsynced batch (a new commit index only)
+///   may be lost by a power failure, but never while a later batch
+///   survives.
 /// - `term(first_index() - 1)` returns the snapshot's term: the entry just
 ///   below the log is always described by the latest snapshot.
 /// - Indexes below `first_index()` answer [`StorageError::Compacted`].

@@ -340,8 +340,19 @@ impl RocksStorage {
 
     /// Writes `batch` durably (fsync of the WAL before returning).
     fn write(&self, batch: WriteBatch, context: impl fmt::Display) -> Result<(), StorageError> {
+        self.write_with(batch, true, context)
+    }
+
+    /// Writes `batch`, synced or not; unsynced writes still go to the WAL
+    /// in order, so a later synced write makes them durable too.
+    fn write_with(
+        &self,
+        batch: WriteBatch,
+        sync: bool,
+        context: impl fmt::Display,
+    ) -> Result<(), StorageError> {
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.set_sync(sync);
         self.db
             .write_opt(batch, &options)
             .map_err(io_error(context))
@@ -741,6 +752,7 @@ impl Storage for RocksStorage {
         if batch.is_empty() {
             return Ok(());
         }
+        let sync = batch.must_sync(&self.cache.hard_state);
         let mut next = self.cache.clone();
         let mut write = WriteBatch::default();
         for chunk in batch.snapshot_chunks {
@@ -755,7 +767,7 @@ impl Storage for RocksStorage {
             write.put_cf(state, KEY_HARD_STATE, encode_hard_state(hard_state));
             next.hard_state = *hard_state;
         }
-        self.write(write, "persisting a ready")?;
+        self.write_with(write, sync, "persisting a ready")?;
         self.cache = next;
         Ok(())
     }
