@@ -64,3 +64,19 @@ fn swarm_seed_14477_last_voter_is_not_stranded_by_a_removed_leader() {
         panic!("{failure}");
     }
 }
+
+// SEEDS 12061 and 14873 (liveness, found once the simulator modelled power
+// failures): the last voter applied a node's removal, the removed node was
+// shut down, then a power failure took the voter's unsynced commit index
+// back below the removal, so it replayed into the old membership and
+// needed the shut-down node's vote. Applying a membership change is a
+// synced write (the driver saves the membership), which the simulator now
+// mirrors.
+#[test]
+fn swarm_seeds_12061_and_14873_survive_power_failures_after_a_removal() {
+    for seed in [12061, 14873] {
+        if let Err(failure) = run_seed(seed) {
+            panic!("{failure}");
+        }
+    }
+}

@@ -5,7 +5,8 @@
 //! fsyncs per committed entry (group commit at work), and the disk's own
 //! fsync rate measured in the same run as the physical reference.
 //!
-//! Run: `cargo run --release -p raft --bin raft-bench -- --seconds 10`.
+//! Run: `cargo build --release --workspace --bin raft-node --bin raft-bench`
+//! then `target/release/raft-bench --seconds 10` (3 runs per level, medians).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -35,6 +36,9 @@ struct Args {
     /// Value size in bytes.
     #[arg(long, default_value_t = 256)]
     value_bytes: usize,
+    /// Runs of each load level; the summary line gives their medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
     /// First port used (gRPC 3, HTTP 3).
     #[arg(long, default_value_t = 17100)]
     base_port: u16,
@@ -205,23 +209,81 @@ async fn main() {
     let args = Args::parse();
     let group = start_group(args.base_port);
     let client = find_leader(&group).await;
-    let disk_rate = disk_fsyncs_per_second(group._dir.path());
-    println!("disk: {disk_rate:.0} fsyncs/s (4 KiB write + fdatasync, same disk)");
     let value = Bytes::from(vec![b'x'; args.value_bytes]);
     for &proposers in &args.proposers {
-        let fsyncs_before = fsync_count(&group.http);
-        let started = Instant::now();
-        let (writes, histogram) = run_level(&client, proposers, args.seconds, value.clone()).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        let fsyncs = fsync_count(&group.http) - fsyncs_before;
+        let mut runs = Vec::new();
+        for run in 1..=args.runs.max(1) {
+            // The physical reference, measured next to each run.
+            let disk_rate = disk_fsyncs_per_second(group._dir.path());
+            let fsyncs_before = fsync_count(&group.http);
+            let started = Instant::now();
+            let (writes, histogram) =
+                run_level(&client, proposers, args.seconds, value.clone()).await;
+            let elapsed = started.elapsed().as_secs_f64();
+            let fsyncs = fsync_count(&group.http) - fsyncs_before;
+            let result = RunResult {
+                writes_per_second: writes as f64 / elapsed,
+                p50: histogram.value_at_quantile(0.50),
+                p99: histogram.value_at_quantile(0.99),
+                p999: histogram.value_at_quantile(0.999),
+                fsyncs_per_write: fsyncs as f64 / writes.max(1) as f64,
+                disk_fsync_us: 1e6 / disk_rate,
+            };
+            println!("proposers {proposers:>3} run {run}: {result}");
+            runs.push(result);
+        }
         println!(
-            "proposers {proposers:>3}: {:>8.0} writes/s  p50 {:>6} us  p99 {:>6} us  p999 {:>6} us  \
-             fsyncs per write {:.3} (all 3 nodes)",
-            writes as f64 / elapsed,
-            histogram.value_at_quantile(0.50),
-            histogram.value_at_quantile(0.99),
-            histogram.value_at_quantile(0.999),
-            fsyncs as f64 / writes.max(1) as f64,
+            "proposers {proposers:>3} median: {}",
+            RunResult::median(&runs)
         );
+    }
+}
+
+/// The figures of one run at one load level.
+#[derive(Clone, Copy)]
+struct RunResult {
+    writes_per_second: f64,
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    /// Synced writes on all three nodes per committed write.
+    fsyncs_per_write: f64,
+    /// One 4 KiB write + fdatasync on the same disk, measured before the
+    /// run: the latency floor of a write that needs one fsync.
+    disk_fsync_us: f64,
+}
+
+impl RunResult {
+    /// Returns the median of each figure over `runs` (not empty).
+    fn median(runs: &[RunResult]) -> RunResult {
+        fn mid<T: Copy + PartialOrd>(mut values: Vec<T>) -> T {
+            values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+            values[values.len() / 2]
+        }
+        RunResult {
+            writes_per_second: mid(runs.iter().map(|r| r.writes_per_second).collect()),
+            p50: mid(runs.iter().map(|r| r.p50).collect()),
+            p99: mid(runs.iter().map(|r| r.p99).collect()),
+            p999: mid(runs.iter().map(|r| r.p999).collect()),
+            fsyncs_per_write: mid(runs.iter().map(|r| r.fsyncs_per_write).collect()),
+            disk_fsync_us: mid(runs.iter().map(|r| r.disk_fsync_us).collect()),
+        }
+    }
+}
+
+impl std::fmt::Display for RunResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>8.0} writes/s  p50 {:>6} us  p99 {:>6} us  p999 {:>6} us  \
+             fsyncs per write {:.3} (3 nodes)  disk fsync {:.0} us  p50 - fsync {:.0} us",
+            self.writes_per_second,
+            self.p50,
+            self.p99,
+            self.p999,
+            self.fsyncs_per_write,
+            self.disk_fsync_us,
+            self.p50 as f64 - self.disk_fsync_us,
+        )
     }
 }

@@ -10,8 +10,6 @@ use crate::metrics as names;
 
 /// Handles on one node's series.
 pub struct NodeMetrics {
-    group: String,
-    node: String,
     term: Gauge,
     is_leader: Gauge,
     commit_index: Gauge,
@@ -22,12 +20,32 @@ pub struct NodeMetrics {
     snapshot_sent: Counter,
     snapshot_received: Counter,
     append_sent: Counter,
+    proposals_committed: Counter,
+    proposals_dropped: Counter,
+    proposals_rejected: Counter,
+}
+
+/// How a proposal ended, the `status` label of `raft_proposals_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProposalOutcome {
+    /// Applied at the index and term it was given.
+    Committed,
+    /// Its index was applied with another entry (leadership changed).
+    Dropped,
+    /// Refused by the core (not leader, transfer in progress...).
+    Rejected,
 }
 
 impl NodeMetrics {
     /// Registers the series of node `node` of `group`.
     pub fn new(group: u64, node: NodeId) -> NodeMetrics {
         let labels = [("group", group.to_string()), ("node", node.0.to_string())];
+        // Every outcome's series exists from the start, at 0.
+        let proposals = |status: &'static str| {
+            let mut labels = labels.to_vec();
+            labels.push(("status", status.to_string()));
+            counter!(names::RAFT_PROPOSALS_TOTAL, &labels)
+        };
         NodeMetrics {
             term: gauge!(names::RAFT_TERM, &labels),
             is_leader: gauge!(names::RAFT_IS_LEADER, &labels),
@@ -39,8 +57,9 @@ impl NodeMetrics {
             snapshot_sent: counter!(names::RAFT_SNAPSHOT_SENT_TOTAL, &labels),
             snapshot_received: counter!(names::RAFT_SNAPSHOT_RECEIVED_TOTAL, &labels),
             append_sent: counter!(names::RAFT_APPEND_ENTRIES_SENT_TOTAL, &labels),
-            group: group.to_string(),
-            node: node.0.to_string(),
+            proposals_committed: proposals("committed"),
+            proposals_dropped: proposals("dropped"),
+            proposals_rejected: proposals("rejected"),
         }
     }
 
@@ -63,14 +82,13 @@ impl NodeMetrics {
         self.fsync_seconds.record(elapsed.as_secs_f64());
     }
 
-    /// Counts a proposal outcome (`committed`, `dropped`, `rejected`).
-    pub fn proposal(&self, status: &'static str) {
-        counter!(
-            names::RAFT_PROPOSALS_TOTAL,
-            "group" => self.group.clone(),
-            "node" => self.node.clone(),
-            "status" => status
-        )
+    /// Counts a proposal outcome.
+    pub fn proposal(&self, outcome: ProposalOutcome) {
+        match outcome {
+            ProposalOutcome::Committed => &self.proposals_committed,
+            ProposalOutcome::Dropped => &self.proposals_dropped,
+            ProposalOutcome::Rejected => &self.proposals_rejected,
+        }
         .increment(1);
     }
 

@@ -25,7 +25,7 @@ use crate::core::{
 };
 use crate::driver::error::ProposeError;
 use crate::driver::handle::{ProposalReply, RaftHandle, Request};
-use crate::driver::metrics::NodeMetrics;
+use crate::driver::metrics::{NodeMetrics, ProposalOutcome};
 use crate::driver::snapshot_store::SnapshotStore;
 use crate::driver::state_machine::StateMachine;
 use crate::transport::Transport;
@@ -251,7 +251,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
         reply: oneshot::Sender<ProposalReply<M::Output>>,
         error: crate::core::Error,
     ) {
-        self.metrics.proposal("rejected");
+        self.metrics.proposal(ProposalOutcome::Rejected);
         let _ = reply.send(Err(ProposeError::from_core(error)));
     }
 
@@ -343,11 +343,11 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
                 }
                 let pending = self.proposals.remove(&first).expect("present");
                 if first == entry.index && pending.term == entry.term {
-                    self.metrics.proposal("committed");
+                    self.metrics.proposal(ProposalOutcome::Committed);
                     let _ = pending.reply.send(Ok((entry.index, output)));
                     break;
                 }
-                self.metrics.proposal("dropped");
+                self.metrics.proposal(ProposalOutcome::Dropped);
                 let _ = pending
                     .reply
                     .send(Err(ProposeError::NotLeader { leader_hint }));

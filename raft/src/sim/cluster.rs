@@ -494,10 +494,16 @@ impl Cluster {
             entry.term.hash(&mut self.trace);
             let sim = self.nodes.get_mut(&id).expect("live");
             sim.kv.apply(entry.index, &entry.data);
-            if entry.kind == EntryKind::ConfChange
-                && let Some(ConfChange::RemoveNode(removed)) = ConfChange::decode(&entry.data)
-            {
-                self.removals.entry(removed).or_insert(entry.index);
+            if entry.kind == EntryKind::ConfChange {
+                // As the driver does: a synced write once a change applies.
+                let core = sim.node.as_mut().expect("live");
+                let membership = core.status().membership;
+                core.storage_mut()
+                    .save_membership(&membership, entry.index)
+                    .expect("memory storage");
+                if let Some(ConfChange::RemoveNode(removed)) = ConfChange::decode(&entry.data) {
+                    self.removals.entry(removed).or_insert(entry.index);
+                }
             }
             self.events.push(NodeEvent::Applied {
                 node: id,

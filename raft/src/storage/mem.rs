@@ -227,6 +227,18 @@ impl Storage for MemStorage {
         }
         Ok(())
     }
+
+    /// Keeps no membership (a restart replays from the snapshot), but is a
+    /// synced write like RocksDB's: the commit index that covers the
+    /// change survives a power failure, so the change is replayed.
+    fn save_membership(
+        &mut self,
+        _membership: &Membership,
+        _index: LogIndex,
+    ) -> Result<(), StorageError> {
+        self.synced_hard_state = self.hard_state;
+        Ok(())
+    }
 }
 
 /// Returns the longest prefix of `entries` within `bytes_max`, but at least
