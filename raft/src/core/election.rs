@@ -5,6 +5,9 @@
 //! - A vote is granted only to a candidate whose log is at least as
 //!   up-to-date as ours (§5.4.1), and at most once per term.
 //! - A pre-vote changes no state on either side.
+//! - Every vote answer carries the responder's commit index and the term
+//!   there; a node commits up to it only if its own log holds that entry
+//!   (Log Matching makes the prefix the committed one).
 
 use tracing::{debug, info};
 
