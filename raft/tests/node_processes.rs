@@ -72,6 +72,13 @@ impl Processes {
         self.children[index] = Some(child);
     }
 
+    /// Starts all three processes on their data dirs under `dir`.
+    fn start_all(&mut self, dir: &Path) {
+        for index in 0..3 {
+            self.start(index, dir);
+        }
+    }
+
     /// Sends SIGKILL (no chance to flush or shut down) and reaps.
     fn kill(&mut self, index: usize) {
         if let Some(mut child) = self.children[index].take() {
@@ -152,18 +159,14 @@ async fn get(grpc: &[String], key: &str) -> Option<String> {
 async fn acknowledged_writes_survive_sigkill_of_every_process() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut processes = Processes::new();
-    for index in 0..3 {
-        processes.start(index, dir.path());
-    }
+    processes.start_all(dir.path());
     for i in 0..100 {
         put(&processes.grpc, &format!("k{i}"), &format!("v{i}")).await;
     }
     for index in 0..3 {
         processes.kill(index);
     }
-    for index in 0..3 {
-        processes.start(index, dir.path());
-    }
+    processes.start_all(dir.path());
     for i in 0..100 {
         assert_eq!(
             get(&processes.grpc, &format!("k{i}")).await.as_deref(),
@@ -179,9 +182,7 @@ async fn acknowledged_writes_survive_sigkill_of_every_process() {
 async fn writes_continue_while_processes_are_killed_one_at_a_time() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut processes = Processes::new();
-    for index in 0..3 {
-        processes.start(index, dir.path());
-    }
+    processes.start_all(dir.path());
     let mut acknowledged = Vec::new();
     for round in 0..3 {
         for i in 0..20 {
@@ -235,9 +236,7 @@ fn sample(body: &str, name: &str, labels: &str) -> Option<f64> {
 async fn every_process_exports_labelled_raft_metrics() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut processes = Processes::new();
-    for index in 0..3 {
-        processes.start(index, dir.path());
-    }
+    processes.start_all(dir.path());
     for i in 0..20 {
         put(&processes.grpc, &format!("m{i}"), "v").await;
     }

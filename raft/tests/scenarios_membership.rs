@@ -360,11 +360,7 @@ fn removed_leader_crashing_after_commit_does_not_strand_the_last_voter() {
         let deadline = election_timeouts(&cluster, 10);
         cluster.put_committed("k0", "v0", 2, deadline)?;
         let leader = cluster.wait_for_leader(deadline)?;
-        let follower = if leader == NodeId(1) {
-            NodeId(2)
-        } else {
-            NodeId(1)
-        };
+        let follower = node_after(leader, 1, 2);
         let removal = ConfChange::RemoveNode(leader);
         let change = cluster
             .propose_conf_change(leader, removal)

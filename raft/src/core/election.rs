@@ -161,7 +161,7 @@ impl<S: Storage> Raft<S> {
     /// and the survivor may not campaign on the new membership before it
     /// knows the change committed.
     pub fn learn_commit(&mut self, commit: LogIndex, commit_term: Term) {
-        if commit > self.log.committed && self.log.maybe_commit(commit, commit_term) {
+        if self.log.maybe_commit(commit, commit_term) {
             debug!(
                 node = self.id.0,
                 commit = commit.0,

@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info};
 
 use crate::core::{
-    Config, Entry, EntryKind, HardState, LogIndex, Message, Node, NodeId, Ready, Role, Status,
-    StorageError, Term,
+    Config, Entry, EntryKind, LogIndex, Message, Node, NodeId, Ready, Role, Status, StorageError,
+    Term,
 };
 use crate::driver::error::ProposeError;
 use crate::driver::handle::{ProposalReply, RaftHandle, Request};
@@ -87,8 +87,6 @@ pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
     /// Confirmed reads awaiting the application to reach their index.
     reads_applying: Vec<(LogIndex, oneshot::Sender<Result<LogIndex, ProposeError>>)>,
     next_read_context: u64,
-    /// The hard state last persisted (decides whether a batch is synced).
-    stored_hard_state: HardState,
     status: watch::Sender<Status>,
     metrics: NodeMetrics,
     last_role: Role,
@@ -113,7 +111,6 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
     }
     options.raft.applied = machine.applied_index();
     let id = options.raft.id;
-    let stored_hard_state = storage.initial_state()?.hard_state;
     let seed = id.0 ^ u64::from(std::process::id()) ^ nanos_now();
     let node = Node::new(options.raft.clone(), storage, seed)?;
     let (status_sender, status_receiver) = watch::channel(node.status());
@@ -130,7 +127,6 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
         reads_confirming: BTreeMap::new(),
         reads_applying: Vec::new(),
         next_read_context: 1,
-        stored_hard_state,
         status: status_sender,
         metrics,
         last_role: Role::Follower,
@@ -276,14 +272,11 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
         }
         let batch = ready.persist_batch();
         if !batch.is_empty() {
-            let synced = batch.must_sync(&self.stored_hard_state);
+            let synced = batch.must_sync(&self.node.storage().hard_state());
             let started = Instant::now();
             tokio::task::block_in_place(|| self.node.storage_mut().persist(&batch))?;
             if synced {
                 self.metrics.fsync(started.elapsed());
-            }
-            if let Some(hard_state) = batch.hard_state {
-                self.stored_hard_state = *hard_state;
             }
         }
         if let Some(soft) = ready.soft_state {

@@ -77,11 +77,6 @@ impl MemStorage {
         self.snapshot_data.clone()
     }
 
-    /// Returns the persisted hard state.
-    pub fn hard_state(&self) -> HardState {
-        self.hard_state
-    }
-
     /// Loses what a power failure loses: the writes after the last synced
     /// one. Only a new commit index is ever written unsynced
     /// ([`PersistBatch::must_sync`]), so the commit index goes back.
@@ -137,6 +132,10 @@ impl MemStorage {
 }
 
 impl Storage for MemStorage {
+    fn hard_state(&self) -> HardState {
+        self.hard_state
+    }
+
     fn initial_state(&self) -> Result<InitialState, StorageError> {
         Ok(InitialState {
             hard_state: self.hard_state,

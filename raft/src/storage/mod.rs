@@ -103,6 +103,10 @@ pub trait Storage {
     /// Returns the hard state and membership to start from.
     fn initial_state(&self) -> Result<InitialState, StorageError>;
 
+    /// Returns the hard state last persisted (what [`PersistBatch::must_sync`]
+    /// compares a new one with).
+    fn hard_state(&self) -> HardState;
+
     /// Returns the entries in `[low, high)`, stopping once their total size
     /// passes `bytes_max` but always returning at least one entry when the
     /// range is not empty.

@@ -250,11 +250,6 @@ impl RocksStorage {
         &self.path
     }
 
-    /// Returns the persisted hard state.
-    pub fn hard_state(&self) -> HardState {
-        self.cache.hard_state
-    }
-
     /// Records a snapshot of the application state at `index` and drops
     /// the log entries it covers. `chunks` yields the snapshot's data in
     /// order; it is written in bounded batches, never held whole, and the
@@ -640,6 +635,10 @@ impl RocksStorage {
 }
 
 impl Storage for RocksStorage {
+    fn hard_state(&self) -> HardState {
+        self.cache.hard_state
+    }
+
     fn initial_state(&self) -> Result<InitialState, StorageError> {
         let snapshot = &self.cache.snapshot.meta;
         let membership = match &self.cache.membership {
