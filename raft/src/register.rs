@@ -1,9 +1,9 @@
 //! A replicated register map over RocksDB: the application the
 //! `raft-node` binary, the node benchmark and the integration tests run on
 //! the driver. It keeps its values in the `data` column family and its
-//! applied index in `meta`, written together in one WriteBatch per entry
-//! (DESIGN.md "Storage layout"), so a restart resumes exactly after the
-//! last applied entry.
+//! applied index in `meta`, written together in one WriteBatch per applied
+//! run of entries (DESIGN.md "Storage layout"), so a restart resumes
+//! exactly after the last applied entry.
 //!
 //! Invariants:
 //! - `applied` equals the index stored in `meta` (both change in one
@@ -11,6 +11,7 @@
 //! - Writes are not synced: the Raft log's next synced write covers them
 //!   (one WAL), and the log is never compacted past an unsynced entry.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -175,27 +176,49 @@ impl StateMachine for RegisterMachine {
     }
 
     fn apply(&mut self, entry: &Entry) {
+        self.apply_batch(std::slice::from_ref(entry));
+    }
+
+    fn apply_batch(&mut self, entries: &[Entry]) -> Vec<()> {
+        let Some(last) = entries.last() else {
+            return Vec::new();
+        };
         let mut batch = WriteBatch::default();
-        if entry.kind == EntryKind::Normal {
+        // What this batch wrote so far, for an Append that follows a write
+        // of the same key in the batch (the database does not see it yet).
+        let mut written: HashMap<Bytes, Option<Bytes>> = HashMap::new();
+        for entry in entries
+            .iter()
+            .filter(|entry| entry.kind == EntryKind::Normal)
+        {
             match RegisterCommand::decode(&entry.data) {
                 Some(RegisterCommand::Put { key, value }) => {
-                    batch.put_cf(self.cf(DATA_CF), key, value)
+                    batch.put_cf(self.cf(DATA_CF), &key, &value);
+                    written.insert(key, Some(value));
                 }
                 Some(RegisterCommand::Append { key, value }) => {
-                    let mut current = self
-                        .get(&key)
-                        .unwrap_or_else(|error| panic!("{error}"))
-                        .unwrap_or_default();
+                    let mut current = match written.get(&key) {
+                        Some(pending) => pending.as_deref().unwrap_or_default().to_vec(),
+                        None => self
+                            .get(&key)
+                            .unwrap_or_else(|error| panic!("{error}"))
+                            .unwrap_or_default(),
+                    };
                     current.extend_from_slice(&value);
-                    batch.put_cf(self.cf(DATA_CF), key, current);
+                    batch.put_cf(self.cf(DATA_CF), &key, &current);
+                    written.insert(key, Some(Bytes::from(current)));
                 }
-                Some(RegisterCommand::Delete { key }) => batch.delete_cf(self.cf(DATA_CF), key),
+                Some(RegisterCommand::Delete { key }) => {
+                    batch.delete_cf(self.cf(DATA_CF), &key);
+                    written.insert(key, None);
+                }
                 None => {}
             }
         }
-        batch.put_cf(self.cf(META_CF), APPLIED_KEY, entry.index.0.to_be_bytes());
+        batch.put_cf(self.cf(META_CF), APPLIED_KEY, last.index.0.to_be_bytes());
         self.write(batch);
-        self.applied = entry.index;
+        self.applied = last.index;
+        vec![(); entries.len()]
     }
 
     fn snapshot(&self) -> Box<dyn Iterator<Item = Bytes> + '_> {
@@ -248,4 +271,69 @@ fn split_record(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let value_length = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
     let value = rest.get(4..4 + value_length)?;
     Some((key, value, &rest[4 + value_length..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::core::Term;
+    use crate::storage::RocksStorage;
+
+    fn command() -> impl Strategy<Value = RegisterCommand> {
+        let key = (0u8..4).prop_map(|k| Bytes::from(vec![b'k', k]));
+        let value = proptest::collection::vec(any::<u8>(), 0..4).prop_map(Bytes::from);
+        prop_oneof![
+            (key.clone(), value.clone())
+                .prop_map(|(key, value)| RegisterCommand::Put { key, value }),
+            (key.clone(), value).prop_map(|(key, value)| RegisterCommand::Append { key, value }),
+            key.prop_map(|key| RegisterCommand::Delete { key }),
+        ]
+    }
+
+    fn machine(dir: &std::path::Path) -> (RocksStorage, RegisterMachine) {
+        let storage = RocksStorage::open(dir).expect("open");
+        let machine = RegisterMachine::open(storage.db()).expect("register map");
+        (storage, machine)
+    }
+
+    fn contents(machine: &RegisterMachine) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        (0u8..4)
+            .map(|k| (vec![b'k', k], machine.get(&[b'k', k]).expect("read")))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// One batch leaves exactly the state that applying its entries one
+        /// by one leaves, Appends after writes of the same key included.
+        #[test]
+        fn a_batch_applies_like_its_entries_one_by_one(
+            commands in proptest::collection::vec(command(), 1..24),
+        ) {
+            let entries: Vec<Entry> = commands
+                .iter()
+                .enumerate()
+                .map(|(i, command)| Entry {
+                    term: Term(1),
+                    index: LogIndex(i as u64 + 1),
+                    kind: EntryKind::Normal,
+                    data: command.encode(),
+                })
+                .collect();
+            let (one_dir, batch_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            let (_one_storage, mut one_by_one) = machine(one_dir.path());
+            let (_batch_storage, mut batched) = machine(batch_dir.path());
+            for entry in &entries {
+                one_by_one.apply(entry);
+            }
+            prop_assert_eq!(batched.apply_batch(&entries).len(), entries.len());
+            prop_assert_eq!(contents(&batched), contents(&one_by_one));
+            prop_assert_eq!(batched.applied_index(), LogIndex(entries.len() as u64));
+            let reopened = RegisterMachine::open(batched.db.clone()).expect("reopen");
+            prop_assert_eq!(reopened.applied_index(), LogIndex(entries.len() as u64));
+        }
+    }
 }

@@ -43,7 +43,8 @@ struct Args {
     /// election timeout: 10 to 20 ticks).
     #[arg(long, env = "KV_TICK_MS", default_value_t = 100)]
     tick_ms: u64,
-    /// Take a snapshot every this many applied entries.
+    /// Take a snapshot after at least this many applied entries (and once
+    /// their bytes reach the last snapshot's size).
     #[arg(long, env = "KV_SNAPSHOT_INTERVAL", default_value_t = 10_000)]
     snapshot_interval: u64,
 }

@@ -24,6 +24,9 @@ pub trait SnapshotStore: Storage + Send + 'static {
 
     /// Returns the chunks of the latest snapshot, in order.
     fn snapshot_chunks(&self) -> Box<dyn Iterator<Item = Result<Bytes, StorageError>> + '_>;
+
+    /// Returns the size of the latest snapshot's data, in bytes.
+    fn snapshot_size_bytes(&self) -> u64;
 }
 
 impl SnapshotStore for MemStorage {
@@ -40,6 +43,10 @@ impl SnapshotStore for MemStorage {
 
     fn snapshot_chunks(&self) -> Box<dyn Iterator<Item = Result<Bytes, StorageError>> + '_> {
         Box::new(std::iter::once(Ok(self.snapshot_data())))
+    }
+
+    fn snapshot_size_bytes(&self) -> u64 {
+        self.snapshot_data().len() as u64
     }
 }
 
@@ -58,5 +65,9 @@ impl SnapshotStore for crate::storage::RocksStorage {
             Ok(data) => Box::new(data),
             Err(error) => Box::new(std::iter::once(Err(error))),
         }
+    }
+
+    fn snapshot_size_bytes(&self) -> u64 {
+        self.snapshot_record_size_bytes()
     }
 }

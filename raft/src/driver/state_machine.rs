@@ -1,11 +1,12 @@
 //! The narrow interface between a running node and its application.
 //!
 //! # Correctness
-//! - `apply` is called for every committed entry exactly once per index in
-//!   log order, after the entry is durable in the log; an implementation
-//!   that persists its state must write the entry's effects and the
-//!   applied index atomically (DESIGN.md "Storage layout"), so that
-//!   `applied_index` after a restart names the last entry applied.
+//! - `apply_batch` is called for every committed entry exactly once per
+//!   index in log order, after the entry is durable in the log; an
+//!   implementation that persists its state must write the entries' effects
+//!   and the applied index atomically (DESIGN.md "Storage layout"), so that
+//!   `applied_index` after a restart names the last entry applied. A batch
+//!   holds at most one membership entry, and only as its last.
 //! - `restore` replaces the whole state with a snapshot's; `snapshot`
 //!   returns the state at `applied_index` as bounded chunks.
 
@@ -25,6 +26,15 @@ pub trait StateMachine: Send + 'static {
     /// Applies one committed entry (empty and membership entries included,
     /// so the applied index advances) and returns the proposer's answer.
     fn apply(&mut self, entry: &Entry) -> Self::Output;
+
+    /// Applies consecutive committed entries and returns one answer per
+    /// entry, in order. The default applies them one by one; a persistent
+    /// application should override it to write the whole run (effects and
+    /// the last applied index) at once, which is what makes a busy node's
+    /// apply cost one write per batch instead of one per entry.
+    fn apply_batch(&mut self, entries: &[Entry]) -> Vec<Self::Output> {
+        entries.iter().map(|entry| self.apply(entry)).collect()
+    }
 
     /// Returns the state at `applied_index` as a sequence of bounded
     /// chunks, produced lazily so the state is never held whole.

@@ -46,8 +46,11 @@ pub struct NodeOptions {
     pub proposals_in_flight_max: usize,
     /// Deadline of a request made through the handle.
     pub request_timeout: Duration,
-    /// Take a snapshot (and compact the log) every this many applied
-    /// entries.
+    /// Take a snapshot (and compact the log) once this many entries were
+    /// applied since the last one and their bytes reach the last
+    /// snapshot's size: copying the state then costs at most one byte per
+    /// byte logged, and the log stays within the state's size (or this
+    /// many entries, whichever is larger).
     pub snapshot_interval_entries: u64,
 }
 
@@ -90,6 +93,9 @@ pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
     status: watch::Sender<Status>,
     metrics: NodeMetrics,
     last_role: Role,
+    /// Bytes of the entries applied since the last snapshot (after a
+    /// restart, counted as if the log already reached the snapshot's size).
+    log_bytes_since_snapshot: u64,
 }
 
 /// The node's task: it ends with an error if storage fails.
@@ -117,6 +123,7 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
     let (request_sender, requests) = mpsc::channel(options.request_queue);
     let handle = RaftHandle::new(request_sender, status_receiver, options.request_timeout);
     let metrics = NodeMetrics::new(options.group, id);
+    let log_bytes_since_snapshot = node.storage().snapshot_size_bytes();
     let task = NodeTask {
         node,
         machine,
@@ -130,6 +137,7 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
         status: status_sender,
         metrics,
         last_role: Role::Follower,
+        log_bytes_since_snapshot,
         options,
     };
     Ok((handle, tokio::spawn(task.run())))
@@ -292,6 +300,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
                 "restoring from snapshot"
             );
             restore_machine(self.node.storage(), &mut self.machine, meta.index)?;
+            self.log_bytes_since_snapshot = 0;
             self.metrics.snapshot_received();
         }
         self.apply(&ready.committed_entries)?;
@@ -319,34 +328,48 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
         self.last_role = role;
     }
 
+    /// Applies committed entries in runs that end at each membership
+    /// entry (saved, synced, right after it applies), then answers the
+    /// proposals the run decided.
     fn apply(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let leader_hint = self.node.leader();
-        for entry in entries {
-            let output = self.machine.apply(entry);
-            if entry.kind == EntryKind::ConfChange {
+        self.log_bytes_since_snapshot += entries.iter().map(Entry::size_bytes).sum::<u64>();
+        for run in entries.split_inclusive(|entry| entry.kind == EntryKind::ConfChange) {
+            let outputs = self.machine.apply_batch(run);
+            debug_assert_eq!(outputs.len(), run.len(), "one answer per entry");
+            if let Some(last) = run.last()
+                && last.kind == EntryKind::ConfChange
+            {
                 let membership = self.node.status().membership;
                 self.node
                     .storage_mut()
-                    .save_membership(&membership, entry.index)?;
+                    .save_membership(&membership, last.index)?;
             }
-            // Every proposal at or below this index is now decided.
-            while let Some(first) = self.proposals.first_key_value().map(|(&index, _)| index) {
-                if first > entry.index {
-                    break;
-                }
-                let pending = self.proposals.remove(&first).expect("present");
-                if first == entry.index && pending.term == entry.term {
-                    self.metrics.proposal(ProposalOutcome::Committed);
-                    let _ = pending.reply.send(Ok((entry.index, output)));
-                    break;
-                }
-                self.metrics.proposal(ProposalOutcome::Dropped);
-                let _ = pending
-                    .reply
-                    .send(Err(ProposeError::NotLeader { leader_hint }));
+            for (entry, output) in run.iter().zip(outputs) {
+                self.answer_proposals(entry, output, leader_hint);
             }
         }
         Ok(())
+    }
+
+    /// Answers every proposal at or below `entry`'s index: the one at its
+    /// index with the same term committed, the others were dropped.
+    fn answer_proposals(&mut self, entry: &Entry, output: M::Output, leader_hint: Option<NodeId>) {
+        while let Some(first) = self.proposals.first_key_value().map(|(&index, _)| index) {
+            if first > entry.index {
+                break;
+            }
+            let pending = self.proposals.remove(&first).expect("present");
+            if first == entry.index && pending.term == entry.term {
+                self.metrics.proposal(ProposalOutcome::Committed);
+                let _ = pending.reply.send(Ok((entry.index, output)));
+                return;
+            }
+            self.metrics.proposal(ProposalOutcome::Dropped);
+            let _ = pending
+                .reply
+                .send(Err(ProposeError::NotLeader { leader_hint }));
+        }
     }
 
     fn answer_reads(&mut self) {
@@ -361,13 +384,16 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
     }
 
     /// Snapshots the application and compacts the log once enough entries
-    /// were applied since the last snapshot. The compaction write is
+    /// and bytes were applied since the last snapshot (see
+    /// [`NodeOptions::snapshot_interval_entries`]). The compaction write is
     /// synced, and the application shares the database's single WAL, so
     /// the application state it covers is durable first.
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
         let applied = self.machine.applied_index();
         let snapshot_index = self.node.storage().snapshot_meta().index;
-        if applied.0 < snapshot_index.0 + self.options.snapshot_interval_entries {
+        if applied.0 < snapshot_index.0 + self.options.snapshot_interval_entries
+            || self.log_bytes_since_snapshot < self.node.storage().snapshot_size_bytes()
+        {
             return Ok(());
         }
         let membership = self.node.status().membership;
@@ -376,6 +402,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
         tokio::task::block_in_place(|| {
             storage.compact_to_snapshot(applied, membership, &mut chunks)
         })?;
+        self.log_bytes_since_snapshot = 0;
         info!(
             group = self.options.group,
             node = self.options.raft.id.0,

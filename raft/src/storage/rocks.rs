@@ -124,6 +124,11 @@ fn open_db(dir: &Path) -> Result<DB, StorageError> {
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     options.set_compression_type(DBCompressionType::Lz4);
+    // One thread (the node's) writes: concurrent memtable inserts would
+    // only cost each insert a fresh skip-list search, where a single
+    // writer reuses the last insert's position for the log's ascending
+    // keys.
+    options.set_allow_concurrent_memtable_write(false);
     let families = COLUMN_FAMILIES.iter().map(|name| {
         let mut family_options = Options::default();
         family_options.set_compression_type(DBCompressionType::Lz4);
@@ -296,6 +301,11 @@ impl RocksStorage {
         );
         self.cache.snapshot = snapshot;
         Ok(())
+    }
+
+    /// Returns the size of the installed snapshot's data, in bytes.
+    pub fn snapshot_record_size_bytes(&self) -> u64 {
+        self.cache.snapshot.size_bytes
     }
 
     /// Returns the data of the installed snapshot as an iterator of chunks
