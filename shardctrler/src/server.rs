@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raft::core::{Membership, Message, NodeId, StorageError};
-use raft::driver::{NodeOptions, RaftHandle, spawn_node};
+use raft::driver::{NodeJoinHandle, NodeOptions, RaftHandle, spawn_node};
 use raft::storage::RocksStorage;
 use raft::transport::{GrpcTransport, RaftService};
 use tokio::sync::{mpsc, oneshot};
@@ -104,15 +104,15 @@ pub struct Replica {
     handle: RaftHandle<ApplyOutput>,
     shared: Arc<SharedState>,
     local_address: SocketAddr,
-    node_task: JoinHandle<Result<(), StorageError>>,
+    node_task: NodeJoinHandle,
     server_task: JoinHandle<Result<(), tonic::transport::Error>>,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
 impl Replica {
-    /// Opens (or bootstraps) the data dir, starts the Raft node and serves
-    /// gRPC on `options.listen`, all on the current tokio runtime, which
-    /// must be multi-threaded (the node blocks its worker during fsync).
+    /// Opens (or bootstraps) the data dir, starts the Raft node (on its own
+    /// thread) and serves gRPC on `options.listen` on the current tokio
+    /// runtime.
     ///
     /// # Errors
     ///

@@ -6,9 +6,6 @@
 
 mod harness;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use harness::{Cluster, groups};
 use proto::kv::v1 as pb;
 
@@ -43,17 +40,26 @@ async fn killing_the_leader_mid_stream_loses_none_and_applies_none_twice() {
     let mut cluster = Cluster::start(SHARDS).await;
     let mut ck = cluster.client();
     let base = ck.join(groups(&[1, 2])).await.expect("join 1, 2");
-    let done = Arc::new(AtomicUsize::new(0));
-    let progress = Arc::clone(&done);
-    // The stream asks for a kill after commands 10 and 25 and goes on at
-    // once, so the kill lands while the next command is in flight.
+    // The stream asks for a kill after commands 10 and 25 and starts the
+    // next command at once, so the kill lands while it is in flight (or
+    // just after it, on a fast machine); the command after that waits for
+    // the kill, so both kills land before the stream ends.
     let (kill_sender, mut kill_requests) = tokio::sync::mpsc::unbounded_channel();
+    let (killed_sender, mut kills_done) = tokio::sync::mpsc::unbounded_channel();
     let stream = tokio::spawn(async move {
         let mut returned = Vec::new();
+        let mut kill_pending = false;
         for k in 0..OPS {
-            returned.push(run_op(&mut ck, k).await);
-            progress.fetch_add(1, Ordering::SeqCst);
-            if k == 10 || k == 25 {
+            let config = if kill_pending {
+                let (config, killed) = tokio::join!(run_op(&mut ck, k), kills_done.recv());
+                killed.expect("the test kills");
+                config
+            } else {
+                run_op(&mut ck, k).await
+            };
+            returned.push(config);
+            kill_pending = k == 10 || k == 25;
+            if kill_pending {
                 kill_sender.send(k).expect("the test listens");
             }
         }
@@ -61,15 +67,11 @@ async fn killing_the_leader_mid_stream_loses_none_and_applies_none_twice() {
     });
     let mut killed = Vec::new();
     while killed.len() < 2 {
-        let after = kill_requests.recv().await.expect("a kill request");
+        kill_requests.recv().await.expect("a kill request");
         let leader = cluster.wait_for_leader().await;
         cluster.kill(leader);
         killed.push(leader);
-        let completed = done.load(Ordering::SeqCst);
-        assert!(
-            completed < OPS,
-            "kill after {after} landed after the stream ended"
-        );
+        killed_sender.send(()).expect("the stream waits");
         if killed.len() == 2 {
             cluster.restart(killed[0]);
         }

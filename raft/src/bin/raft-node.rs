@@ -262,7 +262,7 @@ async fn serve(
     handle: RaftHandle<()>,
     reader: RegisterReader,
     inbound: tokio::sync::mpsc::Sender<raft::core::Message>,
-    node_task: tokio::task::JoinHandle<Result<(), raft::core::StorageError>>,
+    node_task: raft::driver::NodeJoinHandle,
 ) -> ExitCode {
     let status = handle.watch_status();
     let ready: raft::observability::ReadinessProbe =

@@ -5,6 +5,7 @@
 
 mod error;
 mod handle;
+mod join;
 mod metrics;
 mod snapshot_store;
 mod state_machine;
@@ -12,6 +13,7 @@ mod task;
 
 pub use error::ProposeError;
 pub use handle::{ProposalReply, RaftHandle, Request};
+pub use join::{NodeJoinHandle, NodeOutcome, NodePanicked};
 pub use snapshot_store::SnapshotStore;
 pub use state_machine::StateMachine;
-pub use task::{NodeJoinHandle, NodeOptions, spawn_node};
+pub use task::{NodeOptions, spawn_node};

@@ -3,7 +3,9 @@
 //! contract (persist with one synced write, send, apply, advance).
 //!
 //! Invariants:
-//! - Only this task touches the core, the storage and the state machine.
+//! - Only this task, on the node's own thread, touches the core, the
+//!   storage and the state machine; its synced writes block that thread
+//!   only.
 //! - Nothing leaves the node (vote, append acknowledgement, proposal
 //!   answer) before the Ready that produced it is durable; only the
 //!   leader's appends, which acknowledge nothing, leave before.
@@ -16,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{error, info};
 
 use crate::core::{
@@ -25,6 +27,7 @@ use crate::core::{
 };
 use crate::driver::error::ProposeError;
 use crate::driver::handle::{ProposalReply, RaftHandle, Request};
+use crate::driver::join::NodeJoinHandle;
 use crate::driver::metrics::{NodeMetrics, ProposalOutcome};
 use crate::driver::snapshot_store::SnapshotStore;
 use crate::driver::state_machine::StateMachine;
@@ -98,12 +101,12 @@ pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
     log_bytes_since_snapshot: u64,
 }
 
-/// The node's task: it ends with an error if storage fails.
-pub type NodeJoinHandle = tokio::task::JoinHandle<Result<(), StorageError>>;
-
-/// Starts a node on the current tokio runtime (multi-threaded: the task
-/// blocks its worker during fsync). Returns the application's handle and
-/// the task, which ends with an error if storage fails.
+/// Starts a node on a thread of its own (named `raft-<group>-<id>`, with a
+/// single-threaded tokio runtime), so its synced writes block only that
+/// thread. The transport keeps sending on the runtime it was made on.
+/// Returns the application's handle and the node's join handle, which
+/// resolves when the node stops (storage failure, [`NodeJoinHandle::abort`],
+/// or every application handle dropped).
 pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
     mut options: NodeOptions,
     storage: S,
@@ -123,6 +126,7 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
     let (request_sender, requests) = mpsc::channel(options.request_queue);
     let handle = RaftHandle::new(request_sender, status_receiver, options.request_timeout);
     let metrics = NodeMetrics::new(options.group, id);
+    let thread_name = format!("raft-{}-{}", options.group, id.0);
     let log_bytes_since_snapshot = node.storage().snapshot_size_bytes();
     let task = NodeTask {
         node,
@@ -140,7 +144,23 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
         log_bytes_since_snapshot,
         options,
     };
-    Ok((handle, tokio::spawn(task.run())))
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|error| StorageError::Io(format!("cannot start the node's runtime: {error}")))?;
+    let (mut join, stop, outcome) = NodeJoinHandle::new();
+    let thread = std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            // `run` consumes the task: storage and state machine are
+            // dropped before the outcome is reported.
+            let result = runtime.block_on(task.run(stop));
+            drop(runtime);
+            let _ = outcome.send(result);
+        })
+        .map_err(|error| StorageError::Io(format!("cannot start the node's thread: {error}")))?;
+    join.attach(thread);
+    Ok((handle, join))
 }
 
 fn nanos_now() -> u64 {
@@ -168,11 +188,15 @@ fn restore_machine<S: SnapshotStore, M: StateMachine>(
 }
 
 impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
-    async fn run(mut self) -> Result<(), StorageError> {
+    async fn run(mut self, stop: Arc<Notify>) -> Result<(), StorageError> {
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                () = stop.notified() => {
+                    info!(group = self.options.group, node = self.options.raft.id.0, "stopped");
+                    return Ok(());
+                }
                 _ = ticker.tick() => self.node.tick(),
                 Some(message) = self.inbound.recv() => {
                     self.node.step(message);
@@ -282,7 +306,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
         if !batch.is_empty() {
             let synced = batch.must_sync(&self.node.storage().hard_state());
             let started = Instant::now();
-            tokio::task::block_in_place(|| self.node.storage_mut().persist(&batch))?;
+            self.node.storage_mut().persist(&batch)?;
             if synced {
                 self.metrics.fsync(started.elapsed());
             }
@@ -399,9 +423,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
         let membership = self.node.status().membership;
         let mut chunks = self.machine.snapshot();
         let storage = self.node.storage_mut();
-        tokio::task::block_in_place(|| {
-            storage.compact_to_snapshot(applied, membership, &mut chunks)
-        })?;
+        storage.compact_to_snapshot(applied, membership, &mut chunks)?;
         self.log_bytes_since_snapshot = 0;
         info!(
             group = self.options.group,

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft::core::{Membership, NodeId, Role, StorageError};
-use raft::driver::{NodeOptions, ProposeError, RaftHandle, spawn_node};
+use raft::core::{Membership, NodeId, Role};
+use raft::driver::{NodeJoinHandle, NodeOptions, ProposeError, RaftHandle, spawn_node};
 use raft::register::{RegisterCommand, RegisterMachine, RegisterReader};
 use raft::storage::RocksStorage;
 use raft::transport::{Faults, FaultyTransport, GrpcTransport, RaftService, Transport};
@@ -45,7 +45,7 @@ pub struct RunningNode {
     pub reader: RegisterReader,
     pub faults: Faults,
     pub transport: Arc<FaultyTransport<GrpcTransport>>,
-    node_task: JoinHandle<Result<(), StorageError>>,
+    node_task: NodeJoinHandle,
     server_task: JoinHandle<()>,
 }
 
