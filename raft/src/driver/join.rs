@@ -37,31 +37,29 @@ pub type NodeOutcome = Result<Result<(), StorageError>, NodePanicked>;
 pub struct NodeJoinHandle {
     stop: Arc<Notify>,
     outcome: oneshot::Receiver<Result<(), StorageError>>,
-    /// Set by [`NodeJoinHandle::attach`] once the thread runs.
+    /// Taken when the handle is dropped, to wait for the thread.
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl NodeJoinHandle {
-    /// Returns the handle and the two ends the node's thread keeps: the
-    /// stop signal it listens to and the sender of its outcome.
-    pub(crate) fn new() -> (
-        NodeJoinHandle,
-        Arc<Notify>,
-        oneshot::Sender<Result<(), StorageError>>,
-    ) {
+    /// Runs `node` on a new thread named `name`, handing it the stop
+    /// signal to listen to; what it returns is the handle's outcome. The
+    /// closure must drop the node's state before it returns.
+    pub(crate) fn spawn(
+        name: String,
+        node: impl FnOnce(Arc<Notify>) -> Result<(), StorageError> + Send + 'static,
+    ) -> std::io::Result<NodeJoinHandle> {
         let stop = Arc::new(Notify::new());
         let (sender, outcome) = oneshot::channel();
-        let handle = NodeJoinHandle {
-            stop: stop.clone(),
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            let _ = sender.send(node(signal));
+        })?;
+        Ok(NodeJoinHandle {
+            stop,
             outcome,
-            thread: None,
-        };
-        (handle, stop, sender)
-    }
-
-    /// Records the node's thread, which dropping the handle waits for.
-    pub(crate) fn attach(&mut self, thread: std::thread::JoinHandle<()>) {
-        self.thread = Some(thread);
+            thread: Some(thread),
+        })
     }
 
     /// Asks the node to stop at its next wake-up, as a crash would: what
@@ -92,5 +90,58 @@ impl Future for NodeJoinHandle {
         Pin::new(&mut self.outcome)
             .poll(cx)
             .map(|received| received.map_err(|_| NodePanicked))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A node that waits for its stop signal, then records that its state
+    /// was dropped.
+    fn stoppable(dropped: Arc<AtomicBool>) -> NodeJoinHandle {
+        NodeJoinHandle::spawn("test-node".into(), move |stop| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            runtime.block_on(stop.notified());
+            // Slow to close, like a database flushing on shutdown.
+            std::thread::sleep(Duration::from_millis(50));
+            dropped.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+        .expect("thread")
+    }
+
+    #[tokio::test]
+    async fn abort_resolves_after_the_node_closed() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let handle = stoppable(dropped.clone());
+        handle.abort();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .expect("the node stops before the deadline");
+        assert_eq!(outcome.map(|result| result.is_ok()), Ok(true));
+        assert!(dropped.load(Ordering::SeqCst), "state closed first");
+    }
+
+    #[test]
+    fn dropping_the_handle_stops_the_node_and_waits_for_it() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        drop(stoppable(dropped.clone()));
+        assert!(dropped.load(Ordering::SeqCst), "closed when drop returns");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_node_resolves_as_panicked() {
+        let handle =
+            NodeJoinHandle::spawn("test-node".into(), |_| panic!("node bug")).expect("thread");
+        let outcome = tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .expect("resolves before the deadline");
+        assert_eq!(outcome.map(|result| result.is_ok()), Err(NodePanicked));
     }
 }

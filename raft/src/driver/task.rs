@@ -148,18 +148,14 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
         .enable_time()
         .build()
         .map_err(|error| StorageError::Io(format!("cannot start the node's runtime: {error}")))?;
-    let (mut join, stop, outcome) = NodeJoinHandle::new();
-    let thread = std::thread::Builder::new()
-        .name(thread_name)
-        .spawn(move || {
-            // `run` consumes the task: storage and state machine are
-            // dropped before the outcome is reported.
-            let result = runtime.block_on(task.run(stop));
-            drop(runtime);
-            let _ = outcome.send(result);
-        })
-        .map_err(|error| StorageError::Io(format!("cannot start the node's thread: {error}")))?;
-    join.attach(thread);
+    let join = NodeJoinHandle::spawn(thread_name, move |stop| {
+        // `run` consumes the task: storage and state machine are dropped
+        // before the outcome is reported.
+        let result = runtime.block_on(task.run(stop));
+        drop(runtime);
+        result
+    })
+    .map_err(|error| StorageError::Io(format!("cannot start the node's thread: {error}")))?;
     Ok((handle, join))
 }
 
