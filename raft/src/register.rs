@@ -18,7 +18,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
 use crate::core::{Entry, EntryKind, LogIndex, StorageError};
-use crate::driver::StateMachine;
+use crate::driver::{SnapshotJob, StateMachine};
 
 /// Column family of the values.
 pub const DATA_CF: &str = "data";
@@ -227,19 +227,24 @@ impl StateMachine for RegisterMachine {
         let mut records = self
             .db
             .iterator_cf(self.cf(DATA_CF), IteratorMode::Start)
-            .map_while(Result::ok);
+            .map(|record| {
+                record.unwrap_or_else(|error| panic!("reading the register map: {error}"))
+            });
         Box::new(std::iter::from_fn(move || {
             let mut chunk = BytesMut::new();
             for (key, value) in records.by_ref() {
-                chunk.put_u32(key.len() as u32);
-                chunk.put_slice(&key);
-                chunk.put_u32(value.len() as u32);
-                chunk.put_slice(&value);
+                put_record(&mut chunk, &key, &value);
                 if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
                     break;
                 }
             }
             (!chunk.is_empty()).then(|| chunk.freeze())
+        }))
+    }
+
+    fn snapshot_job(&self) -> Option<Box<dyn SnapshotJob>> {
+        Some(Box::new(RegisterSnapshotJob {
+            db: self.db.clone(),
         }))
     }
 
@@ -261,6 +266,48 @@ impl StateMachine for RegisterMachine {
         self.write(batch);
         self.applied = index;
     }
+}
+
+/// Streams the register map from a RocksDB snapshot on another thread: the
+/// same chunks as [`RegisterMachine::snapshot`], without stalling the node.
+struct RegisterSnapshotJob {
+    db: Arc<DB>,
+}
+
+impl SnapshotJob for RegisterSnapshotJob {
+    fn run(
+        self: Box<Self>,
+        pinned: &mut dyn FnMut(),
+        sink: &mut dyn FnMut(Bytes) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let view = self.db.snapshot();
+        pinned();
+        let data = self
+            .db
+            .cf_handle(DATA_CF)
+            .ok_or_else(|| StorageError::Io("missing data column family".into()))?;
+        let mut chunk = BytesMut::new();
+        for record in view.iterator_cf(data, IteratorMode::Start) {
+            let (key, value) =
+                record.map_err(|e| io_error("reading the register map for a snapshot", e))?;
+            put_record(&mut chunk, &key, &value);
+            if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
+                sink(chunk.split().freeze())?;
+            }
+        }
+        if !chunk.is_empty() {
+            sink(chunk.freeze())?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends one (key, value) record to a snapshot chunk.
+fn put_record(chunk: &mut BytesMut, key: &[u8], value: &[u8]) {
+    chunk.put_u32(key.len() as u32);
+    chunk.put_slice(key);
+    chunk.put_u32(value.len() as u32);
+    chunk.put_slice(value);
 }
 
 /// Splits one (key, value) record off a snapshot chunk.

@@ -3,6 +3,7 @@
 //! node through a [`RaftHandle`]; peers' messages arrive on a bounded
 //! channel fed by the transport.
 
+mod background_snapshot;
 mod error;
 mod handle;
 mod join;
@@ -15,5 +16,5 @@ pub use error::ProposeError;
 pub use handle::{ProposalReply, RaftHandle, Request};
 pub use join::{NodeJoinHandle, NodeOutcome, NodePanicked};
 pub use snapshot_store::SnapshotStore;
-pub use state_machine::StateMachine;
+pub use state_machine::{SnapshotJob, StateMachine};
 pub use task::{NodeOptions, spawn_node};

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use crate::core::{LogIndex, Membership, StorageError};
-use crate::storage::{MemStorage, Storage};
+use crate::storage::{MemStorage, RocksStorage, SnapshotWriter, Storage};
 
 /// Storage that can hold application snapshots.
 ///
@@ -27,6 +27,28 @@ pub trait SnapshotStore: Storage + Send + 'static {
 
     /// Returns the size of the latest snapshot's data, in bytes.
     fn snapshot_size_bytes(&self) -> u64;
+
+    /// Returns a writer of a new snapshot's data that works from another
+    /// thread, or `None` if this storage cannot take one (the driver then
+    /// snapshots on the node's thread with `compact_to_snapshot`).
+    fn snapshot_writer(&mut self) -> Option<SnapshotWriter> {
+        None
+    }
+
+    /// Makes the snapshot a [`SnapshotStore::snapshot_writer`] wrote (its
+    /// id and size; the application state at `index`) the latest one and
+    /// drops the log entries it covers. Returns `false`, deleting its
+    /// data, if a later snapshot was installed meanwhile.
+    fn install_written(
+        &mut self,
+        _id_and_size: (u64, u64),
+        _index: LogIndex,
+        _membership: Membership,
+    ) -> Result<bool, StorageError> {
+        Err(StorageError::Io(
+            "this storage writes no snapshot from another thread".into(),
+        ))
+    }
 }
 
 impl SnapshotStore for MemStorage {
@@ -50,7 +72,7 @@ impl SnapshotStore for MemStorage {
     }
 }
 
-impl SnapshotStore for crate::storage::RocksStorage {
+impl SnapshotStore for RocksStorage {
     fn compact_to_snapshot(
         &mut self,
         index: LogIndex,
@@ -69,5 +91,18 @@ impl SnapshotStore for crate::storage::RocksStorage {
 
     fn snapshot_size_bytes(&self) -> u64 {
         self.snapshot_record_size_bytes()
+    }
+
+    fn snapshot_writer(&mut self) -> Option<SnapshotWriter> {
+        Some(RocksStorage::snapshot_writer(self))
+    }
+
+    fn install_written(
+        &mut self,
+        (id, size_bytes): (u64, u64),
+        index: LogIndex,
+        membership: Membership,
+    ) -> Result<bool, StorageError> {
+        self.install_written_snapshot(id, size_bytes, index, membership)
     }
 }

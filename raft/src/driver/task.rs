@@ -25,6 +25,7 @@ use crate::core::{
     Config, Entry, EntryKind, LogIndex, Message, Node, NodeId, Ready, Role, Status, StorageError,
     Term,
 };
+use crate::driver::background_snapshot::{self, BackgroundSnapshot, Written};
 use crate::driver::error::ProposeError;
 use crate::driver::handle::{ProposalReply, RaftHandle, Request};
 use crate::driver::join::NodeJoinHandle;
@@ -99,6 +100,8 @@ pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
     /// Bytes of the entries applied since the last snapshot (after a
     /// restart, counted as if the log already reached the snapshot's size).
     log_bytes_since_snapshot: u64,
+    /// The snapshot being written by another thread, if any (at most one).
+    snapshot_in_progress: Option<BackgroundSnapshot>,
 }
 
 /// Starts a node on a thread of its own (named `raft-<group>-<id>`, with a
@@ -142,6 +145,7 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
         metrics,
         last_role: Role::Follower,
         log_bytes_since_snapshot,
+        snapshot_in_progress: None,
         options,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -192,6 +196,12 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
                 () = stop.notified() => {
                     info!(group = self.options.group, node = self.options.raft.id.0, "stopped");
                     return Ok(());
+                }
+                result = background_snapshot::written(&mut self.snapshot_in_progress) => {
+                    if let Err(failure) = self.install_snapshot(result) {
+                        error!(group = self.options.group, node = self.options.raft.id.0, %failure, "snapshot failed, node stops");
+                        return Err(failure);
+                    }
                 }
                 _ = ticker.tick() => self.node.tick(),
                 Some(message) = self.inbound.recv() => {
@@ -405,28 +415,68 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
 
     /// Snapshots the application and compacts the log once enough entries
     /// and bytes were applied since the last snapshot (see
-    /// [`NodeOptions::snapshot_interval_entries`]). The compaction write is
-    /// synced, and the application shares the database's single WAL, so
-    /// the application state it covers is durable first.
+    /// [`NodeOptions::snapshot_interval_entries`]): on another thread when
+    /// the application and the storage both can, else on this one. The
+    /// compaction write is synced, and the application shares the
+    /// database's single WAL, so the application state it covers is
+    /// durable first.
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
         let applied = self.machine.applied_index();
         let snapshot_index = self.node.storage().snapshot_meta().index;
-        if applied.0 < snapshot_index.0 + self.options.snapshot_interval_entries
+        if self.snapshot_in_progress.is_some()
+            || applied.0 < snapshot_index.0 + self.options.snapshot_interval_entries
             || self.log_bytes_since_snapshot < self.node.storage().snapshot_size_bytes()
         {
             return Ok(());
         }
+        self.log_bytes_since_snapshot = 0;
         let membership = self.node.status().membership;
+        if let Some(job) = self.machine.snapshot_job()
+            && let Some(writer) = self.node.storage_mut().snapshot_writer()
+        {
+            let name = format!(
+                "raft-{}-{}-snapshot",
+                self.options.group, self.options.raft.id.0
+            );
+            self.snapshot_in_progress = Some(BackgroundSnapshot::start(
+                name, applied, membership, job, writer,
+            )?);
+            return Ok(());
+        }
         let mut chunks = self.machine.snapshot();
         let storage = self.node.storage_mut();
         storage.compact_to_snapshot(applied, membership, &mut chunks)?;
-        self.log_bytes_since_snapshot = 0;
+        self.log_compacted(applied);
+        Ok(())
+    }
+
+    /// Installs the snapshot another thread finished writing, unless a
+    /// later one was installed meanwhile.
+    fn install_snapshot(
+        &mut self,
+        written: Result<Written, StorageError>,
+    ) -> Result<(), StorageError> {
+        let snapshot = self
+            .snapshot_in_progress
+            .take()
+            .expect("a snapshot was in progress");
+        let installed = self.node.storage_mut().install_written(
+            written?,
+            snapshot.index,
+            snapshot.membership.clone(),
+        )?;
+        if installed {
+            self.log_compacted(snapshot.index);
+        }
+        Ok(())
+    }
+
+    fn log_compacted(&self, index: LogIndex) {
         info!(
             group = self.options.group,
             node = self.options.raft.id.0,
-            index = applied.0,
+            index = index.0,
             "log compacted to a snapshot"
         );
-        Ok(())
     }
 }

@@ -279,10 +279,63 @@ impl RocksStorage {
             "snapshot index {index} outside ({snapshot_index}, {}]",
             self.cache.last_index
         );
-        let term = self.term(index)?;
+        let mut writer = self.snapshot_writer();
+        for chunk in chunks {
+            writer.write_chunk(&chunk)?;
+        }
+        let (id, size_bytes) = writer.finish()?;
+        self.install_written_snapshot(id, size_bytes, index, membership)?;
+        Ok(())
+    }
+
+    /// Reserves a snapshot id and returns a writer of that snapshot's data,
+    /// which may run on another thread while the node goes on.
+    /// [`RocksStorage::install_written_snapshot`] then makes it the latest
+    /// snapshot; until then (or if the process dies) its chunks are
+    /// orphans, which `open` removes.
+    pub fn snapshot_writer(&mut self) -> SnapshotWriter {
         let id = self.cache.next_snapshot_id;
         self.cache.next_snapshot_id += 1;
-        let size_bytes = self.write_snapshot_chunks(id, chunks)?;
+        SnapshotWriter {
+            db: self.db.clone(),
+            path: self.path.clone(),
+            id,
+            batch: WriteBatch::default(),
+            offset: 0,
+        }
+    }
+
+    /// Makes the snapshot written under `id` (`size_bytes` of data, the
+    /// application state at `index`) the latest one and drops the log
+    /// entries it covers, with one synced write. Returns `false`, and
+    /// deletes the written data, if a later snapshot was installed since
+    /// the writer was made (a follower may receive one meanwhile).
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if a write fails; the previous snapshot then
+    /// stays in force.
+    ///
+    /// # Panics
+    /// Panics if `index` is beyond the last log index.
+    pub fn install_written_snapshot(
+        &mut self,
+        id: u64,
+        size_bytes: u64,
+        index: LogIndex,
+        membership: Membership,
+    ) -> Result<bool, StorageError> {
+        assert!(
+            index <= self.cache.last_index,
+            "snapshot index {index} beyond the last index {}",
+            self.cache.last_index
+        );
+        if index <= self.cache.snapshot.meta.index {
+            let mut batch = WriteBatch::default();
+            delete_chunks(&mut batch, &self.cf(CF_RAFT_STATE)?, id);
+            self.write_with(batch, false, "deleting a superseded snapshot")?;
+            return Ok(false);
+        }
+        let term = self.term(index)?;
         let snapshot = SnapshotRecord {
             meta: SnapshotMeta {
                 index,
@@ -300,7 +353,7 @@ impl RocksStorage {
             "snapshot created"
         );
         self.cache.snapshot = snapshot;
-        Ok(())
+        Ok(true)
     }
 
     /// Returns the size of the installed snapshot's data, in bytes.
@@ -471,28 +524,6 @@ impl RocksStorage {
         Ok(self
             .db
             .raw_iterator_cf_opt(&self.cf(CF_RAFT_STATE)?, options))
-    }
-
-    /// Writes the snapshot data `chunks` under snapshot `id` in synced
-    /// batches of about [`SNAPSHOT_BATCH_BYTES_MAX`]; returns its size.
-    fn write_snapshot_chunks(
-        &self,
-        id: u64,
-        chunks: impl IntoIterator<Item = Bytes>,
-    ) -> Result<u64, StorageError> {
-        let state = &self.cf(CF_RAFT_STATE)?;
-        let mut batch = WriteBatch::default();
-        let mut offset = 0u64;
-        for chunk in chunks {
-            put_chunk_records(&mut batch, state, id, offset, &chunk);
-            offset += chunk.len() as u64;
-            if batch.size_in_bytes() >= SNAPSHOT_BATCH_BYTES_MAX {
-                let full = std::mem::take(&mut batch);
-                self.write(full, "writing snapshot chunks")?;
-            }
-        }
-        self.write(batch, "writing snapshot chunks")?;
-        Ok(offset)
     }
 
     /// Makes the created `snapshot`, whose data is written, the installed
@@ -856,5 +887,56 @@ impl Iterator for SnapshotData<'_> {
         let result = self.read_next().transpose();
         self.done = !matches!(result, Some(Ok(_)));
         result
+    }
+}
+
+/// Writes the data of a snapshot being created, chunk by chunk, in bounded
+/// unsynced batches (the synced install that follows covers them). Made by
+/// [`RocksStorage::snapshot_writer`]; usable from any thread.
+pub struct SnapshotWriter {
+    db: Arc<DB>,
+    path: PathBuf,
+    id: u64,
+    batch: WriteBatch,
+    /// Invariant: the bytes written so far, in order.
+    offset: u64,
+}
+
+impl SnapshotWriter {
+    /// Appends `chunk` to the snapshot's data.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if a write fails.
+    pub fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
+        let state = self.db.cf_handle(CF_RAFT_STATE).ok_or_else(|| {
+            StorageError::Io(format!(
+                "column family {CF_RAFT_STATE} missing in {}",
+                self.path.display()
+            ))
+        })?;
+        put_chunk_records(&mut self.batch, &state, self.id, self.offset, chunk);
+        self.offset += chunk.len() as u64;
+        if self.batch.size_in_bytes() >= SNAPSHOT_BATCH_BYTES_MAX {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered; returns the snapshot's id and size.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if a write fails.
+    pub fn finish(mut self) -> Result<(u64, u64), StorageError> {
+        self.flush()?;
+        Ok((self.id, self.offset))
+    }
+
+    fn flush(&mut self) -> Result<(), StorageError> {
+        let batch = std::mem::take(&mut self.batch);
+        let mut options = WriteOptions::default();
+        options.set_sync(false);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(io_error("writing snapshot chunks"))
     }
 }

@@ -358,6 +358,83 @@ fn snapshot_data_is_streamed_and_checked() {
     assert!(reader.next().is_none());
 }
 
+// Goal: a snapshot written from another thread becomes the latest only
+// when installed, is discarded (its data deleted) when a later one was
+// installed meanwhile, and one never installed leaves no data after a
+// reopen. Method: write one on a thread, install; write one at an older
+// index after a newer install; start one and reopen without installing.
+#[test]
+fn snapshots_written_elsewhere_are_installed_or_discarded() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut storage = bootstrapped(dir.path(), voters(&[1]));
+    append(&mut storage, &entries(2..=10, 1)).expect("append");
+    let stale = storage.snapshot_writer();
+    let mut writer = storage.snapshot_writer();
+    let written = std::thread::spawn(move || {
+        writer.write_chunk(b"state at 6").expect("chunk");
+        writer.finish().expect("finish")
+    })
+    .join()
+    .expect("writer thread");
+    let (id, size) = written;
+    assert!(
+        storage
+            .install_written_snapshot(id, size, LogIndex(6), voters(&[1]))
+            .expect("install")
+    );
+    assert_eq!(storage.snapshot_meta().index, LogIndex(6));
+    assert_eq!(storage.first_index(), LogIndex(7));
+    let data: Vec<Bytes> = storage
+        .snapshot_data()
+        .expect("data")
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(data.concat(), b"state at 6");
+
+    let (stale_id, stale_size) = {
+        let mut stale = stale;
+        stale.write_chunk(b"state at 5").expect("chunk");
+        stale.finish().expect("finish")
+    };
+    assert!(
+        !storage
+            .install_written_snapshot(stale_id, stale_size, LogIndex(5), voters(&[1]))
+            .expect("discard"),
+        "an older snapshot is not installed over a newer one"
+    );
+    assert_eq!(storage.snapshot_meta().index, LogIndex(6));
+
+    let mut unfinished = storage.snapshot_writer();
+    unfinished.write_chunk(b"never installed").expect("chunk");
+    unfinished.finish().expect("finish");
+    drop(storage);
+    let storage = open(dir.path());
+    assert_eq!(storage.snapshot_meta().index, LogIndex(6));
+    let data: Vec<Bytes> = storage
+        .snapshot_data()
+        .expect("data")
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(data.concat(), b"state at 6");
+    drop(storage);
+    let mut chunk_records = 0;
+    with_raw_db(dir.path(), |db| {
+        let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
+        chunk_records = db
+            .iterator_cf(state, rocksdb::IteratorMode::Start)
+            .filter(|record| {
+                record
+                    .as_ref()
+                    .is_ok_and(|(key, _)| key.starts_with(b"snapshot_chunk/"))
+            })
+            .count();
+    });
+    assert_eq!(
+        chunk_records, 1,
+        "only the installed snapshot's record remains"
+    );
+}
+
 /// Flips a data byte of the first snapshot chunk record, through the
 /// database the storage shares.
 fn damage_first_chunk_record(storage: &RocksStorage) {

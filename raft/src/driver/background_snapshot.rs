@@ -1,0 +1,106 @@
+//! A snapshot written on a thread of its own: the application's
+//! [`SnapshotJob`] streams a pinned view of its state into the storage's
+//! [`SnapshotWriter`] while the node goes on applying; the node installs
+//! the result (and compacts its log) when the job is done.
+//!
+//! Invariants:
+//! - [`BackgroundSnapshot::start`] returns only once the job has pinned its
+//!   view, so the view is the state at the index the node had applied when
+//!   it started the job (the node's thread alone applies entries).
+//! - Dropping a `BackgroundSnapshot` cancels the job at its next chunk and
+//!   waits for its thread, so no job outlives its node or keeps the
+//!   database open; the data it wrote is an orphan the storage removes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::oneshot;
+
+use crate::core::{LogIndex, Membership, StorageError};
+use crate::driver::SnapshotJob;
+use crate::storage::SnapshotWriter;
+
+/// The id and size of a snapshot's written data.
+pub(crate) type Written = (u64, u64);
+
+/// A snapshot being written by another thread.
+pub(crate) struct BackgroundSnapshot {
+    /// The applied index of the pinned state.
+    pub(crate) index: LogIndex,
+    /// The membership as of `index`.
+    pub(crate) membership: Membership,
+    written: oneshot::Receiver<Result<Written, StorageError>>,
+    cancel: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundSnapshot {
+    /// Starts `job` on a thread named `name`, writing into `writer`, and
+    /// waits until it has pinned the state at `index`.
+    ///
+    /// # Errors
+    /// [`StorageError::Io`] if the thread cannot start.
+    pub(crate) fn start(
+        name: String,
+        index: LogIndex,
+        membership: Membership,
+        job: Box<dyn SnapshotJob>,
+        mut writer: SnapshotWriter,
+    ) -> Result<BackgroundSnapshot, StorageError> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancelled = cancel.clone();
+        let (pinned_sender, pinned) = std::sync::mpsc::sync_channel(1);
+        let (done, written) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let streamed = job.run(
+                    &mut || {
+                        let _ = pinned_sender.send(());
+                    },
+                    &mut |chunk| {
+                        if cancelled.load(Ordering::Relaxed) {
+                            return Err(StorageError::Io("snapshot cancelled".into()));
+                        }
+                        writer.write_chunk(&chunk)
+                    },
+                );
+                let _ = done.send(streamed.and_then(|()| writer.finish()));
+            })
+            .map_err(|error| {
+                StorageError::Io(format!("cannot start a snapshot thread: {error}"))
+            })?;
+        // A job that fails before pinning drops the sender: its error then
+        // arrives through `written`.
+        let _ = pinned.recv();
+        Ok(BackgroundSnapshot {
+            index,
+            membership,
+            written,
+            cancel,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for BackgroundSnapshot {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Waits for the snapshot in progress, if any, to be written (never
+/// returns when there is none).
+pub(crate) async fn written(
+    snapshot: &mut Option<BackgroundSnapshot>,
+) -> Result<Written, StorageError> {
+    match snapshot {
+        Some(snapshot) => (&mut snapshot.written)
+            .await
+            .unwrap_or_else(|_| Err(StorageError::Io("the snapshot thread panicked".into()))),
+        None => std::future::pending().await,
+    }
+}
