@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -35,8 +36,9 @@ pub(crate) struct BackgroundSnapshot {
 }
 
 impl BackgroundSnapshot {
-    /// Starts `job` on a thread named `name`, writing into `writer`, and
-    /// waits until it has pinned the state at `index`.
+    /// Starts `job` on a thread named `name`, writing into `writer` at no
+    /// more than `bytes_per_second` (0: unlimited), and waits until it has
+    /// pinned the state at `index`.
     ///
     /// # Errors
     /// [`StorageError::Io`] if the thread cannot start.
@@ -46,6 +48,7 @@ impl BackgroundSnapshot {
         membership: Membership,
         job: Box<dyn SnapshotJob>,
         mut writer: SnapshotWriter,
+        bytes_per_second: u64,
     ) -> Result<BackgroundSnapshot, StorageError> {
         let cancel = Arc::new(AtomicBool::new(false));
         let cancelled = cancel.clone();
@@ -54,6 +57,7 @@ impl BackgroundSnapshot {
         let thread = std::thread::Builder::new()
             .name(name)
             .spawn(move || {
+                let mut pace = Pace::new(bytes_per_second);
                 let streamed = job.run(
                     &mut || {
                         let _ = pinned_sender.send(());
@@ -62,7 +66,9 @@ impl BackgroundSnapshot {
                         if cancelled.load(Ordering::Relaxed) {
                             return Err(StorageError::Io("snapshot cancelled".into()));
                         }
-                        writer.write_chunk(&chunk)
+                        writer.write_chunk(&chunk)?;
+                        pace.wrote(chunk.len() as u64);
+                        Ok(())
                     },
                 );
                 let _ = done.send(streamed.and_then(|()| writer.finish()));
@@ -88,6 +94,36 @@ impl Drop for BackgroundSnapshot {
         self.cancel.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Spreads a copy over time: the node's threads keep most of the CPU
+/// while a snapshot is written, instead of competing with a burst.
+struct Pace {
+    bytes_per_second: u64,
+    started: Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    fn new(bytes_per_second: u64) -> Pace {
+        Pace {
+            bytes_per_second,
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `bytes` more and sleeps until the rate allows them.
+    fn wrote(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        if self.bytes_per_second == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second as f64);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
         }
     }
 }
