@@ -2,7 +2,7 @@
 //! `shardctrler/test_test.go`) against a three-replica controller of real
 //! `shardctrler` processes over gRPC, with RocksDB in temp dirs. Each
 //! scenario kills a minority replica (a follower) with SIGKILL part way and
-//! restarts it later; with snapshots after as few as 20 entries, a restarted replica
+//! restarts it later; with a snapshot every 20 entries, a restarted replica
 //! may catch up from a snapshot. The lab's 10 shards are used (`--shards`).
 
 mod harness;

@@ -43,8 +43,8 @@ struct Args {
     /// election timeout: 10 to 20 ticks).
     #[arg(long, env = "KV_TICK_MS", default_value_t = 100)]
     tick_ms: u64,
-    /// Take a snapshot after at least this many applied entries (and once
-    /// their bytes reach the last snapshot's size).
+    /// Take a snapshot after at least this many applied entries (a state
+    /// over 1 MiB also waits until their bytes reach its size).
     #[arg(long, env = "KV_SNAPSHOT_INTERVAL", default_value_t = 10_000)]
     snapshot_interval: u64,
 }

@@ -67,7 +67,7 @@ impl BackgroundSnapshot {
                             return Err(StorageError::Io("snapshot cancelled".into()));
                         }
                         writer.write_chunk(&chunk)?;
-                        pace.wrote(chunk.len() as u64);
+                        pace.wrote(chunk.len() as u64, &cancelled);
                         Ok(())
                     },
                 );
@@ -93,6 +93,7 @@ impl Drop for BackgroundSnapshot {
     fn drop(&mut self) {
         self.cancel.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             let _ = thread.join();
         }
     }
@@ -115,15 +116,19 @@ impl Pace {
         }
     }
 
-    /// Counts `bytes` more and sleeps until the rate allows them.
-    fn wrote(&mut self, bytes: u64) {
+    /// Counts `bytes` more and waits until the rate allows them, or until
+    /// `cancelled` is set (the canceller unparks this thread).
+    fn wrote(&mut self, bytes: u64, cancelled: &AtomicBool) {
         self.bytes += bytes;
         if self.bytes_per_second == 0 {
             return;
         }
         let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second as f64);
-        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
-            std::thread::sleep(ahead);
+        while let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            if ahead.is_zero() || cancelled.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::park_timeout(ahead);
         }
     }
 }

@@ -51,10 +51,11 @@ pub struct NodeOptions {
     /// Deadline of a request made through the handle.
     pub request_timeout: Duration,
     /// Take a snapshot (and compact the log) once this many entries were
-    /// applied since the last one and their bytes reach the last
-    /// snapshot's size: copying the state then costs at most one byte per
-    /// byte logged, and the log stays within the state's size (or this
-    /// many entries, whichever is larger).
+    /// applied since the last one and, if the last snapshot holds more
+    /// than 1 MiB, their bytes reach its size: copying a large state then
+    /// costs at most one byte per byte logged, and the log stays within
+    /// the state's size (plus what is applied while a background copy
+    /// runs) or this many entries, whichever is larger.
     pub snapshot_interval_entries: u64,
     /// How fast a snapshot written on its own thread may copy the state,
     /// in bytes per second (0: unlimited). Spreading the copy keeps the
@@ -78,6 +79,11 @@ impl NodeOptions {
         }
     }
 }
+
+/// A state this small is copied at every snapshot interval: the copy is
+/// cheap, and the byte condition would space the snapshots of a state that
+/// grows with every entry (the controller's history) ever further apart.
+const SMALL_SNAPSHOT_BYTES: u64 = 1 << 20;
 
 /// A proposal waiting for its index to apply.
 struct PendingProposal<O> {
@@ -371,7 +377,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
         self.log_bytes_since_snapshot += entries.iter().map(Entry::size_bytes).sum::<u64>();
         for run in entries.split_inclusive(|entry| entry.kind == EntryKind::ConfChange) {
             let outputs = self.machine.apply_batch(run);
-            debug_assert_eq!(outputs.len(), run.len(), "one answer per entry");
+            assert_eq!(outputs.len(), run.len(), "one answer per entry");
             if let Some(last) = run.last()
                 && last.kind == EntryKind::ConfChange
             {
@@ -428,9 +434,11 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
     fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
         let applied = self.machine.applied_index();
         let snapshot_index = self.node.storage().snapshot_meta().index;
+        let snapshot_bytes = self.node.storage().snapshot_size_bytes();
         if self.snapshot_in_progress.is_some()
             || applied.0 < snapshot_index.0 + self.options.snapshot_interval_entries
-            || self.log_bytes_since_snapshot < self.node.storage().snapshot_size_bytes()
+            || (snapshot_bytes > SMALL_SNAPSHOT_BYTES
+                && self.log_bytes_since_snapshot < snapshot_bytes)
         {
             return Ok(());
         }

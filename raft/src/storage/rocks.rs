@@ -124,10 +124,11 @@ fn open_db(dir: &Path) -> Result<DB, StorageError> {
     options.create_if_missing(true);
     options.create_missing_column_families(true);
     options.set_compression_type(DBCompressionType::Lz4);
-    // One thread (the node's) writes: concurrent memtable inserts would
-    // only cost each insert a fresh skip-list search, where a single
-    // writer reuses the last insert's position for the log's ascending
-    // keys.
+    // The node's thread does nearly all writes (a snapshot writer's
+    // occasional batches aside, which then queue behind them): concurrent
+    // memtable inserts would only cost each insert a fresh skip-list
+    // search, where a single writer reuses the last insert's position for
+    // the log's ascending keys.
     options.set_allow_concurrent_memtable_write(false);
     let families = COLUMN_FAMILIES.iter().map(|name| {
         let mut family_options = Options::default();

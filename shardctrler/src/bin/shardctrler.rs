@@ -35,8 +35,8 @@ struct Args {
     /// election timeout: 10 to 20 ticks).
     #[arg(long, env = "KV_TICK_MS", default_value_t = 100)]
     tick_ms: u64,
-    /// Snapshot the state and compact the log after at least this many
-    /// entries (and once their bytes reach the last snapshot's size).
+    /// Snapshot the state and compact the log every this many entries (a
+    /// state over 1 MiB also waits until their bytes reach its size).
     #[arg(long, env = "KV_SNAPSHOT_INTERVAL", default_value_t = 1000)]
     snapshot_interval: u64,
 }

@@ -61,8 +61,8 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts three replicas of a new cluster of `shards` shards, with
-    /// 30 ms ticks and snapshots after as few as 20 entries (so restarts
-    /// exercise snapshot install), and waits for a leader.
+    /// 30 ms ticks and a snapshot every 20 entries (so restarts exercise
+    /// snapshot install), and waits for a leader.
     pub async fn start(shards: u32) -> Cluster {
         let ports = free_ports(2 * REPLICAS);
         let address = |port: &u16| format!("127.0.0.1:{port}");
