@@ -117,6 +117,33 @@ fn io_error(context: impl fmt::Display) -> impl FnOnce(rocksdb::Error) -> Storag
     move |error| StorageError::Io(format!("{context}: {error}"))
 }
 
+/// Returns the column family `name` of the database at `path`.
+fn column_family<'a>(
+    db: &'a DB,
+    path: &Path,
+    name: &str,
+) -> Result<impl AsColumnFamilyRef + 'a, StorageError> {
+    db.cf_handle(name).ok_or_else(|| {
+        StorageError::Io(format!(
+            "column family {name} missing in {}",
+            path.display()
+        ))
+    })
+}
+
+/// Writes `batch`, synced or not; unsynced writes still go to the WAL in
+/// order, so a later synced write makes them durable too.
+fn write_batch(
+    db: &DB,
+    batch: WriteBatch,
+    sync: bool,
+    context: impl fmt::Display,
+) -> Result<(), StorageError> {
+    let mut options = WriteOptions::default();
+    options.set_sync(sync);
+    db.write_opt(batch, &options).map_err(io_error(context))
+}
+
 /// Opens (creating if missing) the database at `dir` with every column
 /// family.
 fn open_db(dir: &Path) -> Result<DB, StorageError> {
@@ -383,12 +410,7 @@ impl RocksStorage {
     /// Returns the column family `name` (whichever handle type the
     /// rocksdb thread mode gives).
     fn cf(&self, name: &str) -> Result<impl AsColumnFamilyRef + '_, StorageError> {
-        self.db.cf_handle(name).ok_or_else(|| {
-            StorageError::Io(format!(
-                "column family {name} missing in {}",
-                self.path.display()
-            ))
-        })
+        column_family(&self.db, &self.path, name)
     }
 
     /// Returns where a record lives, for errors: the column family and the
@@ -410,11 +432,7 @@ impl RocksStorage {
         sync: bool,
         context: impl fmt::Display,
     ) -> Result<(), StorageError> {
-        let mut options = WriteOptions::default();
-        options.set_sync(sync);
-        self.db
-            .write_opt(batch, &options)
-            .map_err(io_error(context))
+        write_batch(&self.db, batch, sync, context)
     }
 
     /// Returns the raw value of `key` in `raft_state`, if any.
@@ -909,13 +927,9 @@ impl SnapshotWriter {
     /// # Errors
     /// [`StorageError::Io`] if a write fails.
     pub fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), StorageError> {
-        let state = self.db.cf_handle(CF_RAFT_STATE).ok_or_else(|| {
-            StorageError::Io(format!(
-                "column family {CF_RAFT_STATE} missing in {}",
-                self.path.display()
-            ))
-        })?;
+        let state = column_family(&self.db, &self.path, CF_RAFT_STATE)?;
         put_chunk_records(&mut self.batch, &state, self.id, self.offset, chunk);
+        drop(state);
         self.offset += chunk.len() as u64;
         if self.batch.size_in_bytes() >= SNAPSHOT_BATCH_BYTES_MAX {
             self.flush()?;
@@ -934,10 +948,6 @@ impl SnapshotWriter {
 
     fn flush(&mut self) -> Result<(), StorageError> {
         let batch = std::mem::take(&mut self.batch);
-        let mut options = WriteOptions::default();
-        options.set_sync(false);
-        self.db
-            .write_opt(batch, &options)
-            .map_err(io_error("writing snapshot chunks"))
+        write_batch(&self.db, batch, false, "writing snapshot chunks")
     }
 }
