@@ -19,10 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::core::{LogIndex, Membership, StorageError};
 use crate::driver::SnapshotJob;
-use crate::storage::SnapshotWriter;
-
-/// The id and size of a snapshot's written data.
-pub(crate) type Written = (u64, u64);
+use crate::storage::{SnapshotWriter, WrittenSnapshot};
 
 /// A snapshot being written by another thread.
 pub(crate) struct BackgroundSnapshot {
@@ -30,7 +27,7 @@ pub(crate) struct BackgroundSnapshot {
     pub(crate) index: LogIndex,
     /// The membership as of `index`.
     pub(crate) membership: Membership,
-    written: oneshot::Receiver<Result<Written, StorageError>>,
+    written: oneshot::Receiver<Result<WrittenSnapshot, StorageError>>,
     cancel: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -137,7 +134,7 @@ impl Pace {
 /// returns when there is none).
 pub(crate) async fn written(
     snapshot: &mut Option<BackgroundSnapshot>,
-) -> Result<Written, StorageError> {
+) -> Result<WrittenSnapshot, StorageError> {
     match snapshot {
         Some(snapshot) => (&mut snapshot.written)
             .await

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use crate::core::{LogIndex, Membership, StorageError};
-use crate::storage::{MemStorage, RocksStorage, SnapshotWriter, Storage};
+use crate::storage::{MemStorage, RocksStorage, SnapshotWriter, Storage, WrittenSnapshot};
 
 /// Storage that can hold application snapshots.
 ///
@@ -35,13 +35,13 @@ pub trait SnapshotStore: Storage + Send + 'static {
         None
     }
 
-    /// Makes the snapshot a [`SnapshotStore::snapshot_writer`] wrote (its
-    /// id and size; the application state at `index`) the latest one and
+    /// Makes the snapshot a [`SnapshotStore::snapshot_writer`] wrote (the
+    /// application state at `index`) the latest one and
     /// drops the log entries it covers. Returns `false`, deleting its
     /// data, if a later snapshot was installed meanwhile.
     fn install_written(
         &mut self,
-        _id_and_size: (u64, u64),
+        _written: WrittenSnapshot,
         _index: LogIndex,
         _membership: Membership,
     ) -> Result<bool, StorageError> {
@@ -99,10 +99,10 @@ impl SnapshotStore for RocksStorage {
 
     fn install_written(
         &mut self,
-        (id, size_bytes): (u64, u64),
+        written: WrittenSnapshot,
         index: LogIndex,
         membership: Membership,
     ) -> Result<bool, StorageError> {
-        self.install_written_snapshot(id, size_bytes, index, membership)
+        self.install_written_snapshot(written, index, membership)
     }
 }

@@ -25,13 +25,14 @@ use crate::core::{
     Config, Entry, EntryKind, LogIndex, Message, Node, NodeId, Ready, Role, Status, StorageError,
     Term,
 };
-use crate::driver::background_snapshot::{self, BackgroundSnapshot, Written};
+use crate::driver::background_snapshot::{self, BackgroundSnapshot};
 use crate::driver::error::ProposeError;
 use crate::driver::handle::{ProposalReply, RaftHandle, Request};
 use crate::driver::join::NodeJoinHandle;
 use crate::driver::metrics::{NodeMetrics, ProposalOutcome};
 use crate::driver::snapshot_store::SnapshotStore;
 use crate::driver::state_machine::StateMachine;
+use crate::storage::WrittenSnapshot;
 use crate::transport::Transport;
 
 /// How a node runs.
@@ -472,7 +473,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
     /// later one was installed meanwhile.
     fn install_snapshot(
         &mut self,
-        written: Result<Written, StorageError>,
+        written: Result<WrittenSnapshot, StorageError>,
     ) -> Result<(), StorageError> {
         let snapshot = self
             .snapshot_in_progress

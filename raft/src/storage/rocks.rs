@@ -311,8 +311,8 @@ impl RocksStorage {
         for chunk in chunks {
             writer.write_chunk(&chunk)?;
         }
-        let (id, size_bytes) = writer.finish()?;
-        self.install_written_snapshot(id, size_bytes, index, membership)?;
+        let written = writer.finish()?;
+        self.install_written_snapshot(written, index, membership)?;
         Ok(())
     }
 
@@ -333,8 +333,8 @@ impl RocksStorage {
         }
     }
 
-    /// Makes the snapshot written under `id` (`size_bytes` of data, the
-    /// application state at `index`) the latest one and drops the log
+    /// Makes the `written` snapshot (the application state at `index`) the
+    /// latest one and drops the log
     /// entries it covers, with one synced write. Returns `false`, and
     /// deletes the written data, if a later snapshot was installed since
     /// the writer was made (a follower may receive one meanwhile).
@@ -347,8 +347,7 @@ impl RocksStorage {
     /// Panics if `index` is beyond the last log index.
     pub fn install_written_snapshot(
         &mut self,
-        id: u64,
-        size_bytes: u64,
+        written: WrittenSnapshot,
         index: LogIndex,
         membership: Membership,
     ) -> Result<bool, StorageError> {
@@ -359,7 +358,7 @@ impl RocksStorage {
         );
         if index <= self.cache.snapshot.meta.index {
             let mut batch = WriteBatch::default();
-            delete_chunks(&mut batch, &self.cf(CF_RAFT_STATE)?, id);
+            delete_chunks(&mut batch, &self.cf(CF_RAFT_STATE)?, written.id);
             self.write_with(batch, false, "deleting a superseded snapshot")?;
             return Ok(false);
         }
@@ -370,14 +369,14 @@ impl RocksStorage {
                 term,
                 membership,
             },
-            id,
-            size_bytes,
+            id: written.id,
+            size_bytes: written.size_bytes,
         };
         self.replace_snapshot(&snapshot)?;
         info!(
             index = index.0,
             term = term.0,
-            size_bytes,
+            size_bytes = written.size_bytes,
             "snapshot created"
         );
         self.cache.snapshot = snapshot;
@@ -909,6 +908,16 @@ impl Iterator for SnapshotData<'_> {
     }
 }
 
+/// The data of a snapshot a [`SnapshotWriter`] finished, ready for
+/// [`RocksStorage::install_written_snapshot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrittenSnapshot {
+    /// The id its chunk records are stored under.
+    pub id: u64,
+    /// The size of its data, in bytes.
+    pub size_bytes: u64,
+}
+
 /// Writes the data of a snapshot being created, chunk by chunk, in bounded
 /// unsynced batches (the synced install that follows covers them). Made by
 /// [`RocksStorage::snapshot_writer`]; usable from any thread.
@@ -937,13 +946,16 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Writes what is buffered; returns the snapshot's id and size.
+    /// Writes what is buffered; returns what to install.
     ///
     /// # Errors
     /// [`StorageError::Io`] if a write fails.
-    pub fn finish(mut self) -> Result<(u64, u64), StorageError> {
+    pub fn finish(mut self) -> Result<WrittenSnapshot, StorageError> {
         self.flush()?;
-        Ok((self.id, self.offset))
+        Ok(WrittenSnapshot {
+            id: self.id,
+            size_bytes: self.offset,
+        })
     }
 
     fn flush(&mut self) -> Result<(), StorageError> {

@@ -376,29 +376,23 @@ fn snapshots_written_elsewhere_are_installed_or_discarded() {
     })
     .join()
     .expect("writer thread");
-    let (id, size) = written;
     assert!(
         storage
-            .install_written_snapshot(id, size, LogIndex(6), voters(&[1]))
+            .install_written_snapshot(written, LogIndex(6), voters(&[1]))
             .expect("install")
     );
     assert_eq!(storage.snapshot_meta().index, LogIndex(6));
     assert_eq!(storage.first_index(), LogIndex(7));
-    let data: Vec<Bytes> = storage
-        .snapshot_data()
-        .expect("data")
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(data.concat(), b"state at 6");
+    assert_eq!(installed_data(&storage), b"state at 6");
 
-    let (stale_id, stale_size) = {
+    let stale = {
         let mut stale = stale;
         stale.write_chunk(b"state at 5").expect("chunk");
         stale.finish().expect("finish")
     };
     assert!(
         !storage
-            .install_written_snapshot(stale_id, stale_size, LogIndex(5), voters(&[1]))
+            .install_written_snapshot(stale, LogIndex(5), voters(&[1]))
             .expect("discard"),
         "an older snapshot is not installed over a newer one"
     );
@@ -410,12 +404,7 @@ fn snapshots_written_elsewhere_are_installed_or_discarded() {
     drop(storage);
     let storage = open(dir.path());
     assert_eq!(storage.snapshot_meta().index, LogIndex(6));
-    let data: Vec<Bytes> = storage
-        .snapshot_data()
-        .expect("data")
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!(data.concat(), b"state at 6");
+    assert_eq!(installed_data(&storage), b"state at 6");
     drop(storage);
     let mut chunk_records = 0;
     with_raw_db(dir.path(), |db| {
@@ -433,6 +422,16 @@ fn snapshots_written_elsewhere_are_installed_or_discarded() {
         chunk_records, 1,
         "only the installed snapshot's record remains"
     );
+}
+
+/// Returns the installed snapshot's data, whole.
+fn installed_data(storage: &RocksStorage) -> Vec<u8> {
+    let pieces: Vec<Bytes> = storage
+        .snapshot_data()
+        .expect("data")
+        .map(|piece| piece.expect("piece"))
+        .collect();
+    pieces.concat()
 }
 
 /// Flips a data byte of the first snapshot chunk record, through the
