@@ -4,8 +4,10 @@
 //! serve or redirect requests), plus the Prometheus recorder install and
 //! the log subscriber every server binary starts with.
 
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -64,4 +66,21 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     axum::serve(listener, router(handle, ready)).await
+}
+
+/// Fetches `path` (`/metrics`, `/healthz`, `/readyz`) from the HTTP port of
+/// a server process at `address` (`host:port`) with one HTTP/1.0 GET, and
+/// returns the whole response: status line, headers and body. For tools
+/// and tests; each read or write waits at most `timeout`.
+///
+/// # Errors
+/// The I/O error if the process cannot be reached or stops answering.
+pub fn http_get(address: &str, path: &str, timeout: Duration) -> std::io::Result<String> {
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use proto::kv::v1::shard_kv_client::ShardKvClient;
 use proto::kv::v1::{GetRequest, PutRequest, Status as KvStatus};
+use raft::observability::http_get;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -206,18 +207,6 @@ async fn writes_continue_while_processes_are_killed_one_at_a_time() {
     }
 }
 
-/// Returns the body of `GET path` at `address` (HTTP/1.0, read to close).
-fn http_get(address: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
-        .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    response
-}
-
 /// Returns the value of the sample `name{labels}` in a Prometheus body.
 fn sample(body: &str, name: &str, labels: &str) -> Option<f64> {
     body.lines()
@@ -245,7 +234,7 @@ async fn every_process_exports_labelled_raft_metrics() {
         let started = Instant::now();
         // A follower learns the last commit index with the next heartbeat.
         loop {
-            let body = http_get(address, "/metrics");
+            let body = http_get(address, "/metrics", DEADLINE).expect("GET /metrics");
             let commit = sample(&body, raft::metrics::RAFT_COMMIT_INDEX, &labels);
             if commit.is_some_and(|commit| commit >= 21.0) {
                 for name in raft::metrics::NODE_METRICS {
@@ -271,7 +260,9 @@ async fn every_process_exports_labelled_raft_metrics() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(http_get(address, "/healthz").starts_with("HTTP/1.0 200"));
-        assert!(http_get(address, "/readyz").starts_with("HTTP/1.0 200"));
+        for path in ["/healthz", "/readyz"] {
+            let response = http_get(address, path, DEADLINE).expect("GET");
+            assert!(response.starts_with("HTTP/1.0 200"), "{path}: {response}");
+        }
     }
 }

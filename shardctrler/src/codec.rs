@@ -472,7 +472,9 @@ pub(crate) fn decode_session_record(bytes: &[u8]) -> Result<Session, DecodeError
 /// (gid), 7 UnknownGroup (gid), 8 DuplicateGroup (gid), 9 ShardOutOfRange
 /// (shard:u32, shard_count:u32), 10 InvalidConfigNum (num:i64),
 /// 11 InvalidSession (client_id, seq), 12 StaleRequest (client_id, seq,
-/// last_seq). Unlisted fields are u64.
+/// last_seq), 13 TooManyServers (gid, count, max), 14 BadServerAddress
+/// (gid, address:string), 15 DuplicateServerAddress (address:string, gid,
+/// listed_by). Unlisted fields are u64.
 fn encode_admin_error(writer: &mut Writer, error: &AdminError) {
     match error {
         AdminError::EmptyJoin => writer.u8(1),
@@ -506,6 +508,25 @@ fn encode_admin_error(writer: &mut Writer, error: &AdminError) {
             writer.u64(*client_id);
             writer.u64(*seq);
             writer.u64(*last_seq);
+        }
+        AdminError::TooManyServers { gid, count, max } => {
+            encode_gid_error(writer, 13, *gid);
+            writer.u64(*count);
+            writer.u64(*max);
+        }
+        AdminError::BadServerAddress { gid, address } => {
+            encode_gid_error(writer, 14, *gid);
+            writer.string(address);
+        }
+        AdminError::DuplicateServerAddress {
+            address,
+            gid,
+            listed_by,
+        } => {
+            writer.u8(15);
+            writer.string(address);
+            writer.u64(gid.0);
+            writer.u64(listed_by.0);
         }
     }
 }
@@ -549,6 +570,20 @@ fn decode_admin_error(reader: &mut Reader<'_>) -> Result<AdminError, DecodeError
             client_id: reader.u64()?,
             seq: reader.u64()?,
             last_seq: reader.u64()?,
+        },
+        13 => AdminError::TooManyServers {
+            gid: GroupId(reader.u64()?),
+            count: reader.u64()?,
+            max: reader.u64()?,
+        },
+        14 => AdminError::BadServerAddress {
+            gid: GroupId(reader.u64()?),
+            address: reader.string()?,
+        },
+        15 => AdminError::DuplicateServerAddress {
+            address: reader.string()?,
+            gid: GroupId(reader.u64()?),
+            listed_by: GroupId(reader.u64()?),
         },
         tag => return Err(reader.unknown_tag("admin error", tag)),
     };

@@ -61,6 +61,25 @@ fn sample_state() -> ControllerState {
             gid: GroupId(2),
         },
     );
+    let many_servers = (0..20).map(|i| format!("h{i}:1")).collect();
+    apply(
+        7,
+        Command::Join {
+            groups: [(GroupId(3), many_servers)].into(),
+        },
+    );
+    apply(
+        8,
+        Command::Join {
+            groups: [(GroupId(3), vec!["no-port".into()])].into(),
+        },
+    );
+    apply(
+        9,
+        Command::Join {
+            groups: [(GroupId(3), vec!["host-1:1".into()])].into(),
+        },
+    );
     state
 }
 
@@ -123,13 +142,13 @@ fn trailing_bytes_are_refused() {
 /// byte by byte (see the module documentation of `codec.rs`):
 /// 0..6 header, 6..10 shard count 2, 10..18 config count 2,
 /// 18..50 config 0 (num, 2 shards, 0 groups),
-/// 50..107 config 1 (num 50..58, shards 58..74, group count 74..82, gid
-/// 82..90, server count 90..98, length 98..106, "a" at 106),
-/// 107..115 session count, 115..123 client, 123..131 seq, 131 reply tag,
-/// 132..140 config num.
+/// 50..109 config 1 (num 50..58, shards 58..74, group count 74..82, gid
+/// 82..90, server count 90..98, length 98..106, "a:1" at 106..109),
+/// 109..117 session count, 117..125 client, 125..133 seq, 133 reply tag,
+/// 134..142 config num.
 fn one_group_snapshot() -> Vec<u8> {
     let mut state = ControllerState::new(2);
-    let groups = [(GroupId(1), vec!["a".to_string()])].into();
+    let groups = [(GroupId(1), vec!["a:1".to_string()])].into();
     let request = Request {
         client_id: 5,
         seq: 1,
@@ -137,7 +156,7 @@ fn one_group_snapshot() -> Vec<u8> {
     };
     state.apply(request).expect("join");
     let bytes = state.encode_snapshot();
-    assert_eq!(bytes.len(), 140, "layout changed: update the offsets");
+    assert_eq!(bytes.len(), 142, "layout changed: update the offsets");
     bytes
 }
 
@@ -165,11 +184,11 @@ fn corrupted_framing_is_refused() {
         Err(DecodeError::InvalidUtf8 { offset: 106 })
     );
     assert!(matches!(
-        corrupted(131, 7),
+        corrupted(133, 7),
         Err(DecodeError::UnknownTag {
             kind: "reply",
             tag: 7,
-            offset: 131
+            offset: 133
         })
     ));
     // A config count no input could hold is refused before allocating.
@@ -200,8 +219,8 @@ fn corrupted_state_is_refused() {
         (58, 3),  // a shard on gid 3, which is not a group
         (82, 0),  // the group has gid 0
         (98, 0),  // an empty server address, misaligning the rest
-        (123, 0), // a session with seq 0
-        (132, 9), // a session reply naming configuration 9
+        (125, 0), // a session with seq 0
+        (134, 9), // a session reply naming configuration 9
     ];
     for (offset, value) in cases {
         let outcome = corrupted(offset, value);

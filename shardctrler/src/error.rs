@@ -46,6 +46,39 @@ pub enum AdminError {
         /// The gid whose server list holds an empty address.
         gid: GroupId,
     },
+    /// A Join gave a group more servers than a replica group may have.
+    #[error("group {gid} lists {count} servers: at most {max} are allowed")]
+    TooManyServers {
+        /// The gid with too many servers.
+        gid: GroupId,
+        /// How many servers it listed.
+        count: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A Join gave a group an address that is not `host:port`.
+    #[error(
+        "group {gid} lists server address {address:?}, which is not host:port (host: a DNS \
+         name, an IPv4 address or a bracketed IPv6 address; port: 1 to 65535)"
+    )]
+    BadServerAddress {
+        /// The gid whose server list holds the address.
+        gid: GroupId,
+        /// The address, shortened to at most 64 characters and `...`.
+        address: String,
+    },
+    /// A Join listed one address twice: in one group, in two joining
+    /// groups, or in a joining group and a present one.
+    #[error("server address {address:?} of group {gid} is already listed by group {listed_by}")]
+    DuplicateServerAddress {
+        /// The address, shortened to at most 64 characters and `...`.
+        address: String,
+        /// The joining group that lists it again.
+        gid: GroupId,
+        /// The group that lists it first (present groups first, then
+        /// joining ones in gid order); `gid` itself if it lists it twice.
+        listed_by: GroupId,
+    },
     /// A Leave or Move named a group that is not in the latest configuration.
     #[error("group {gid} is not present")]
     UnknownGroup {

@@ -24,6 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::address::{is_valid_server_address, shortened};
 use crate::command::{Command, Request};
 use crate::error::{AdminError, DecodeError};
 use crate::rebalance::rebalance;
@@ -354,8 +355,15 @@ fn check_config(config: &Config, shard_count: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Refuses a Join that names no group, gid 0, a present group, or a group
-/// without servers. Checks groups in ascending gid order, so the error is the
+/// Most servers a Join may list for one group: a Raft group gains nothing
+/// past a handful of voters, and the limit keeps configurations small.
+pub const SERVERS_PER_GROUP_MAX: usize = 16;
+
+/// Refuses a Join that names no group, gid 0, a present group, a group
+/// without servers or with more than [`SERVERS_PER_GROUP_MAX`], an address
+/// that is empty or not `host:port`, or an address listed twice (in one
+/// group, in two joining groups, or by a present group). Checks groups in
+/// ascending gid order and addresses in list order, so the error is the
 /// same on every replica.
 fn validate_join(
     latest: &Config,
@@ -363,6 +371,12 @@ fn validate_join(
 ) -> Result<(), AdminError> {
     if joining.is_empty() {
         return Err(AdminError::EmptyJoin);
+    }
+    let mut listed: BTreeMap<&str, GroupId> = BTreeMap::new();
+    for (gid, servers) in &latest.groups {
+        for address in servers {
+            listed.entry(address.as_str()).or_insert(*gid);
+        }
     }
     for (gid, servers) in joining {
         let gid = *gid;
@@ -375,8 +389,31 @@ fn validate_join(
         if servers.is_empty() {
             return Err(AdminError::EmptyServerList { gid });
         }
-        if servers.iter().any(String::is_empty) {
-            return Err(AdminError::EmptyServerAddress { gid });
+        if servers.len() > SERVERS_PER_GROUP_MAX {
+            return Err(AdminError::TooManyServers {
+                gid,
+                count: servers.len() as u64,
+                max: SERVERS_PER_GROUP_MAX as u64,
+            });
+        }
+        for address in servers {
+            if address.is_empty() {
+                return Err(AdminError::EmptyServerAddress { gid });
+            }
+            if !is_valid_server_address(address) {
+                return Err(AdminError::BadServerAddress {
+                    gid,
+                    address: shortened(address),
+                });
+            }
+            if let Some(&listed_by) = listed.get(address.as_str()) {
+                return Err(AdminError::DuplicateServerAddress {
+                    address: shortened(address),
+                    gid,
+                    listed_by,
+                });
+            }
+            listed.insert(address, gid);
         }
     }
     Ok(())

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use super::ControllerState;
 use super::tests::{
     ADMIN, SHARD_COUNT, Tester, join_command, leave_command, move_command, servers,
 };
+use super::{ControllerState, SERVERS_PER_GROUP_MAX};
 use crate::command::{Command, Request};
 use crate::error::AdminError;
 use crate::types::{ConfigNum, GroupId, ShardId};
@@ -137,9 +137,21 @@ fn join_groups(groups: &[(u64, Vec<String>)]) -> Command {
     Command::Join { groups }
 }
 
+/// Returns `count` distinct valid addresses.
+fn numbered_servers(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("replica-{i}:7000")).collect()
+}
+
 /// Returns every kind of bad input with the error it must get, against the
 /// state of [`two_group_tester`].
 fn bad_inputs() -> Vec<(Command, AdminError)> {
+    let mut inputs = bad_joins();
+    inputs.extend(bad_leaves_and_moves());
+    inputs
+}
+
+/// Returns every kind of bad Join (see [`bad_inputs`]).
+fn bad_joins() -> Vec<(Command, AdminError)> {
     use AdminError::*;
     let gid = GroupId;
     vec![
@@ -156,6 +168,60 @@ fn bad_inputs() -> Vec<(Command, AdminError)> {
             join_groups(&[(3, servers(3)), (4, vec![])]),
             EmptyServerList { gid: gid(4) },
         ),
+        (
+            join_groups(&[(3, numbered_servers(SERVERS_PER_GROUP_MAX + 1))]),
+            TooManyServers {
+                gid: gid(3),
+                count: SERVERS_PER_GROUP_MAX as u64 + 1,
+                max: SERVERS_PER_GROUP_MAX as u64,
+            },
+        ),
+        (
+            join_groups(&[(3, vec!["g3-a:7000".into(), "g3-b".into()])]),
+            BadServerAddress {
+                gid: gid(3),
+                address: "g3-b".into(),
+            },
+        ),
+        (
+            join_groups(&[(3, vec![format!("{}:1", "h".repeat(300))])]),
+            BadServerAddress {
+                gid: gid(3),
+                address: format!("{}...", "h".repeat(64)),
+            },
+        ),
+        (
+            join_groups(&[(3, vec!["g3-a:7000".into(), "g3-a:7000".into()])]),
+            DuplicateServerAddress {
+                address: "g3-a:7000".into(),
+                gid: gid(3),
+                listed_by: gid(3),
+            },
+        ),
+        (
+            join_groups(&[(3, vec![servers(2)[1].clone()])]),
+            DuplicateServerAddress {
+                address: servers(2)[1].clone(),
+                gid: gid(3),
+                listed_by: gid(2),
+            },
+        ),
+        (
+            join_groups(&[(3, servers(3)), (4, vec![servers(3)[0].clone()])]),
+            DuplicateServerAddress {
+                address: servers(3)[0].clone(),
+                gid: gid(4),
+                listed_by: gid(3),
+            },
+        ),
+    ]
+}
+
+/// Returns every kind of bad Leave and Move (see [`bad_inputs`]).
+fn bad_leaves_and_moves() -> Vec<(Command, AdminError)> {
+    use AdminError::*;
+    let gid = GroupId;
+    vec![
         (leave_command(&[]), EmptyLeave),
         (leave_command(&[0]), ReservedGid),
         (leave_command(&[7]), UnknownGroup { gid: gid(7) }),
@@ -210,4 +276,23 @@ fn admin_errors_name_what_is_wrong() {
     );
     let message = AdminError::UnknownGroup { gid: GroupId(7) }.to_string();
     assert!(message.contains('7'), "{message}");
+    let message = AdminError::DuplicateServerAddress {
+        address: "kv-1:7000".into(),
+        gid: GroupId(4),
+        listed_by: GroupId(2),
+    }
+    .to_string();
+    assert!(
+        message.contains("\"kv-1:7000\"") && message.contains('4') && message.contains('2'),
+        "{message}"
+    );
+}
+
+// The largest group a Join may list is accepted, with every address kept.
+#[test]
+fn a_join_at_the_server_limit_is_accepted() {
+    let mut tester = two_group_tester();
+    let servers = numbered_servers(SERVERS_PER_GROUP_MAX);
+    let config = tester.apply(join_groups(&[(3, servers.clone())]));
+    assert_eq!(config.groups[&GroupId(3)], servers);
 }

@@ -5,12 +5,9 @@
 
 mod harness;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use harness::{Cluster, DEADLINE, groups, servers, wait_for};
 use proto::kv::v1 as pb;
+use raft::observability::http_get;
 use tonic::Code;
 
 const SHARDS: u32 = 10;
@@ -98,6 +95,21 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
     let joined = ck.join(groups(&[1])).await.expect("join 1");
     let mut empty_servers = join_request(&[2], 5, 4);
     empty_servers.groups.insert(2, pb::ServerList::default());
+    let mut no_port = join_request(&[2], 5, 9);
+    no_port.groups.insert(
+        2,
+        pb::ServerList {
+            servers: vec!["g2-a".into()],
+        },
+    );
+    // Group 1's first address again, for group 2.
+    let mut taken = join_request(&[2], 5, 10);
+    taken.groups.insert(
+        2,
+        pb::ServerList {
+            servers: vec![servers(1)[0].clone()],
+        },
+    );
     let refusals = [
         refusal!(cluster, |raw| raw.join(join_request(&[1], 5, 1))),
         refusal!(cluster, |raw| raw.join(join_request(&[0], 5, 2))),
@@ -116,6 +128,8 @@ async fn bad_admin_input_is_refused_and_changes_nothing() {
         })),
         refusal!(cluster, |raw| raw.join(join_request(&[2], 0, 1))),
         refusal!(cluster, |raw| raw.query(pb::QueryRequest { num: -2 })),
+        refusal!(cluster, |raw| raw.join(no_port.clone())),
+        refusal!(cluster, |raw| raw.join(taken.clone())),
     ];
     for (index, refusal) in refusals.into_iter().enumerate() {
         let status = refusal.unwrap_or_else(|| panic!("request {index} was accepted"));
@@ -180,20 +194,6 @@ async fn watch_streams_each_configuration_as_it_commits() {
     }
 }
 
-/// Returns the body of `GET /metrics` at `address`.
-fn scrape(address: &str) -> String {
-    let mut stream = TcpStream::connect(address).expect("connect to /metrics");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    stream
-        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
-        .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    response
-}
-
 // Goal: every documented controller metric is exported, next to the raft
 // ones. Method: a few requests, then scrape the leader's /metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +203,7 @@ async fn metrics_are_exported() {
     ck.join(groups(&[1])).await.expect("join");
     ck.query(-1).await.expect("query");
     let leader = cluster.wait_for_leader().await;
-    let body = scrape(&cluster.http[leader]);
+    let body = http_get(&cluster.http[leader], "/metrics", DEADLINE).expect("GET /metrics");
     for name in shardctrler::metrics::CONTROLLER_METRICS {
         assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
     }

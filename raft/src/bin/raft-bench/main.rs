@@ -3,13 +3,18 @@
 //! with 1 and then 64 concurrent proposers of 256-byte values for a fixed
 //! time, and prints throughput, p50/p99/p999 latency (hdrhistogram),
 //! fsyncs per committed entry (group commit at work), and the disk's own
-//! fsync rate measured in the same run as the physical reference.
+//! fsync rate measured in the same run as the physical reference, and the
+//! CPU time each process spent per write. With `--rpc-floor` it then drives
+//! a server that answers without doing anything (`floor.rs`), the same
+//! way: what the RPC alone costs on this machine.
 //!
 //! Run: `cargo build --release --workspace --bin raft-node --bin raft-bench`
 //! then `target/release/raft-bench --seconds 10` (3 runs per level, medians).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod cpu;
+mod floor;
+
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -39,11 +44,19 @@ struct Args {
     /// Runs of each load level; the summary line gives their medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// First port used (gRPC 3, HTTP 3).
+    /// First port used (gRPC 3, HTTP 3, the RPC floor's server 1).
     #[arg(long, default_value_t = 17100)]
     base_port: u16,
+    /// After the group, measure the RPC floor: the same load against a
+    /// server process that answers every write without doing anything.
+    #[arg(long)]
+    rpc_floor: bool,
+    /// Internal: serve the RPC floor's no-op server on this address.
+    #[arg(long, hide = true)]
+    serve_noop: Option<std::net::SocketAddr>,
 }
 
+/// Child processes, killed when dropped.
 struct Group {
     children: Vec<Child>,
     grpc: Vec<String>,
@@ -108,13 +121,9 @@ fn start_group(base_port: u16) -> Group {
 fn fsync_count(http: &[String]) -> u64 {
     http.iter()
         .map(|address| {
-            let mut stream = TcpStream::connect(address).expect("metrics endpoint");
-            stream
-                .write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-                .expect("request");
-            let mut body = String::new();
-            stream.read_to_string(&mut body).expect("response");
-            body.lines()
+            raft::observability::http_get(address, "/metrics", Duration::from_secs(10))
+                .expect("metrics endpoint")
+                .lines()
                 .filter(|line| line.starts_with("raft_fsync_duration_seconds_count"))
                 .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum::<f64>() as u64
@@ -122,11 +131,12 @@ fn fsync_count(http: &[String]) -> u64 {
         .sum()
 }
 
-/// Finds the leader by writing until one answers OK.
-async fn find_leader(group: &Group) -> ShardKvClient<Channel> {
+/// Finds the leader by writing until one answers OK; returns a client of
+/// it and its position in `group`.
+async fn find_leader(group: &Group) -> (ShardKvClient<Channel>, usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        for address in &group.grpc {
+        for (position, address) in group.grpc.iter().enumerate() {
             if let Ok(mut client) = ShardKvClient::connect(format!("http://{address}")).await {
                 let request = PutRequest {
                     key: Bytes::from_static(b"probe"),
@@ -137,7 +147,7 @@ async fn find_leader(group: &Group) -> ShardKvClient<Channel> {
                 if let Ok(reply) = client.put(request).await
                     && reply.get_ref().status == KvStatus::Ok as i32
                 {
-                    return client;
+                    return (client, position);
                 }
             }
         }
@@ -204,63 +214,146 @@ async fn run_level(
     (histogram.len(), histogram)
 }
 
-// One thread drives every proposer: the load generator shares the two
-// cores with the three nodes, and a single-threaded runtime spends its CPU
-// on requests instead of on waking workers across threads.
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
     let args = Args::parse();
+    if let Some(listen) = args.serve_noop {
+        floor::serve_noop(listen);
+    }
+    // One thread drives every proposer: the load generator shares the two
+    // cores with the servers, and a single-threaded runtime spends its CPU
+    // on requests instead of on waking workers across threads.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(run(args));
+}
+
+/// A measured server process: a label for the CPU figures and its pid.
+type Process = (&'static str, u32);
+
+async fn run(args: Args) {
     // A subscriber also spares every span of the gRPC stack its fallback
     // to the `log` crate, a cost the nodes do not pay either.
     raft::observability::init_logging();
-    let group = start_group(args.base_port);
-    let client = find_leader(&group).await;
     let value = Bytes::from(vec![b'x'; args.value_bytes]);
+    {
+        let group = start_group(args.base_port);
+        let (client, leader) = find_leader(&group).await;
+        let mut servers: Vec<Process> = vec![("leader", group.children[leader].id())];
+        servers.extend(
+            (0..group.children.len())
+                .filter(|&position| position != leader)
+                .map(|position| ("follower", group.children[position].id())),
+        );
+        println!("3-node group (fsync on), {} B values", args.value_bytes);
+        measure(&args, &client, &servers, Some(&group), &value).await;
+    }
+    if args.rpc_floor {
+        let (floor, client) = start_floor(args.base_port + 20).await;
+        println!("RPC floor: a server that answers every write without doing anything");
+        let servers: Vec<Process> = vec![("server", floor.children[0].id())];
+        measure(&args, &client, &servers, None, &value).await;
+    }
+}
+
+/// Runs every load level `args.runs` times against `client` and prints
+/// each run and the medians; `group`, when measuring one, gives the fsync
+/// figures.
+async fn measure(
+    args: &Args,
+    client: &ShardKvClient<Channel>,
+    servers: &[Process],
+    group: Option<&Group>,
+    value: &Bytes,
+) {
+    let mut pids = vec![std::process::id()];
+    pids.extend(servers.iter().map(|&(_, pid)| pid));
+    let mut labels = vec!["load generator"];
+    labels.extend(servers.iter().map(|&(label, _)| label));
     for &proposers in &args.proposers {
         let mut runs = Vec::new();
         for run in 1..=args.runs.max(1) {
             // The physical reference, measured next to each run.
-            let disk_rate = disk_fsyncs_per_second(group._dir.path());
-            let fsyncs_before = fsync_count(&group.http);
+            let disk_rate = group.map(|group| disk_fsyncs_per_second(group._dir.path()));
+            let fsyncs_before = group.map(|group| fsync_count(&group.http));
+            let cpu = cpu::CpuSample::take(&pids);
             let started = Instant::now();
             let (writes, histogram) =
-                run_level(&client, proposers, args.seconds, value.clone()).await;
+                run_level(client, proposers, args.seconds, value.clone()).await;
             let elapsed = started.elapsed().as_secs_f64();
-            let fsyncs = fsync_count(&group.http) - fsyncs_before;
+            let fsyncs = group
+                .zip(fsyncs_before)
+                .map(|(group, before)| fsync_count(&group.http) - before);
             let result = RunResult {
                 writes_per_second: writes as f64 / elapsed,
                 p50: histogram.value_at_quantile(0.50),
                 p99: histogram.value_at_quantile(0.99),
                 p999: histogram.value_at_quantile(0.999),
-                fsyncs_per_write: fsyncs as f64 / writes.max(1) as f64,
-                disk_fsync_us: 1e6 / disk_rate,
+                fsyncs_per_write: fsyncs.map(|count| count as f64 / writes.max(1) as f64),
+                disk_fsync_us: disk_rate.map(|rate| 1e6 / rate),
+                cpu_us_per_write: cpu.micros_per_operation(&pids, writes),
             };
-            println!("proposers {proposers:>3} run {run}: {result}");
+            println!(
+                "proposers {proposers:>3} run {run}: {}",
+                result.show(&labels)
+            );
             runs.push(result);
         }
         println!(
             "proposers {proposers:>3} median: {}",
-            RunResult::median(&runs)
+            RunResult::median(&runs).show(&labels)
         );
     }
 }
 
+/// Starts the RPC floor's no-op server (this binary, `--serve-noop`) on
+/// `port` and returns it with a connected client.
+async fn start_floor(port: u16) -> (Group, ShardKvClient<Channel>) {
+    let address = format!("127.0.0.1:{port}");
+    let child = Command::new(std::env::current_exe().expect("own path"))
+        .args(["--serve-noop", &address])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cannot start the no-op server");
+    let floor = Group {
+        children: vec![child],
+        grpc: vec![address.clone()],
+        http: Vec::new(),
+        _dir: tempfile::tempdir().expect("temp dir"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(client) = ShardKvClient::connect(format!("http://{address}")).await {
+            return (floor, client);
+        }
+        assert!(Instant::now() < deadline, "no-op server not up within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The figures of one run at one load level.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct RunResult {
     writes_per_second: f64,
     p50: u64,
     p99: u64,
     p999: u64,
-    /// Synced writes on all three nodes per committed write.
-    fsyncs_per_write: f64,
+    /// Synced writes on all three nodes per committed write (a group only).
+    fsyncs_per_write: Option<f64>,
     /// One 4 KiB write + fdatasync on the same disk, measured before the
-    /// run: the latency floor of a write that needs one fsync.
-    disk_fsync_us: f64,
+    /// run: the latency floor of a write that needs one fsync (a group
+    /// only).
+    disk_fsync_us: Option<f64>,
+    /// CPU time per write of the load generator, then of each server, in
+    /// microseconds (`None` where `/proc` could not tell).
+    cpu_us_per_write: Vec<Option<f64>>,
 }
 
 impl RunResult {
-    /// Returns the median of each figure over `runs` (not empty).
+    /// Returns the median of each figure over `runs` (not empty, all of
+    /// the same processes).
     fn median(runs: &[RunResult]) -> RunResult {
         fn mid<T: Copy + PartialOrd>(mut values: Vec<T>) -> T {
             values.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
@@ -273,23 +366,54 @@ impl RunResult {
             p999: mid(runs.iter().map(|r| r.p999).collect()),
             fsyncs_per_write: mid(runs.iter().map(|r| r.fsyncs_per_write).collect()),
             disk_fsync_us: mid(runs.iter().map(|r| r.disk_fsync_us).collect()),
+            cpu_us_per_write: (0..runs[0].cpu_us_per_write.len())
+                .map(|process| mid(runs.iter().map(|r| r.cpu_us_per_write[process]).collect()))
+                .collect(),
+        }
+    }
+
+    /// Formats the result, naming the processes of the CPU figures.
+    fn show<'a>(&'a self, labels: &'a [&'static str]) -> impl std::fmt::Display + 'a {
+        Shown {
+            result: self,
+            labels,
         }
     }
 }
 
-impl std::fmt::Display for RunResult {
+/// A [`RunResult`] with the labels of its CPU figures.
+struct Shown<'a> {
+    result: &'a RunResult,
+    labels: &'a [&'static str],
+}
+
+impl std::fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let result = self.result;
         write!(
             f,
-            "{:>8.0} writes/s  p50 {:>6} us  p99 {:>6} us  p999 {:>6} us  \
-             fsyncs per write {:.3} (3 nodes)  disk fsync {:.0} us  p50 - fsync {:.0} us",
-            self.writes_per_second,
-            self.p50,
-            self.p99,
-            self.p999,
-            self.fsyncs_per_write,
-            self.disk_fsync_us,
-            self.p50 as f64 - self.disk_fsync_us,
-        )
+            "{:>8.0} writes/s  p50 {:>6} us  p99 {:>6} us  p999 {:>6} us",
+            result.writes_per_second, result.p50, result.p99, result.p999,
+        )?;
+        if let (Some(fsyncs), Some(disk)) = (result.fsyncs_per_write, result.disk_fsync_us) {
+            write!(
+                f,
+                "  fsyncs per write {fsyncs:.3} (3 nodes)  disk fsync {disk:.0} us  \
+                 p50 - fsync {:.0} us",
+                result.p50 as f64 - disk,
+            )?;
+        }
+        write!(f, "\n    CPU per write:")?;
+        let mut total = 0.0;
+        for (label, micros) in self.labels.iter().zip(&result.cpu_us_per_write) {
+            match micros {
+                Some(micros) => {
+                    total += micros;
+                    write!(f, " {label} {micros:.1} us,")?;
+                }
+                None => write!(f, " {label} unknown,")?,
+            }
+        }
+        write!(f, " total {total:.1} us")
     }
 }
