@@ -2,7 +2,8 @@
 //! observability"): `/metrics` in Prometheus text format, `/healthz`
 //! (the process is up) and `/readyz` (the node knows a leader, so it can
 //! serve or redirect requests), plus the Prometheus recorder install and
-//! the log subscriber every server binary starts with.
+//! the log subscriber every server binary starts with, and [`http_get`],
+//! the client side for tools and tests.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;

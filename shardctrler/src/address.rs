@@ -1,10 +1,14 @@
 //! The syntax of a replica's gRPC address in a Join (docs/shardctrler.md,
-//! "Admin input"): `host:port`, where host is a DNS name, an IPv4 address
-//! or a bracketed IPv6 address, and port is 1 to 65535.
+//! "Validation"): `host:port`, where host is a DNS name, a dotted-decimal
+//! IPv4 address or a bracketed IPv6 address (neither unspecified), and port
+//! is 1 to 65535 in decimal without leading zeros.
 //!
-//! The check is pure and deterministic, so every controller replica refuses
-//! the same Joins. It does not resolve names: a name that does not resolve
-//! yet (a container still starting) is accepted.
+//! Invariants: the check is pure and deterministic, so every controller
+//! replica refuses the same Joins; it does not resolve names (a container
+//! still starting is fine). A host the resolver would read as a number in
+//! another spelling (`010.0.0.1`, `2130706433`, `0x7f.1`) is refused, so an
+//! address dials what it says. [`duplicate_key`] gives the same key to
+//! every spelling of one endpoint that the check accepts.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -24,6 +28,19 @@ pub fn is_valid_server_address(address: &str) -> bool {
     is_valid_port(port) && is_valid_host(host)
 }
 
+/// Returns the key under which a valid address is compared with others:
+/// names in lower case (DNS ignores case), IPv6 addresses in their
+/// canonical form. Two accepted addresses reach the same endpoint by the
+/// same spelling only if their keys are equal.
+pub fn duplicate_key(address: &str) -> String {
+    if let Some((host, port)) = address.rsplit_once(':')
+        && let Some(ip) = bracketed_ipv6(host)
+    {
+        return format!("[{ip}]:{port}");
+    }
+    address.to_ascii_lowercase()
+}
+
 /// Returns `address` cut to [`ADDRESS_IN_ERROR_CHARS_MAX`] characters,
 /// marked with `...` when cut.
 pub fn shortened(address: &str) -> String {
@@ -33,21 +50,41 @@ pub fn shortened(address: &str) -> String {
     }
 }
 
-/// A decimal port of 1 to 65535, digits only.
+/// A decimal port of 1 to 65535, digits only, no leading zero.
 fn is_valid_port(port: &str) -> bool {
-    !port.is_empty()
+    !port.starts_with('0')
         && port.len() <= 5
         && port.bytes().all(|byte| byte.is_ascii_digit())
-        && port.parse::<u16>().is_ok_and(|port| port > 0)
+        && port.parse::<u16>().is_ok()
 }
 
 fn is_valid_host(host: &str) -> bool {
-    if let Some(inner) = host.strip_prefix('[') {
-        return inner
-            .strip_suffix(']')
-            .is_some_and(|ip| ip.parse::<Ipv6Addr>().is_ok());
+    if host.starts_with('[') {
+        return bracketed_ipv6(host).is_some_and(|ip| !ip.is_unspecified());
     }
-    host.parse::<Ipv4Addr>().is_ok() || is_valid_dns_name(host)
+    if looks_numeric(host) {
+        return host
+            .parse::<Ipv4Addr>()
+            .is_ok_and(|ip| !ip.is_unspecified());
+    }
+    is_valid_dns_name(host)
+}
+
+/// Returns the IPv6 address of a `[...]` host (no zone id).
+fn bracketed_ipv6(host: &str) -> Option<Ipv6Addr> {
+    host.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
+/// Whether the resolver would read `host` as an IPv4 address (the
+/// `inet_aton` forms: one to four parts, each decimal, octal or `0x` hex).
+fn looks_numeric(host: &str) -> bool {
+    host.split('.').all(|part| {
+        let digits = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X"));
+        match digits {
+            Some(hex) => hex.bytes().all(|byte| byte.is_ascii_hexdigit()),
+            None => !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_digit()),
+        }
+    })
 }
 
 /// Labels of letters, digits, `-` and `_` (container names use it), none
@@ -70,6 +107,14 @@ fn is_valid_dns_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Returns a DNS name of `bytes` (193 to 255) bytes: labels of 63
+    /// bytes and a shorter last one.
+    fn name_of_bytes(bytes: usize) -> String {
+        let name = format!("{0}.{0}.{0}.{1}", "a".repeat(63), "b".repeat(bytes - 192));
+        assert_eq!(name.len(), bytes);
+        name
+    }
+
     #[test]
     fn accepts_names_and_addresses_with_a_port() {
         for address in [
@@ -79,6 +124,9 @@ mod tests {
             "10.0.0.1:65535",
             "[::1]:1",
             "[2001:db8::7]:7000",
+            "KV-1.Example:7000",
+            "_:80",
+            "kv.1.example:80",
             &format!("{}:80", "a".repeat(63)),
         ] {
             assert!(is_valid_server_address(address), "{address}");
@@ -93,6 +141,7 @@ mod tests {
             "localhost:",
             ":7000",
             "localhost:0",
+            "localhost:080",
             "localhost:65536",
             "localhost:+80",
             "localhost:0080x",
@@ -106,11 +155,41 @@ mod tests {
             "[not-ip]:80",
             "http://host:80",
             "host:80/path",
+            "kv.example.:80",
+            "[::1]",
+            "[fe80::1%eth0]:80",
+            "0.0.0.0:80",
+            "[::]:80",
+            "010.0.0.1:80",
+            "1.2.3:80",
+            "2130706433:80",
+            "0x7f.1:80",
+            "127.000.000.001:80",
+            "é.example:80",
             &format!("{}:80", "a".repeat(64)),
             &format!("{}:80", ["abc"; 64].join(".")),
+            // One byte past the longest DNS name.
+            &format!("{}:80", name_of_bytes(254)),
         ] {
             assert!(!is_valid_server_address(address), "{address}");
         }
+    }
+
+    #[test]
+    fn a_name_of_253_bytes_is_the_longest_accepted() {
+        let name = name_of_bytes(253);
+        assert!(is_valid_server_address(&format!("{name}:80")));
+    }
+
+    #[test]
+    fn spellings_of_one_endpoint_share_a_duplicate_key() {
+        assert_eq!(
+            duplicate_key("KV-1.Example:7000"),
+            duplicate_key("kv-1.example:7000")
+        );
+        assert_eq!(duplicate_key("[0:0::1]:80"), duplicate_key("[::0001]:80"));
+        assert_eq!(duplicate_key("[::1]:80"), "[::1]:80");
+        assert_ne!(duplicate_key("kv-1:7000"), duplicate_key("kv-1:7001"));
     }
 
     #[test]

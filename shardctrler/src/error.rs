@@ -59,19 +59,20 @@ pub enum AdminError {
     /// A Join gave a group an address that is not `host:port`.
     #[error(
         "group {gid} lists server address {address:?}, which is not host:port (host: a DNS \
-         name, an IPv4 address or a bracketed IPv6 address; port: 1 to 65535)"
+         name, a dotted-decimal IPv4 address or a bracketed IPv6 address, not 0.0.0.0 or \
+         [::]; port: 1 to 65535 without leading zeros)"
     )]
     BadServerAddress {
         /// The gid whose server list holds the address.
         gid: GroupId,
-        /// The address, shortened to at most 64 characters and `...`.
+        /// The address, [`shortened`](crate::address::shortened).
         address: String,
     },
     /// A Join listed one address twice: in one group, in two joining
     /// groups, or in a joining group and a present one.
-    #[error("server address {address:?} of group {gid} is already listed by group {listed_by}")]
+    #[error("server address {address:?} {}", listed_twice(*.gid, *.listed_by))]
     DuplicateServerAddress {
-        /// The address, shortened to at most 64 characters and `...`.
+        /// The address, [`shortened`](crate::address::shortened).
         address: String,
         /// The joining group that lists it again.
         gid: GroupId,
@@ -127,6 +128,16 @@ pub enum AdminError {
         /// The last sequence number answered for this client.
         last_seq: u64,
     },
+}
+
+/// Says who lists a duplicate address: the joining group `gid` itself, or
+/// `listed_by` before it.
+fn listed_twice(gid: GroupId, listed_by: GroupId) -> String {
+    if gid == listed_by {
+        format!("is listed twice by group {gid}")
+    } else {
+        format!("of group {gid} is already listed by group {listed_by}")
+    }
 }
 
 /// Why bytes could not be decoded as a request or a snapshot. Decoding never

@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::address::{is_valid_server_address, shortened};
+use crate::address::{duplicate_key, is_valid_server_address, shortened};
 use crate::command::{Command, Request};
 use crate::error::{AdminError, DecodeError};
 use crate::rebalance::rebalance;
@@ -362,9 +362,10 @@ pub const SERVERS_PER_GROUP_MAX: usize = 16;
 /// Refuses a Join that names no group, gid 0, a present group, a group
 /// without servers or with more than [`SERVERS_PER_GROUP_MAX`], an address
 /// that is empty or not `host:port`, or an address listed twice (in one
-/// group, in two joining groups, or by a present group). Checks groups in
-/// ascending gid order and addresses in list order, so the error is the
-/// same on every replica.
+/// group, in two joining groups, or by a present group; compared by
+/// [`duplicate_key`]). Checks groups in ascending gid order, each group's
+/// addresses in list order before the next group, so the error is the same
+/// on every replica.
 fn validate_join(
     latest: &Config,
     joining: &BTreeMap<GroupId, Vec<String>>,
@@ -372,10 +373,11 @@ fn validate_join(
     if joining.is_empty() {
         return Err(AdminError::EmptyJoin);
     }
-    let mut listed: BTreeMap<&str, GroupId> = BTreeMap::new();
+    // Every address listed so far, by its duplicate key.
+    let mut listed: BTreeMap<String, GroupId> = BTreeMap::new();
     for (gid, servers) in &latest.groups {
         for address in servers {
-            listed.entry(address.as_str()).or_insert(*gid);
+            listed.entry(duplicate_key(address)).or_insert(*gid);
         }
     }
     for (gid, servers) in joining {
@@ -406,14 +408,15 @@ fn validate_join(
                     address: shortened(address),
                 });
             }
-            if let Some(&listed_by) = listed.get(address.as_str()) {
+            let key = duplicate_key(address);
+            if let Some(&listed_by) = listed.get(&key) {
                 return Err(AdminError::DuplicateServerAddress {
                     address: shortened(address),
                     gid,
                     listed_by,
                 });
             }
-            listed.insert(address, gid);
+            listed.insert(key, gid);
         }
     }
     Ok(())

@@ -146,11 +146,12 @@ fn numbered_servers(count: usize) -> Vec<String> {
 /// state of [`two_group_tester`].
 fn bad_inputs() -> Vec<(Command, AdminError)> {
     let mut inputs = bad_joins();
+    inputs.extend(bad_join_addresses());
     inputs.extend(bad_leaves_and_moves());
     inputs
 }
 
-/// Returns every kind of bad Join (see [`bad_inputs`]).
+/// Returns every kind of bad Join but its addresses (see [`bad_inputs`]).
 fn bad_joins() -> Vec<(Command, AdminError)> {
     use AdminError::*;
     let gid = GroupId;
@@ -176,6 +177,14 @@ fn bad_joins() -> Vec<(Command, AdminError)> {
                 max: SERVERS_PER_GROUP_MAX as u64,
             },
         ),
+    ]
+}
+
+/// Returns every kind of bad address in a Join (see [`bad_inputs`]).
+fn bad_join_addresses() -> Vec<(Command, AdminError)> {
+    use AdminError::*;
+    let gid = GroupId;
+    vec![
         (
             join_groups(&[(3, vec!["g3-a:7000".into(), "g3-b".into()])]),
             BadServerAddress {
@@ -212,6 +221,33 @@ fn bad_joins() -> Vec<(Command, AdminError)> {
                 address: servers(3)[0].clone(),
                 gid: gid(4),
                 listed_by: gid(3),
+            },
+        ),
+        (
+            join_groups(&[(3, vec!["G2-A:7000".into()])]),
+            DuplicateServerAddress {
+                address: "G2-A:7000".into(),
+                gid: gid(3),
+                listed_by: gid(2),
+            },
+        ),
+        // Addresses in list order, each group's before the next group.
+        (
+            join_groups(&[(3, vec![String::new(), "bad".into()])]),
+            EmptyServerAddress { gid: gid(3) },
+        ),
+        (
+            join_groups(&[(3, vec!["bad".into(), String::new()])]),
+            BadServerAddress {
+                gid: gid(3),
+                address: "bad".into(),
+            },
+        ),
+        (
+            join_groups(&[(3, vec!["bad".into()]), (4, vec![])]),
+            BadServerAddress {
+                gid: gid(3),
+                address: "bad".into(),
             },
         ),
     ]
@@ -283,9 +319,18 @@ fn admin_errors_name_what_is_wrong() {
     }
     .to_string();
     assert!(
-        message.contains("\"kv-1:7000\"") && message.contains('4') && message.contains('2'),
+        message.contains("\"kv-1:7000\"")
+            && message.contains("group 4 ")
+            && message.ends_with("group 2"),
         "{message}"
     );
+    let message = AdminError::DuplicateServerAddress {
+        address: "kv-1:7000".into(),
+        gid: GroupId(4),
+        listed_by: GroupId(4),
+    }
+    .to_string();
+    assert!(message.ends_with("listed twice by group 4"), "{message}");
 }
 
 // The largest group a Join may list is accepted, with every address kept.

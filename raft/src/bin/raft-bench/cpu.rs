@@ -76,6 +76,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn this_process_has_a_cpu_time() {
         assert!(
             process_cpu(std::process::id()).is_some(),

@@ -47,9 +47,10 @@ impl ShardKv for NoopService {
     }
 }
 
-/// Serves the no-op service on `listen` until the process is killed, on a
-/// multi-threaded runtime like `raft-node`'s.
+/// Serves the no-op service on `listen` until the process is killed, set
+/// up like `raft-node`: its log subscriber, a multi-threaded runtime.
 pub fn serve_noop(listen: SocketAddr) -> ! {
+    raft::observability::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

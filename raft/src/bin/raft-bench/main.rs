@@ -44,8 +44,9 @@ struct Args {
     /// Runs of each load level; the summary line gives their medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// First port used (gRPC 3, HTTP 3, the RPC floor's server 1).
-    #[arg(long, default_value_t = 17100)]
+    /// First port used: the nodes' gRPC on it and the next two, their HTTP
+    /// ten above, the RPC floor's server twenty above.
+    #[arg(long, default_value_t = 17100, value_parser = clap::value_parser!(u16).range(1..=65500))]
     base_port: u16,
     /// After the group, measure the RPC floor: the same load against a
     /// server process that answers every write without doing anything.
@@ -61,7 +62,8 @@ struct Group {
     children: Vec<Child>,
     grpc: Vec<String>,
     http: Vec<String>,
-    _dir: tempfile::TempDir,
+    /// The nodes' data directories, removed when dropped.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Group {
@@ -113,7 +115,7 @@ fn start_group(base_port: u16) -> Group {
         children,
         grpc,
         http,
-        _dir: dir,
+        dir: Some(dir),
     }
 }
 
@@ -275,13 +277,16 @@ async fn measure(
         let mut runs = Vec::new();
         for run in 1..=args.runs.max(1) {
             // The physical reference, measured next to each run.
-            let disk_rate = group.map(|group| disk_fsyncs_per_second(group._dir.path()));
+            let disk_rate = group
+                .and_then(|group| group.dir.as_ref())
+                .map(|dir| disk_fsyncs_per_second(dir.path()));
             let fsyncs_before = group.map(|group| fsync_count(&group.http));
             let cpu = cpu::CpuSample::take(&pids);
             let started = Instant::now();
             let (writes, histogram) =
                 run_level(client, proposers, args.seconds, value.clone()).await;
             let elapsed = started.elapsed().as_secs_f64();
+            let cpu_us_per_write = cpu.micros_per_operation(&pids, writes);
             let fsyncs = group
                 .zip(fsyncs_before)
                 .map(|(group, before)| fsync_count(&group.http) - before);
@@ -292,7 +297,7 @@ async fn measure(
                 p999: histogram.value_at_quantile(0.999),
                 fsyncs_per_write: fsyncs.map(|count| count as f64 / writes.max(1) as f64),
                 disk_fsync_us: disk_rate.map(|rate| 1e6 / rate),
-                cpu_us_per_write: cpu.micros_per_operation(&pids, writes),
+                cpu_us_per_write,
             };
             println!(
                 "proposers {proposers:>3} run {run}: {}",
@@ -321,7 +326,7 @@ async fn start_floor(port: u16) -> (Group, ShardKvClient<Channel>) {
         children: vec![child],
         grpc: vec![address.clone()],
         http: Vec::new(),
-        _dir: tempfile::tempdir().expect("temp dir"),
+        dir: None,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
