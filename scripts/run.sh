@@ -39,8 +39,8 @@ done
 
 mkdir -p "$data_dir/logs"
 pids=()
-# Stops every process started here. SIGTERM ends a replica at once; what it
-# acknowledged is already on disk, so nothing acknowledged is lost.
+# Stops every process started here: on SIGTERM a server stops its node,
+# closes its database and exits 0.
 stop() {
   trap - INT TERM EXIT
   if ((${#pids[@]})); then

@@ -5,6 +5,7 @@
 //! - `transport` (feature `node`): carries messages between replicas over gRPC.
 //! - `driver` (feature `node`): runs a node as a tokio task for an application.
 //! - `metrics`, `observability`, `register` (feature `node`): metric names, `/metrics` and health.
+//! - `termination` (feature `node`): the SIGTERM / SIGINT a server stops on.
 //! - `sim` (feature `sim`): the deterministic simulator that proves the
 //!   core's safety and liveness under seeded faults.
 
@@ -20,6 +21,8 @@ pub mod observability;
 pub mod register;
 pub mod server_flags;
 pub mod storage;
+#[cfg(feature = "node")]
+pub mod termination;
 #[cfg(feature = "node")]
 pub mod transport;
 

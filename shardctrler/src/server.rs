@@ -201,7 +201,8 @@ impl Replica {
     }
 
     /// Stops serving and stops the node without waiting for requests in
-    /// flight (they fail; their clients retry elsewhere).
+    /// flight (they fail; their clients retry elsewhere). Returns once the
+    /// node's thread has ended, its database closed.
     pub fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());

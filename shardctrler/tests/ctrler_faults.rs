@@ -141,3 +141,26 @@ async fn history_and_sessions_survive_killing_every_replica() {
     assert_eq!(latest.num, 26);
     assert_eq!(Some(&latest), first.config.as_ref());
 }
+
+// Goal: SIGTERM (docker stop, Ctrl-C) stops a replica cleanly, with exit
+// status 0, and a restarted group has every configuration. Method: two
+// joins, SIGTERM each replica in turn, restart all, compare the latest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_each_replica_cleanly_and_loses_nothing() {
+    let mut cluster = Cluster::start(SHARDS).await;
+    let mut ck = cluster.client();
+    ck.join(groups(&[1])).await.expect("join 1");
+    let latest = ck.join(groups(&[2])).await.expect("join 2");
+    for index in 0..3 {
+        let status = cluster.terminate(index);
+        assert!(
+            status.success(),
+            "replica {} exited with {status}",
+            index + 1
+        );
+    }
+    for index in 0..3 {
+        cluster.restart(index);
+    }
+    assert_eq!(ck.query(-1).await.expect("latest after restart"), latest);
+}

@@ -262,7 +262,7 @@ async fn serve(
     handle: RaftHandle<()>,
     reader: RegisterReader,
     inbound: tokio::sync::mpsc::Sender<raft::core::Message>,
-    node_task: raft::driver::NodeJoinHandle,
+    mut node_task: raft::driver::NodeJoinHandle,
 ) -> ExitCode {
     let status = handle.watch_status();
     let ready: raft::observability::ReadinessProbe =
@@ -283,7 +283,7 @@ async fn serve(
             tracing::error!(result = ?served, "gRPC server stopped");
             ExitCode::from(EXIT_CONFIG)
         }
-        finished = node_task => match finished {
+        finished = &mut node_task => match finished {
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(error)) => {
                 tracing::error!(%error, "raft node stopped on a storage failure");
@@ -294,5 +294,12 @@ async fn serve(
                 ExitCode::from(EXIT_STORAGE)
             }
         },
+        () = raft::termination::requested() => {
+            tracing::info!("termination requested, stopping");
+            // Dropping the handle stops the node and waits for its thread,
+            // which closes the database.
+            drop(node_task);
+            ExitCode::SUCCESS
+        }
     }
 }

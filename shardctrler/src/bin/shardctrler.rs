@@ -89,7 +89,18 @@ async fn run(args: Args) -> ExitCode {
             tracing::error!(%error, %http, "the HTTP server stopped");
         }
     });
-    match replica.wait().await {
+    let stopped = tokio::select! {
+        stopped = replica.wait() => Some(stopped),
+        () = raft::termination::requested() => None,
+    };
+    let Some(stopped) = stopped else {
+        tracing::info!("termination requested, stopping");
+        // Stops serving and the node; dropping the replica waits for the
+        // node's thread, which closes the database.
+        replica.stop();
+        return ExitCode::SUCCESS;
+    };
+    match stopped {
         Stopped::NodeEnded => ExitCode::SUCCESS,
         Stopped::ServerEnded(reason) => {
             tracing::error!(reason, "the gRPC server stopped");

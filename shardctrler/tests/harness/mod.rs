@@ -116,6 +116,13 @@ impl Cluster {
         }
     }
 
+    /// Stops replica `index` with SIGTERM and returns its exit status
+    /// (waiting at most `DEADLINE`).
+    pub fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
+        let mut child = self.children[index].take().expect("replica running");
+        raft::termination::terminate_and_wait(&mut child, DEADLINE).expect("exits on SIGTERM")
+    }
+
     /// Returns a client of the whole group with a generous deadline.
     pub fn client(&self) -> CtrlerClient {
         let options = CtrlerClientOptions {
