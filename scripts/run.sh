@@ -2,27 +2,42 @@
 # The project's run command (README): installs what is missing, builds the
 # servers in release mode, and starts a local cluster on 127.0.0.1 with all
 # its data under one directory, then prints how to use it. It runs in the
-# foreground; Ctrl-C (or SIGTERM) stops every process it started. Run it
-# again on the same data directory and the cluster resumes where it was.
+# foreground; Ctrl-C (or SIGTERM) stops every process it started (exit
+# status 130, or 143). Run it again on the same data directory and the
+# cluster resumes where it was.
 #
 # Today the cluster is the shard controller group (three replicas); the
 # replica groups join it here once they exist (docs/local-cluster.md).
 #
-# Usage: scripts/run.sh [DATA_DIR]   (default: ./data/local)
+# Usage: scripts/run.sh [DATA_DIR]   (default: data/local in the checkout;
+# a relative DATA_DIR is taken from where the command is run)
 # Ports: controller gRPC 7001-7003, HTTP (/metrics, /healthz, /readyz)
 # 9001-9003; set KV_RUN_BASE_PORT to move them (gRPC at base+1..3, HTTP at
 # base+2001..2003).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+if ((BASH_VERSINFO[0] < 5 || (BASH_VERSINFO[0] == 5 && BASH_VERSINFO[1] < 1))); then
+  echo "run: needs bash 5.1 or later (this is $BASH_VERSION)" >&2
+  exit 2
+fi
+caller_dir="$PWD"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
 source scripts/setup.sh
+cd "$root"
 
-data_dir="${1:-data/local}"
+# The data directory, relative to where the command was run.
+data_dir="$(cd "$caller_dir" && realpath -m "${1:-$root/data/local}")"
 base="${KV_RUN_BASE_PORT:-7000}"
-target_dir="${CARGO_TARGET_DIR:-target}"
+if ! [[ "$base" =~ ^[0-9]{1,5}$ ]] || ((base < 1024 || base + 2003 > 65535)); then
+  echo "run: KV_RUN_BASE_PORT must be a number from 1024 to 63532 (got '$base')" >&2
+  exit 2
+fi
 replicas=(1 2 3)
 
 echo "== building shardctrler and kvctl (release; the first build takes a while)"
 cargo build --release --bin shardctrler --bin kvctl
+target_dir="$(cargo metadata --no-deps --format-version 1 |
+  grep -o '"target_directory":"[^"]*"' | cut -d'"' -f4)"
 bin="$target_dir/release"
 
 grpc_address() { echo "127.0.0.1:$((base + $1))"; }
@@ -40,17 +55,28 @@ done
 mkdir -p "$data_dir/logs"
 pids=()
 # Stops every process started here: on SIGTERM a server stops its node,
-# closes its database and exits 0.
+# closes its database and exits 0. One still running after 15 s is killed
+# (SIGKILL loses nothing acknowledged) and named.
 stop() {
   trap - INT TERM EXIT
-  if ((${#pids[@]})); then
-    echo
-    echo "== stopping the local cluster"
-    kill "${pids[@]}" 2>/dev/null || true
-    wait "${pids[@]}" 2>/dev/null || true
-  fi
+  ((${#pids[@]})) || return 0
+  echo
+  echo "== stopping the local cluster"
+  kill "${pids[@]}" 2>/dev/null || true
+  local deadline=$((SECONDS + 15)) index
+  for index in "${!pids[@]}"; do
+    while kill -0 "${pids[$index]}" 2>/dev/null && ((SECONDS < deadline)); do
+      sleep 0.1
+    done
+    if kill -0 "${pids[$index]}" 2>/dev/null; then
+      echo "run: controller replica ${replicas[$index]} did not stop in time, killing it" >&2
+      kill -KILL "${pids[$index]}" 2>/dev/null || true
+    fi
+    wait "${pids[$index]}" 2>/dev/null || true
+  done
 }
-trap 'stop; exit 0' INT TERM
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
 trap stop EXIT
 
 # A port already taken would make a replica exit at once; say which.
@@ -63,8 +89,11 @@ for id in "${replicas[@]}"; do
   done
 done
 
+# The servers read KV_* variables as flags: the user's own must not change
+# the cluster (a stale KV_SHARDS would fix the shard count for good).
 for id in "${replicas[@]}"; do
-  "$bin/shardctrler" --id "$id" --listen "$(grpc_address "$id")" \
+  env -u KV_SHARDS -u KV_TICK_MS -u KV_SNAPSHOT_INTERVAL \
+    "$bin/shardctrler" --id "$id" --listen "$(grpc_address "$id")" \
     --http "$(http_address "$id")" --peers "$peers" \
     --data-dir "$data_dir/ctrler-$id" \
     >"$data_dir/logs/ctrler-$id.log" 2>&1 &
@@ -75,7 +104,7 @@ done
 # error with its log shown.
 deadline=$((SECONDS + 60))
 for id in "${replicas[@]}"; do
-  until curl -fs "http://$(http_address "$id")/readyz" >/dev/null 2>&1; do
+  until curl -fs --noproxy '*' --max-time 2 "http://$(http_address "$id")/readyz" >/dev/null 2>&1; do
     for index in "${!pids[@]}"; do
       if ! kill -0 "${pids[$index]}" 2>/dev/null; then
         log="$data_dir/logs/ctrler-${replicas[$index]}.log"
@@ -111,6 +140,13 @@ Ctrl-C stops the cluster; running this command again resumes it.
 EOF
 
 # Stay in the foreground until stopped or until a replica exits.
-wait -n "${pids[@]}" || true
-echo "run: a controller replica exited; logs in $data_dir/logs" >&2
+exited=""
+wait -n -p exited "${pids[@]}" || true
+for index in "${!pids[@]}"; do
+  if [[ "${pids[$index]}" == "$exited" ]]; then
+    log="$data_dir/logs/ctrler-${replicas[$index]}.log"
+    echo "run: controller replica ${replicas[$index]} exited; the end of $log:" >&2
+    tail -n 20 "$log" >&2
+  fi
+done
 exit 1

@@ -21,10 +21,15 @@ pub type ReadinessProbe = Arc<dyn Fn() -> bool + Send + Sync>;
 /// Installs the process's log subscriber: one line per event on stderr,
 /// filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
+        // Colours only on a terminal: log files and `docker logs` get
+        // plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 

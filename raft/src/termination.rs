@@ -1,29 +1,60 @@
 //! How a server process learns it should stop: SIGTERM (`docker stop`,
-//! systemd, the local cluster script) or SIGINT (Ctrl-C). A server that
-//! hears one stops its node, whose thread closes the database, and exits
-//! with status 0; what it acknowledged was already durable, so stopping
-//! this way loses nothing a crash would not, and skips the recovery work
-//! a crash leaves for the next start.
+//! systemd, the local cluster script), SIGINT (Ctrl-C) or SIGHUP (its
+//! terminal closed). A server installs the handlers first thing, so a
+//! signal during start-up is not lost; when one arrives it stops serving,
+//! stops its node, lets the database close and exits with status 0. What
+//! it acknowledged was durable before the answer, so a clean stop loses
+//! nothing a crash would not; it gives an exit status that says "stopped
+//! as asked" and a database closed before the process ends.
 
-/// Resolves when the process receives SIGTERM or SIGINT.
-///
-/// # Panics
-/// Panics outside a tokio runtime with signal handling, or if the
-/// handlers cannot be installed (the OS refused: nothing sensible to do).
-pub async fn requested() {
+use std::io::{Error, ErrorKind};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// The installed stop-signal handlers; [`Termination::requested`] resolves
+/// on the first signal received since [`Termination::install`].
+pub struct Termination {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-        let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
+    signals: [tokio::signal::unix::Signal; 3],
+}
+
+impl Termination {
+    /// Installs the handlers for SIGTERM, SIGINT and SIGHUP.
+    ///
+    /// # Panics
+    /// Panics outside a tokio runtime, or if the OS refuses a handler.
+    pub fn install() -> Termination {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let handler = |kind: SignalKind| signal(kind).expect("a stop-signal handler");
+            Termination {
+                signals: [
+                    handler(SignalKind::terminate()),
+                    handler(SignalKind::interrupt()),
+                    handler(SignalKind::hangup()),
+                ],
+            }
         }
+        #[cfg(not(unix))]
+        Termination {}
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.expect("a Ctrl-C handler");
+
+    /// Resolves when a stop signal has arrived.
+    pub async fn requested(&mut self) {
+        #[cfg(unix)]
+        {
+            let [terminate, interrupt, hangup] = &mut self.signals;
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+                _ = hangup.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -34,13 +65,10 @@ pub async fn requested() {
 ///
 /// # Errors
 /// The I/O error of running `sh` or of waiting; `TimedOut` if the child
-/// is still running at the deadline (it is left running).
-pub fn terminate_and_wait(
-    child: &mut std::process::Child,
-    deadline: std::time::Duration,
-) -> std::io::Result<std::process::ExitStatus> {
-    use std::io::{Error, ErrorKind};
-    let sent = std::process::Command::new("sh")
+/// was still running at the deadline, after killing it (SIGKILL) and
+/// reaping it, so no process outlives the call.
+pub fn terminate_and_wait(child: &mut Child, deadline: Duration) -> std::io::Result<ExitStatus> {
+    let sent = Command::new("sh")
         .args(["-c", &format!("kill -TERM {}", child.id())])
         .status()?;
     if !sent.success() {
@@ -49,20 +77,22 @@ pub fn terminate_and_wait(
             child.id()
         )));
     }
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(status);
         }
         if started.elapsed() >= deadline {
+            child.kill()?;
+            child.wait()?;
             return Err(Error::new(
                 ErrorKind::TimedOut,
                 format!(
-                    "process {} still running {deadline:?} after SIGTERM",
+                    "process {} still running {deadline:?} after SIGTERM (killed)",
                     child.id()
                 ),
             ));
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -183,7 +183,8 @@ async fn acknowledged_writes_survive_sigkill_of_every_process() {
 }
 
 // Goal: SIGTERM (docker stop, Ctrl-C) stops a process cleanly: exit status
-// 0, and a restart on the same data dir has every acknowledged write.
+// 0, its database closed (RocksDB logs "Shutdown complete"), and a restart
+// on the same data dir has every acknowledged write.
 // Method: 50 acknowledged puts, SIGTERM each process in turn, restart all,
 // read every key through the leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,6 +198,13 @@ async fn sigterm_stops_each_process_cleanly_and_loses_nothing() {
     for index in 0..3 {
         let status = processes.terminate(index);
         assert!(status.success(), "node {} exited with {status}", index + 1);
+        let log = dir.path().join(format!("node-{}", index + 1)).join("LOG");
+        let log = std::fs::read_to_string(&log).expect("RocksDB's LOG");
+        assert!(
+            log.contains("Shutdown complete"),
+            "node {} exited without closing its database",
+            index + 1
+        );
     }
     processes.start_all(dir.path());
     for i in 0..50 {

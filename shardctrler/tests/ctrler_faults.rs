@@ -143,7 +143,8 @@ async fn history_and_sessions_survive_killing_every_replica() {
 }
 
 // Goal: SIGTERM (docker stop, Ctrl-C) stops a replica cleanly, with exit
-// status 0, and a restarted group has every configuration. Method: two
+// status 0 and its database closed (RocksDB logs "Shutdown complete"), and
+// a restarted group has every configuration. Method: two
 // joins, SIGTERM each replica in turn, restart all, compare the latest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_each_replica_cleanly_and_loses_nothing() {
@@ -156,6 +157,13 @@ async fn sigterm_stops_each_replica_cleanly_and_loses_nothing() {
         assert!(
             status.success(),
             "replica {} exited with {status}",
+            index + 1
+        );
+        let log = cluster.dir.path().join(format!("replica-{}", index + 1));
+        let log = std::fs::read_to_string(log.join("LOG")).expect("RocksDB's LOG");
+        assert!(
+            log.contains("Shutdown complete"),
+            "replica {} exited without closing its database",
             index + 1
         );
     }

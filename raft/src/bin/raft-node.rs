@@ -197,6 +197,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    // First, so a stop signal during start-up is acted on once started.
+    let termination = raft::termination::Termination::install();
     // Before anything registers a metric: handles taken earlier would
     // record into nothing.
     let metrics = match raft::observability::install_recorder() {
@@ -252,6 +254,7 @@ async fn run(args: Args) -> ExitCode {
         RegisterReader::new(db),
         inbound_sender,
         node_task,
+        termination,
     )
     .await
 }
@@ -263,6 +266,7 @@ async fn serve(
     reader: RegisterReader,
     inbound: tokio::sync::mpsc::Sender<raft::core::Message>,
     mut node_task: raft::driver::NodeJoinHandle,
+    mut termination: raft::termination::Termination,
 ) -> ExitCode {
     let status = handle.watch_status();
     let ready: raft::observability::ReadinessProbe =
@@ -294,10 +298,11 @@ async fn serve(
                 ExitCode::from(EXIT_STORAGE)
             }
         },
-        () = raft::termination::requested() => {
+        () = termination.requested() => {
             tracing::info!("termination requested, stopping");
-            // Dropping the handle stops the node and waits for its thread,
-            // which closes the database.
+            // Dropping the handle stops the node and waits for its thread;
+            // the database closes when the runtime, whose connection tasks
+            // hold the reader, is dropped at the end of `main`.
             drop(node_task);
             ExitCode::SUCCESS
         }

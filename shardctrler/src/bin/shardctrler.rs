@@ -56,6 +56,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    // First, so a stop signal during start-up is acted on once started.
+    let mut termination = raft::termination::Termination::install();
     let metrics = match raft::observability::install_recorder() {
         Ok(metrics) => metrics,
         Err(message) => {
@@ -91,7 +93,7 @@ async fn run(args: Args) -> ExitCode {
     });
     let stopped = tokio::select! {
         stopped = replica.wait() => Some(stopped),
-        () = raft::termination::requested() => None,
+        () = termination.requested() => None,
     };
     let Some(stopped) = stopped else {
         tracing::info!("termination requested, stopping");
