@@ -239,7 +239,7 @@ async fn run(args: Args) {
     // to the `log` crate, a cost the nodes do not pay either.
     raft::observability::init_logging();
     let value = Bytes::from(vec![b'x'; args.value_bytes]);
-    {
+    let group_medians = {
         let group = start_group(args.base_port);
         let (client, leader) = find_leader(&group).await;
         let mut servers: Vec<Process> = vec![("leader", group.children[leader].id())];
@@ -249,30 +249,41 @@ async fn run(args: Args) {
                 .map(|position| ("follower", group.children[position].id())),
         );
         println!("3-node group (fsync on), {} B values", args.value_bytes);
-        measure(&args, &client, &servers, Some(&group), &value).await;
-    }
+        measure(&args, &client, &servers, Some(&group), &value).await
+    };
     if args.rpc_floor {
         let (floor, client) = start_floor(args.base_port + 20).await;
         println!("RPC floor: a server that answers every write without doing anything");
         let servers: Vec<Process> = vec![("server", floor.children[0].id())];
-        measure(&args, &client, &servers, None, &value).await;
+        let floor_medians = measure(&args, &client, &servers, None, &value).await;
+        for (proposers, (group, floor)) in args
+            .proposers
+            .iter()
+            .zip(group_medians.iter().zip(&floor_medians))
+        {
+            println!(
+                "proposers {proposers:>3}: the group reaches {:.2} of the RPC floor's writes/s",
+                group.writes_per_second / floor.writes_per_second
+            );
+        }
     }
 }
 
-/// Runs every load level `args.runs` times against `client` and prints
-/// each run and the medians; `group`, when measuring one, gives the fsync
-/// figures.
+/// Runs every load level `args.runs` times against `client`, prints each
+/// run and the medians, and returns the medians in the order of
+/// `args.proposers`; `group`, when measuring one, gives the fsync figures.
 async fn measure(
     args: &Args,
     client: &ShardKvClient<Channel>,
     servers: &[Process],
     group: Option<&Group>,
     value: &Bytes,
-) {
+) -> Vec<RunResult> {
     let mut pids = vec![std::process::id()];
     pids.extend(servers.iter().map(|&(_, pid)| pid));
     let mut labels = vec!["load generator"];
     labels.extend(servers.iter().map(|&(label, _)| label));
+    let mut medians = Vec::new();
     for &proposers in &args.proposers {
         let mut runs = Vec::new();
         for run in 1..=args.runs.max(1) {
@@ -305,11 +316,11 @@ async fn measure(
             );
             runs.push(result);
         }
-        println!(
-            "proposers {proposers:>3} median: {}",
-            RunResult::median(&runs).show(&labels)
-        );
+        let median = RunResult::median(&runs);
+        println!("proposers {proposers:>3} median: {}", median.show(&labels));
+        medians.push(median);
     }
+    medians
 }
 
 /// Starts the RPC floor's no-op server (this binary, `--serve-noop`) on
