@@ -919,7 +919,8 @@ pub struct WrittenSnapshot {
 }
 
 /// Writes the data of a snapshot being created, chunk by chunk, in bounded
-/// unsynced batches (the synced install that follows covers them). Made by
+/// batches that skip the WAL, flushed to table files by
+/// [`SnapshotWriter::finish`] before the synced install. Made by
 /// [`RocksStorage::snapshot_writer`]; usable from any thread.
 pub struct SnapshotWriter {
     db: Arc<DB>,
@@ -946,20 +947,35 @@ impl SnapshotWriter {
         Ok(())
     }
 
-    /// Writes what is buffered; returns what to install.
+    /// Writes what is buffered and makes every chunk durable (a flush of
+    /// `raft_state` to its table files, synced); returns what to install.
     ///
     /// # Errors
-    /// [`StorageError::Io`] if a write fails.
+    /// [`StorageError::Io`] if a write or the flush fails.
     pub fn finish(mut self) -> Result<WrittenSnapshot, StorageError> {
         self.flush()?;
+        let state = column_family(&self.db, &self.path, CF_RAFT_STATE)?;
+        self.db
+            .flush_cf(&state)
+            .map_err(io_error("flushing snapshot chunks"))?;
+        drop(state);
         Ok(WrittenSnapshot {
             id: self.id,
             size_bytes: self.offset,
         })
     }
 
+    /// Writes the buffered chunk records without the WAL: the chunks of an
+    /// unfinished snapshot need no crash recovery (`open` removes them as
+    /// orphans), and [`SnapshotWriter::finish`] flushes them before they
+    /// can be installed. So a snapshot's bytes never pass through the WAL,
+    /// and the node's next synced write does not carry them.
     fn flush(&mut self) -> Result<(), StorageError> {
         let batch = std::mem::take(&mut self.batch);
-        write_batch(&self.db, batch, false, "writing snapshot chunks")
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        self.db
+            .write_opt(batch, &options)
+            .map_err(io_error("writing snapshot chunks"))
     }
 }
