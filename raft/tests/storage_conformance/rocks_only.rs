@@ -389,8 +389,6 @@ fn snapshots_written_elsewhere_are_installed_or_discarded() {
             .expect("property");
         assert_eq!(value, Some(0), "{property} after finish");
     }
-    drop(state);
-    drop(db);
     assert!(
         storage
             .install_written_snapshot(written, LogIndex(6), voters(&[1]))
