@@ -378,16 +378,16 @@ fn snapshots_written_elsewhere_are_installed_or_discarded() {
     .expect("writer thread");
     // The chunks skipped the WAL, so `finish` must have flushed them to
     // table files: nothing of `raft_state` is left only in memory.
-    let db = storage.db();
-    let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
-    for property in [
-        "rocksdb.num-entries-active-mem-table",
-        "rocksdb.num-immutable-mem-table",
-    ] {
-        let value = db
-            .property_int_value_cf(&state, property)
-            .expect("property");
-        assert_eq!(value, Some(0), "{property} after finish");
+    {
+        let db = storage.db();
+        let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
+        for property in [
+            "rocksdb.num-entries-active-mem-table",
+            "rocksdb.num-immutable-mem-table",
+        ] {
+            let value = db.property_int_value_cf(state, property).expect("property");
+            assert_eq!(value, Some(0), "{property} after finish");
+        }
     }
     assert!(
         storage
