@@ -44,16 +44,20 @@ grpc_address() { echo "127.0.0.1:$((base + $1))"; }
 http_address() { echo "127.0.0.1:$((base + 2000 + $1))"; }
 
 peers=""
-for id in "${replicas[@]}"; do
-  peers+="${peers:+,}$id=$(grpc_address "$id")"
-done
 ctrler=""
 for id in "${replicas[@]}"; do
+  peers+="${peers:+,}$id=$(grpc_address "$id")"
   ctrler+="${ctrler:+,}$(grpc_address "$id")"
 done
 
 mkdir -p "$data_dir/logs"
 pids=()
+# Says that the replica at position $1 of `pids` exited, with its log's end.
+report_exit() {
+  local log="$data_dir/logs/ctrler-${replicas[$1]}.log"
+  echo "run: controller replica ${replicas[$1]} exited; the end of $log:" >&2
+  tail -n 20 "$log" >&2
+}
 # Stops every process started here: on SIGTERM a server stops its node,
 # closes its database and exits 0. One still running after 15 s is killed
 # (SIGKILL loses nothing acknowledged) and named.
@@ -107,9 +111,7 @@ for id in "${replicas[@]}"; do
   until curl -fs --noproxy '*' --max-time 2 "http://$(http_address "$id")/readyz" >/dev/null 2>&1; do
     for index in "${!pids[@]}"; do
       if ! kill -0 "${pids[$index]}" 2>/dev/null; then
-        log="$data_dir/logs/ctrler-${replicas[$index]}.log"
-        echo "run: controller replica ${replicas[$index]} exited; the end of $log:" >&2
-        tail -n 20 "$log" >&2
+        report_exit "$index"
         exit 1
       fi
     done
@@ -144,9 +146,7 @@ exited=""
 wait -n -p exited "${pids[@]}" || true
 for index in "${!pids[@]}"; do
   if [[ "${pids[$index]}" == "$exited" ]]; then
-    log="$data_dir/logs/ctrler-${replicas[$index]}.log"
-    echo "run: controller replica ${replicas[$index]} exited; the end of $log:" >&2
-    tail -n 20 "$log" >&2
+    report_exit "$index"
   fi
 done
 exit 1

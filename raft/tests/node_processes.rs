@@ -159,6 +159,23 @@ async fn get(grpc: &[String], key: &str) -> Option<String> {
     }
 }
 
+/// Puts `k0..k{count}` with values `v0..`, each acknowledged.
+async fn put_numbered(grpc: &[String], count: usize) {
+    for i in 0..count {
+        put(grpc, &format!("k{i}"), &format!("v{i}")).await;
+    }
+}
+
+/// Asserts that every key [`put_numbered`] wrote reads back its value.
+async fn assert_numbered(grpc: &[String], count: usize) {
+    for i in 0..count {
+        assert_eq!(
+            get(grpc, &format!("k{i}")).await.as_deref(),
+            Some(format!("v{i}").as_str())
+        );
+    }
+}
+
 // Goal: SIGKILL of every process loses no acknowledged write. Method:
 // three raft-node processes, 100 acknowledged puts, SIGKILL all three,
 // restart them on the same data dirs, read every key through the leader.
@@ -167,19 +184,12 @@ async fn acknowledged_writes_survive_sigkill_of_every_process() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut processes = Processes::new();
     processes.start_all(dir.path());
-    for i in 0..100 {
-        put(&processes.grpc, &format!("k{i}"), &format!("v{i}")).await;
-    }
+    put_numbered(&processes.grpc, 100).await;
     for index in 0..3 {
         processes.kill(index);
     }
     processes.start_all(dir.path());
-    for i in 0..100 {
-        assert_eq!(
-            get(&processes.grpc, &format!("k{i}")).await.as_deref(),
-            Some(format!("v{i}").as_str())
-        );
-    }
+    assert_numbered(&processes.grpc, 100).await;
 }
 
 // Goal: SIGTERM (docker stop, Ctrl-C) stops a process cleanly: exit status
@@ -192,9 +202,7 @@ async fn sigterm_stops_each_process_cleanly_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut processes = Processes::new();
     processes.start_all(dir.path());
-    for i in 0..50 {
-        put(&processes.grpc, &format!("k{i}"), &format!("v{i}")).await;
-    }
+    put_numbered(&processes.grpc, 50).await;
     for index in 0..3 {
         let status = processes.terminate(index);
         assert!(status.success(), "node {} exited with {status}", index + 1);
@@ -207,12 +215,7 @@ async fn sigterm_stops_each_process_cleanly_and_loses_nothing() {
         );
     }
     processes.start_all(dir.path());
-    for i in 0..50 {
-        assert_eq!(
-            get(&processes.grpc, &format!("k{i}")).await.as_deref(),
-            Some(format!("v{i}").as_str())
-        );
-    }
+    assert_numbered(&processes.grpc, 50).await;
 }
 
 // Goal: killing the leader process mid-stream of writes loses none that

@@ -942,7 +942,7 @@ impl SnapshotWriter {
         drop(state);
         self.offset += chunk.len() as u64;
         if self.batch.size_in_bytes() >= SNAPSHOT_BATCH_BYTES_MAX {
-            self.flush()?;
+            self.write_buffered()?;
         }
         Ok(())
     }
@@ -953,7 +953,7 @@ impl SnapshotWriter {
     /// # Errors
     /// [`StorageError::Io`] if a write or the flush fails.
     pub fn finish(mut self) -> Result<WrittenSnapshot, StorageError> {
-        self.flush()?;
+        self.write_buffered()?;
         let state = column_family(&self.db, &self.path, CF_RAFT_STATE)?;
         self.db
             .flush_cf(&state)
@@ -970,7 +970,7 @@ impl SnapshotWriter {
     /// orphans), and [`SnapshotWriter::finish`] flushes them before they
     /// can be installed. So a snapshot's bytes never pass through the WAL,
     /// and the node's next synced write does not carry them.
-    fn flush(&mut self) -> Result<(), StorageError> {
+    fn write_buffered(&mut self) -> Result<(), StorageError> {
         let batch = std::mem::take(&mut self.batch);
         let mut options = WriteOptions::default();
         options.disable_wal(true);
