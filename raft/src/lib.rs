@@ -5,6 +5,7 @@
 //! - `transport` (feature `node`): carries messages between replicas over gRPC.
 //! - `driver` (feature `node`): runs a node as a tokio task for an application.
 //! - `metrics`, `observability`, `register` (feature `node`): metric names, `/metrics` and health.
+//! - `exit_code` (feature `node`): the exit codes every server binary shares.
 //! - `termination` (feature `node`): the SIGTERM / SIGINT a server stops on.
 //! - `sim` (feature `sim`): the deterministic simulator that proves the
 //!   core's safety and liveness under seeded faults.
@@ -13,6 +14,8 @@ pub mod core;
 #[cfg(feature = "node")]
 pub mod driver;
 
+#[cfg(feature = "node")]
+pub mod exit_code;
 #[cfg(feature = "node")]
 pub mod metrics;
 #[cfg(feature = "node")]

@@ -8,6 +8,9 @@
 //! Invariants:
 //! - `applied` equals the index stored in `meta` (both change in one
 //!   batch).
+//! - While a snapshot is being restored, `meta` holds a restore marker
+//!   and no applied index, so a restart finds applied index 0 and restores
+//!   again: a partly restored map is never taken for a state at an index.
 //! - Writes are not synced: the Raft log's next synced write covers them
 //!   (one WAL), and the log is never compacted past an unsynced entry.
 
@@ -25,6 +28,9 @@ pub const DATA_CF: &str = "data";
 /// Column family of the applied index.
 pub const META_CF: &str = "meta";
 const APPLIED_KEY: &[u8] = b"applied_index";
+/// Present (holding the snapshot's index) while a restore is under way: the
+/// data is then partial and the applied index is absent.
+const RESTORING_KEY: &[u8] = b"restoring_snapshot";
 /// Snapshot chunks are cut near this size.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// Keys are at most this long (DESIGN.md "Clients and semantics").
@@ -117,10 +123,55 @@ impl RegisterReader {
 pub struct RegisterMachine {
     db: Arc<DB>,
     applied: LogIndex,
+    /// The restore under way, if any.
+    restoring: Option<RestoreProgress>,
+}
+
+/// How far a restore has come.
+struct RestoreProgress {
+    /// The snapshot's index.
+    index: LogIndex,
+    /// The records written so far.
+    records: u64,
+    /// The start of a record the next chunk completes.
+    pending: Vec<u8>,
+}
+
+impl RestoreProgress {
+    fn corruption(&self, detail: String) -> StorageError {
+        StorageError::Corruption {
+            index: self.index,
+            location: "register map snapshot".into(),
+            detail,
+        }
+    }
 }
 
 fn io_error(context: &str, error: rocksdb::Error) -> StorageError {
     StorageError::Io(format!("{context}: {error}"))
+}
+
+/// Reads the log index stored under `key` in `meta`, if any.
+fn read_index(
+    db: &DB,
+    meta: &rocksdb::ColumnFamily,
+    key: &[u8],
+) -> Result<Option<LogIndex>, StorageError> {
+    let Some(raw) = db
+        .get_cf(meta, key)
+        .map_err(|e| io_error("reading the meta column family", e))?
+    else {
+        return Ok(None);
+    };
+    let bytes: [u8; 8] = raw
+        .as_slice()
+        .try_into()
+        .map_err(|_| StorageError::Corruption {
+            index: LogIndex(0),
+            location: format!("{META_CF}/{}", String::from_utf8_lossy(key)),
+            detail: format!("a log index has {} bytes, expected 8", raw.len()),
+        })?;
+    Ok(Some(LogIndex(u64::from_be_bytes(bytes))))
 }
 
 impl RegisterMachine {
@@ -130,20 +181,18 @@ impl RegisterMachine {
         let meta = db
             .cf_handle(META_CF)
             .ok_or_else(|| StorageError::Io("missing meta column family".into()))?;
-        let applied = match db
-            .get_cf(meta, APPLIED_KEY)
-            .map_err(|e| io_error("reading the applied index", e))?
-        {
-            Some(raw) => LogIndex(u64::from_be_bytes(raw.as_slice().try_into().map_err(
-                |_| StorageError::Corruption {
-                    index: LogIndex(0),
-                    location: format!("{META_CF}/{}", String::from_utf8_lossy(APPLIED_KEY)),
-                    detail: format!("applied index has {} bytes, expected 8", raw.len()),
-                },
-            )?)),
-            None => LogIndex(0),
-        };
-        Ok(RegisterMachine { db, applied })
+        let applied = read_index(&db, meta, APPLIED_KEY)?.unwrap_or(LogIndex(0));
+        if let Some(index) = read_index(&db, meta, RESTORING_KEY)? {
+            tracing::warn!(
+                snapshot_index = index.0,
+                "the register map was being restored from a snapshot when the node stopped; it is restored again"
+            );
+        }
+        Ok(RegisterMachine {
+            db,
+            applied,
+            restoring: None,
+        })
     }
 
     /// Returns the value of `key`, if any.
@@ -158,6 +207,10 @@ impl RegisterMachine {
         self.db
             .cf_handle(name)
             .expect("column families are checked at open")
+    }
+
+    fn try_write(&self, batch: WriteBatch, context: &str) -> Result<(), StorageError> {
+        self.db.write(batch).map_err(|e| io_error(context, e))
     }
 
     fn write(&self, batch: WriteBatch) {
@@ -238,23 +291,78 @@ impl StateMachine for RegisterMachine {
         }))
     }
 
-    fn restore(&mut self, index: LogIndex, chunks: &mut dyn Iterator<Item = Bytes>) {
+    fn begin_restore(&mut self, index: LogIndex) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(self.cf(DATA_CF), &[][..], &[0xFFu8; KEY_BYTES_MAX + 1][..]);
-        self.write(batch);
-        for chunk in chunks {
-            let mut batch = WriteBatch::default();
-            let mut rest = &chunk[..];
-            while let Some((key, value, tail)) = split_record(rest) {
-                batch.put_cf(self.cf(DATA_CF), key, value);
-                rest = tail;
+        batch.delete_cf(self.cf(META_CF), APPLIED_KEY);
+        batch.put_cf(self.cf(META_CF), RESTORING_KEY, index.0.to_be_bytes());
+        self.try_write(batch, "marking the register map as being restored")?;
+        self.applied = LogIndex(0);
+        self.restoring = Some(RestoreProgress {
+            index,
+            records: 0,
+            pending: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn restore_chunk(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        let data = self
+            .db
+            .cf_handle(DATA_CF)
+            .expect("column families are checked at open");
+        let progress = self
+            .restoring
+            .as_mut()
+            .expect("restore_chunk follows begin_restore");
+        // The chunks are one byte stream: a record may straddle two.
+        let stream = if progress.pending.is_empty() {
+            chunk
+        } else {
+            let mut joined = BytesMut::from(&progress.pending[..]);
+            joined.extend_from_slice(&chunk);
+            joined.freeze()
+        };
+        let mut batch = WriteBatch::default();
+        let mut rest = &stream[..];
+        loop {
+            match next_record(rest) {
+                Record::Complete { key, value, tail } => {
+                    batch.put_cf(data, key, value);
+                    progress.records += 1;
+                    rest = tail;
+                }
+                Record::Incomplete => break,
+                Record::Invalid(detail) => {
+                    return Err(
+                        progress.corruption(format!("record {}: {detail}", progress.records))
+                    );
+                }
             }
-            self.write(batch);
+        }
+        progress.pending = rest.to_vec();
+        self.try_write(batch, "writing restored records")
+    }
+
+    fn finish_restore(&mut self, index: LogIndex) -> Result<(), StorageError> {
+        let progress = self
+            .restoring
+            .take()
+            .expect("finish_restore follows begin_restore");
+        assert_eq!(progress.index, index, "one restore at a time");
+        if !progress.pending.is_empty() {
+            return Err(progress.corruption(format!(
+                "the data ends inside record {} ({} bytes of it)",
+                progress.records,
+                progress.pending.len()
+            )));
         }
         let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(META_CF), RESTORING_KEY);
         batch.put_cf(self.cf(META_CF), APPLIED_KEY, index.0.to_be_bytes());
-        self.write(batch);
+        self.try_write(batch, "recording the restored index")?;
         self.applied = index;
+        Ok(())
     }
 }
 
@@ -315,14 +423,53 @@ where
     })
 }
 
-/// Splits one (key, value) record off a snapshot chunk.
-fn split_record(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
-    let key_length = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    let key = bytes.get(4..4 + key_length)?;
-    let rest = &bytes[4 + key_length..];
-    let value_length = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    let value = rest.get(4..4 + value_length)?;
-    Some((key, value, &rest[4 + value_length..]))
+/// A value longer than this in a snapshot record means the record is
+/// corrupt (the servers refuse values over 1 MiB; appends may grow one
+/// past that, not by this much).
+const RECORD_VALUE_BYTES_MAX: usize = 64 << 20;
+
+/// What the start of a snapshot byte stream holds.
+enum Record<'a> {
+    /// A whole (key, value) record and the bytes after it.
+    Complete {
+        key: &'a [u8],
+        value: &'a [u8],
+        tail: &'a [u8],
+    },
+    /// Nothing, or the start of a record whose end is still to come.
+    Incomplete,
+    /// A record whose lengths cannot be right.
+    Invalid(String),
+}
+
+/// Reads the record at the start of `bytes`: key length (u32 BE), key,
+/// value length (u32 BE), value.
+fn next_record(bytes: &[u8]) -> Record<'_> {
+    let Some(key_length) = bytes.get(..4) else {
+        return Record::Incomplete;
+    };
+    let key_length = u32::from_be_bytes(key_length.try_into().expect("4 bytes")) as usize;
+    if key_length > KEY_BYTES_MAX {
+        return Record::Invalid(format!("key of {key_length} bytes, over {KEY_BYTES_MAX}"));
+    }
+    let Some(value_length) = bytes.get(4 + key_length..8 + key_length) else {
+        return Record::Incomplete;
+    };
+    let value_length = u32::from_be_bytes(value_length.try_into().expect("4 bytes")) as usize;
+    if value_length > RECORD_VALUE_BYTES_MAX {
+        return Record::Invalid(format!(
+            "value of {value_length} bytes, over {RECORD_VALUE_BYTES_MAX}"
+        ));
+    }
+    let end = 8 + key_length + value_length;
+    if bytes.len() < end {
+        return Record::Incomplete;
+    }
+    Record::Complete {
+        key: &bytes[4..4 + key_length],
+        value: &bytes[8 + key_length..end],
+        tail: &bytes[end..],
+    }
 }
 
 #[cfg(test)]
@@ -399,9 +546,92 @@ mod tests {
         )
         .expect("snapshot");
         let (_target_storage, mut target) = machine(target_dir.path());
-        target.restore(LogIndex(4), &mut chunks.into_iter());
+        target.begin_restore(LogIndex(4)).expect("begin");
+        for chunk in chunks {
+            target.restore_chunk(chunk).expect("chunk");
+        }
+        target.finish_restore(LogIndex(4)).expect("finish");
         assert_eq!(contents(&target), pinned_contents);
         assert_eq!(target.applied_index(), LogIndex(4));
+        let reopened = RegisterMachine::open(target.db.clone()).expect("reopen");
+        assert_eq!(reopened.applied_index(), LogIndex(4));
+    }
+
+    /// A restore that does not finish leaves no applied index behind, even
+    /// after a reopen: the replica restores again instead of taking part
+    /// of a snapshot for the state at its index. Data that ends inside a
+    /// record, or a record with an impossible length, is a corruption
+    /// error; a record split across two chunks is not.
+    #[test]
+    fn an_unfinished_restore_leaves_the_map_unapplied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_storage, mut target) = machine(dir.path());
+        let command = RegisterCommand::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"old"),
+        };
+        target.apply(&Entry {
+            term: Term(1),
+            index: LogIndex(3),
+            kind: EntryKind::Normal,
+            data: command.encode(),
+        });
+        target.begin_restore(LogIndex(9)).expect("begin");
+        assert_eq!(target.applied_index(), LogIndex(0));
+        let mut record = BytesMut::new();
+        record.put_u32(1);
+        record.put_slice(b"a");
+        record.put_u32(5);
+        record.put_slice(b"va");
+        target
+            .restore_chunk(record.freeze())
+            .expect("the start of a record");
+        let error = target.finish_restore(LogIndex(9)).expect_err("cut short");
+        assert!(
+            matches!(&error, StorageError::Corruption { index: LogIndex(9), detail, .. } if detail.contains("inside record 0")),
+            "{error}"
+        );
+        let reopened = RegisterMachine::open(target.db.clone()).expect("reopen");
+        assert_eq!(reopened.applied_index(), LogIndex(0));
+        assert_eq!(
+            reopened.get(b"k").expect("read"),
+            None,
+            "the old state is gone"
+        );
+
+        target.begin_restore(LogIndex(9)).expect("begin again");
+        let mut absurd = BytesMut::new();
+        absurd.put_u32(u32::MAX);
+        let error = target
+            .restore_chunk(absurd.freeze())
+            .expect_err("absurd key");
+        assert!(error.to_string().contains("record 0: key of"), "{error}");
+    }
+
+    /// Records split across chunks at any byte restore whole.
+    #[test]
+    fn records_straddling_chunks_restore_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_storage, mut target) = machine(dir.path());
+        let mut stream = BytesMut::new();
+        for k in 0u8..4 {
+            stream.put_u32(2);
+            stream.put_slice(&[b'k', k]);
+            stream.put_u32(3);
+            stream.put_slice(&[k; 3]);
+        }
+        let stream = stream.freeze();
+        target.begin_restore(LogIndex(4)).expect("begin");
+        for piece in stream.chunks(3) {
+            target
+                .restore_chunk(Bytes::copy_from_slice(piece))
+                .expect("piece");
+        }
+        target.finish_restore(LogIndex(4)).expect("finish");
+        let expected: Vec<_> = (0u8..4)
+            .map(|k| (vec![b'k', k], Some(vec![k; 3])))
+            .collect();
+        assert_eq!(contents(&target), expected);
     }
 
     proptest! {

@@ -77,6 +77,18 @@ pub fn terminate_and_wait(child: &mut Child, deadline: Duration) -> std::io::Res
             child.id()
         )));
     }
+    wait_or_kill(child, deadline)
+}
+
+/// Waits, at most `deadline`, for `child` to exit by itself; returns its
+/// exit status. For supervisors and tests of a server process expected to
+/// stop on its own (a refusal to start, a fatal error).
+///
+/// # Errors
+/// The I/O error of waiting; `TimedOut` if the child was still running at
+/// the deadline, after killing it (SIGKILL) and reaping it, so no process
+/// outlives the call.
+pub fn wait_or_kill(child: &mut Child, deadline: Duration) -> std::io::Result<ExitStatus> {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
@@ -88,7 +100,7 @@ pub fn terminate_and_wait(child: &mut Child, deadline: Duration) -> std::io::Res
             return Err(Error::new(
                 ErrorKind::TimedOut,
                 format!(
-                    "process {} still running {deadline:?} after SIGTERM (killed)",
+                    "process {} still running after {deadline:?} (killed)",
                     child.id()
                 ),
             ));

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{election_timeouts, ensure, node_after, run_seeds};
-use raft::core::{NodeId, ProposalId};
+use raft::core::{LogIndex, NodeId, ProposalId, Term};
 use raft::sim::cluster::{Cluster, ClusterConfig};
 use raft::sim::network::NetworkFaults;
 use raft::sim::scenario::ScenarioResult;
@@ -387,6 +387,79 @@ fn figure_8_crashed_leaders_never_lose_committed_entries() {
     });
 }
 
+/// Returns the term of the entry at `index` in `id`'s log (`None` if
+/// down, compacted or missing).
+fn term_at(cluster: &Cluster, id: NodeId, index: LogIndex) -> Option<Term> {
+    cluster.core(id).and_then(|core| core.term_at(index))
+}
+
+// Goal: the exact Figure 8 sequence, with its window held open: an entry
+// of an earlier term that reaches a majority under a later leader is not
+// committed by counting, so the node holding a conflicting entry of a
+// term in between can never win and overwrite it.
+// Method: 5 nodes, appends of one entry each (a leader replicates an old
+// entry in one message and its own term's entry in the next, so a
+// follower holds the old entry alone for a while). (a) Leader S1, cut off
+// with S2, appends X at index i, which reaches S2 only; S1 crashes.
+// (b) S3, S4, S5 elect a leader E of a later term, cut off (its own entry
+// at i never leaves it) and crashed at once. (c) S1 restarts; S1, S2 and
+// the other two elect M in {S1, S2}, which replicates X; the moment M's
+// commit index reaches i, M crashes (the paper's (d)). (e) E restarts with
+// the two it could persuade. Commit safety is checked as M commits, leader
+// completeness on every leader after: with the Figure 8 bug planted, the
+// commit of X fires `commit_safety` in (c). At the end everyone is up and
+// X is on all 5 if it committed, on none otherwise.
+// Ports: Raft paper §5.4.2 and Figure 8; 6.824 lab 2C TestFigure8 (which
+// only reaches this sequence by chance).
+#[test]
+fn figure_8_window_an_old_entry_is_never_committed_by_counting() {
+    run_seeds(&[1, 2, 3, 4, 5], |seed| {
+        let mut config = ClusterConfig::new(5);
+        config.message_bytes_max = 1;
+        let mut cluster = Cluster::new(config, NetworkFaults::reliable(), seed);
+        let deadline = election_timeouts(&cluster, 30);
+        cluster.put_acknowledged("start", "start", 5, deadline)?;
+        // (a) X reaches S1 and S2 only.
+        let s1 = cluster.wait_for_leader(deadline)?;
+        let s2 = node_after(s1, 1, 5);
+        let others: Vec<NodeId> = (2..5).map(|offset| node_after(s1, offset, 5)).collect();
+        cluster.partition_sides(&[&[s1.0, s2.0]]);
+        let x = cluster.propose_put(s1, "x", "figure 8")?;
+        cluster.wait_until("S2 holds X", deadline, |c| {
+            term_at(c, s2, x.index) == Some(x.term)
+        })?;
+        cluster.crash(s1);
+        // (b) E, elected by the other three, keeps its entry at i to itself.
+        let ids: Vec<u64> = others.iter().map(|id| id.0).collect();
+        cluster.partition_sides(&[&ids]);
+        let e = cluster.wait_for_leader_among(&others, x.term, deadline)?;
+        let e_term = cluster.term_of(e);
+        let rest: Vec<NodeId> = others.iter().copied().filter(|&id| id != e).collect();
+        cluster.partition_sides(&[&[rest[0].0, rest[1].0]]);
+        cluster.run_ticks(1)?;
+        ensure(term_at(&cluster, e, x.index) == Some(e_term), || {
+            format!("E ({e}) does not hold its own entry at {}", x.index)
+        })?;
+        cluster.crash(e);
+        // (c) M in {S1, S2} replicates X and crashes right after its commit
+        // index reaches i.
+        cluster.restart(s1);
+        cluster.partition_sides(&[&[s1.0, s2.0, rest[0].0, rest[1].0]]);
+        let m = cluster.wait_for_leader_among(&[s1, s2], e_term, deadline)?;
+        cluster.wait_until("M commits X's index", deadline, |c| {
+            c.commit_of(m) >= x.index
+        })?;
+        cluster.crash(m);
+        // (e) E comes back with the two it could persuade.
+        cluster.restart(e);
+        cluster.partition_sides(&[&[e.0, rest[0].0, rest[1].0]]);
+        cluster.run_ticks(election_timeouts(&cluster, 5))?;
+        let puts = [(x, "x".to_string(), "figure 8".to_string())];
+        settle_and_check(&mut cluster, NetworkFaults::reliable(), &puts)?;
+        Ok(())
+    });
+}
+
 /// The network of the unreliable scenarios: 10% loss, 20% duplication,
 /// delays of up to 3 ticks (hence reordering).
 fn unreliable() -> NetworkFaults {
@@ -394,6 +467,7 @@ fn unreliable() -> NetworkFaults {
         loss: 0.1,
         duplicate: 0.2,
         delay_ticks_max: 3,
+        ..NetworkFaults::reliable()
     }
 }
 

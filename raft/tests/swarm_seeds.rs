@@ -3,8 +3,20 @@
 //! checked after each, then a liveness phase, then the linearizability
 //! check. CI runs seeds 0..1000 split in four tests so they run in
 //! parallel. A failure lists each failing seed with its replay command.
+//!
+//! The regression seeds below were found before the profile gained its
+//! later dimensions (corruption, broken snapshot streams, the Figure 8
+//! mode, paired membership changes); they replay their original runs, trace
+//! for trace, with [`SwarmProfile::draw_original`].
 
-use raft::sim::swarm::run_seed;
+use raft::sim::swarm::{SwarmProfile, run_seed, run_seed_with};
+
+/// Replays `seed` as it ran when it was found (see the module doc).
+fn replay_original(seed: u64) {
+    if let Err(failure) = run_seed_with(seed, SwarmProfile::draw_original(seed)) {
+        panic!("{failure}");
+    }
+}
 
 fn run_range(start: u64, end: u64) {
     let failures: Vec<String> = (start..end)
@@ -42,14 +54,11 @@ fn swarm_seeds_750_to_1000_hold_every_invariant() {
 // SEED=6362 (one initial voter, grown and shrunk by membership changes
 // under crashes): a removed leader handing off to the single voter left
 // answered a read alone, with the single-voter fast path, after that voter
-// had committed a write in a newer term. Replayed through the same entry
-// point as `raft-sim --seed 6362`; see also
+// had committed a write in a newer term. See also
 // `removed_leader_does_not_answer_reads_alone`.
 #[test]
 fn swarm_seed_6362_removed_leader_reads_stay_linearizable() {
-    if let Err(failure) = run_seed(6362) {
-        panic!("{failure}");
-    }
+    replay_original(6362);
 }
 
 // SEED=14477 (liveness): a leader that removed itself crashed after its
@@ -60,9 +69,7 @@ fn swarm_seed_6362_removed_leader_reads_stay_linearizable() {
 // `removed_leader_crashing_after_commit_does_not_strand_the_last_voter`.
 #[test]
 fn swarm_seed_14477_last_voter_is_not_stranded_by_a_removed_leader() {
-    if let Err(failure) = run_seed(14477) {
-        panic!("{failure}");
-    }
+    replay_original(14477);
 }
 
 // SEEDS 12061 and 14873 (liveness, found once the simulator modelled power
@@ -75,8 +82,6 @@ fn swarm_seed_14477_last_voter_is_not_stranded_by_a_removed_leader() {
 #[test]
 fn swarm_seeds_12061_and_14873_survive_power_failures_after_a_removal() {
     for seed in [12061, 14873] {
-        if let Err(failure) = run_seed(seed) {
-            panic!("{failure}");
-        }
+        replay_original(seed);
     }
 }

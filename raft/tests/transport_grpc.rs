@@ -22,7 +22,6 @@ use raft::transport::{
     Faults, FaultyTransport, GrpcTransport, GrpcTransportConfig, RaftService, Transport,
 };
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Code;
@@ -35,7 +34,7 @@ const RECEIVER: NodeId = NodeId(2);
 /// A `RaftService` served on its own runtime, like a separate process.
 struct ServerProcess {
     address: SocketAddr,
-    inbound: mpsc::Receiver<Message>,
+    inbound: raft::transport::InboundReceiver,
     runtime: Option<Runtime>,
 }
 
@@ -55,7 +54,7 @@ impl ServerProcess {
             .enable_all()
             .build()
             .expect("a runtime starts");
-        let (sender, inbound) = mpsc::channel(capacity);
+        let (sender, inbound) = raft::transport::inbound_queue(capacity, 64 << 20);
         let service = RaftService::new(group, sender).into_server();
         runtime.spawn(async move {
             let listener =

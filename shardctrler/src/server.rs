@@ -18,11 +18,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use raft::core::{Membership, Message, NodeId, StorageError};
+use raft::core::{Membership, NodeId, StorageError};
 use raft::driver::{NodeJoinHandle, NodeOptions, RaftHandle, spawn_node};
 use raft::storage::RocksStorage;
-use raft::transport::{GrpcTransport, RaftService};
-use tokio::sync::{mpsc, oneshot};
+use raft::transport::inbound::{INBOUND_BYTES_MAX, INBOUND_MESSAGES_MAX};
+use raft::transport::{GrpcTransport, RaftService, inbound_queue};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -34,8 +35,6 @@ use crate::store_rocks::{ApplyOutput, ControllerStore};
 /// The Raft group id of the controller (a label on its metrics, and checked
 /// on peer traffic).
 pub const CONTROLLER_GROUP: u64 = 0;
-/// Raft messages queued for the node before the transport drops them.
-const INBOUND_MESSAGES_MAX: usize = 16 * 1024;
 
 /// How to run one controller replica.
 #[derive(Debug, Clone)]
@@ -136,7 +135,7 @@ impl Replica {
             address: options.listen,
             source,
         })?;
-        let (inbound_sender, inbound) = mpsc::channel::<Message>(INBOUND_MESSAGES_MAX);
+        let (inbound_sender, inbound) = inbound_queue(INBOUND_MESSAGES_MAX, INBOUND_BYTES_MAX);
         let transport = Arc::new(GrpcTransport::new(
             CONTROLLER_GROUP,
             options.id,

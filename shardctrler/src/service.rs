@@ -156,9 +156,9 @@ impl CtrlerService {
                 Ok((pb::Status::WrongLeader, hint))
             }
             ProposeError::Timeout { .. } => Ok((pb::Status::Timeout, String::new())),
-            ProposeError::Overloaded { in_flight } => Err(Status::resource_exhausted(format!(
-                "controller overloaded: {in_flight} requests in flight"
-            ))),
+            overloaded @ ProposeError::Overloaded { .. } => Err(Status::resource_exhausted(
+                format!("controller {overloaded}"),
+            )),
             ProposeError::Stopped => Err(Status::unavailable("the controller replica has stopped")),
             ProposeError::Refused(reason) => Err(Status::unavailable(reason)),
         }

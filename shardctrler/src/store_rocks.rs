@@ -25,6 +25,8 @@
 //!   treats the chunks as one byte stream, whatever their boundaries. An
 //!   empty snapshot is the bootstrap one (`RocksStorage::bootstrap` records
 //!   the membership at index 1 with no data): it restores the initial state.
+//!   A restore writes nothing until every chunk arrived and the whole
+//!   decodes; then the state and the applied index in one batch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,6 +67,9 @@ pub struct ControllerStore {
     shared: Arc<SharedState>,
     /// This replica's id, a metrics label.
     node: u64,
+    /// The bytes of the snapshot being restored, if a restore is under
+    /// way (the state is small and decoded whole).
+    restoring: Option<Vec<u8>>,
 }
 
 impl ControllerStore {
@@ -97,6 +102,7 @@ impl ControllerStore {
             applied,
             shared: SharedState::new(state),
             node,
+            restoring: None,
         })
     }
 
@@ -172,19 +178,39 @@ impl StateMachine for ControllerStore {
         }))
     }
 
-    fn restore(&mut self, index: LogIndex, chunks: &mut dyn Iterator<Item = Bytes>) {
-        let bytes: Vec<u8> = chunks.flat_map(|chunk| chunk.to_vec()).collect();
+    fn begin_restore(&mut self, _index: LogIndex) -> Result<(), StorageError> {
+        // Nothing is written before `finish_restore`, which writes the
+        // whole state and the applied index in one batch: until then the
+        // stored state is the previous one, at an index below the
+        // snapshot's, so a restart restores again.
+        self.applied = LogIndex(0);
+        self.restoring = Some(Vec::new());
+        Ok(())
+    }
+
+    fn restore_chunk(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        self.restoring
+            .as_mut()
+            .expect("restore_chunk follows begin_restore")
+            .extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    fn finish_restore(&mut self, index: LogIndex) -> Result<(), StorageError> {
+        let bytes = self
+            .restoring
+            .take()
+            .expect("finish_restore follows begin_restore");
         let state = if bytes.is_empty() {
             // The bootstrap snapshot (index 1, membership only) has no
             // data; every snapshot this store makes has at least a header.
             ControllerState::new(self.shared.read(ControllerState::shard_count))
         } else {
-            ControllerState::decode_snapshot(&bytes).unwrap_or_else(|error| {
-                panic!(
-                    "snapshot at index {} is corrupt, stopping the node: {error}",
-                    index.0
-                )
-            })
+            ControllerState::decode_snapshot(&bytes).map_err(|error| StorageError::Corruption {
+                index,
+                location: "controller snapshot".into(),
+                detail: error.to_string(),
+            })?
         };
         let mut batch = WriteBatch::default();
         clear_prefix(&self.db, &mut batch, CF_DATA, PREFIX_CONFIG);
@@ -195,12 +221,15 @@ impl StateMachine for ControllerStore {
             KEY_APPLIED_INDEX,
             index.0.to_be_bytes(),
         );
-        self.write(batch);
+        self.db
+            .write(batch)
+            .map_err(io_error("writing the restored controller state"))?;
         self.applied = index;
         let latest = state.latest();
         crate::metrics::observe_config(self.node, latest.num.0, latest.groups.len());
         self.shared.replace(state);
         tracing::info!(index = index.0, "controller state restored from a snapshot");
+        Ok(())
     }
 }
 

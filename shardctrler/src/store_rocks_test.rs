@@ -92,8 +92,11 @@ fn a_snapshot_restores_an_equal_durable_state() {
     // Split the snapshot at odd places: a restore must not rely on the
     // boundaries of the chunks it was given.
     let bytes: Vec<u8> = source.snapshot().flat_map(|c| c.to_vec()).collect();
-    let mut chunks = bytes.chunks(7).map(Bytes::copy_from_slice);
-    target.restore(LogIndex(5), &mut chunks);
+    restore(
+        &mut target,
+        LogIndex(5),
+        bytes.chunks(7).map(Bytes::copy_from_slice),
+    );
     let expected = source.shared().read(Clone::clone);
     assert_eq!(target.shared().read(Clone::clone), expected);
     drop(target);
@@ -118,7 +121,50 @@ fn the_stored_shard_count_wins_over_the_option() {
 fn an_empty_snapshot_restores_the_initial_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut store = open(dir.path());
-    store.restore(LogIndex(1), &mut std::iter::empty());
+    restore(&mut store, LogIndex(1), std::iter::empty());
     assert_eq!(store.applied_index(), LogIndex(1));
     assert_eq!(store.shared().read(Clone::clone), ControllerState::new(10));
+}
+
+// Goal: a snapshot cut short does not decode, and the restore changes
+// nothing stored: a reopen finds the previous state at its own index, so
+// the node restores again instead of serving part of a snapshot.
+#[test]
+fn a_truncated_snapshot_is_refused_and_changes_nothing() {
+    let source_dir = tempfile::tempdir().expect("temp dir");
+    let mut source = open(source_dir.path());
+    apply_sample(&mut source);
+    let bytes: Vec<u8> = source.snapshot().flat_map(|c| c.to_vec()).collect();
+    let target_dir = tempfile::tempdir().expect("temp dir");
+    let mut target = open(target_dir.path());
+    target.apply(&entry(1, &join(9, 1, 42)));
+    let before = target.shared().read(Clone::clone);
+    target.begin_restore(LogIndex(5)).expect("begin");
+    target
+        .restore_chunk(Bytes::copy_from_slice(&bytes[..bytes.len() / 2]))
+        .expect("chunk");
+    let error = target.finish_restore(LogIndex(5)).expect_err("cut short");
+    assert!(
+        matches!(
+            error,
+            StorageError::Corruption {
+                index: LogIndex(5),
+                ..
+            }
+        ),
+        "{error}"
+    );
+    drop(target);
+    let reopened = open(target_dir.path());
+    assert_eq!(reopened.applied_index(), LogIndex(1));
+    assert_eq!(reopened.shared().read(Clone::clone), before);
+}
+
+/// Restores `store` from `chunks` as the driver does.
+fn restore(store: &mut ControllerStore, index: LogIndex, chunks: impl Iterator<Item = Bytes>) {
+    store.begin_restore(index).expect("begin");
+    for chunk in chunks {
+        store.restore_chunk(chunk).expect("chunk");
+    }
+    store.finish_restore(index).expect("finish");
 }

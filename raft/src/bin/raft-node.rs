@@ -17,6 +17,7 @@ use proto::kv::v1::{
 };
 use raft::core::{Membership, NodeId};
 use raft::driver::{NodeOptions, ProposeError, RaftHandle, spawn_node};
+use raft::exit_code::{CONFIG as EXIT_CONFIG, STORAGE as EXIT_STORAGE};
 use raft::register::{KEY_BYTES_MAX, RegisterCommand, RegisterMachine, RegisterReader};
 use raft::server_flags::ServerFlags;
 use raft::storage::RocksStorage;
@@ -25,10 +26,6 @@ use tonic::{Request, Response, Status};
 
 /// Values are at most this long (DESIGN.md "Clients and semantics").
 const VALUE_BYTES_MAX: usize = 1 << 20;
-/// Exit code when storage fails (corruption, I/O): an operator must act.
-const EXIT_STORAGE: u8 = 3;
-/// Exit code for bad flags or a bind failure.
-const EXIT_CONFIG: u8 = 2;
 
 /// One replica of a Raft-replicated register map.
 #[derive(Parser, Debug)]
@@ -75,10 +72,8 @@ impl RegisterService {
             Ok(()) => KvStatus::Ok,
             Err(ProposeError::NotLeader { .. }) => KvStatus::WrongLeader,
             Err(ProposeError::Timeout { .. }) => KvStatus::Timeout,
-            Err(ProposeError::Overloaded { in_flight }) => {
-                return Err(Status::resource_exhausted(format!(
-                    "overloaded: {in_flight} requests in flight"
-                )));
+            Err(overloaded @ ProposeError::Overloaded { .. }) => {
+                return Err(Status::resource_exhausted(overloaded.to_string()));
             }
             Err(other) => return Err(Status::unavailable(other.to_string())),
         };
@@ -234,7 +229,10 @@ async fn run(args: Args) -> ExitCode {
     let mut options = NodeOptions::new(args.group, id);
     options.tick = Duration::from_millis(args.tick_ms.max(1));
     options.snapshot_interval_entries = args.snapshot_interval.max(1);
-    let (inbound_sender, inbound) = tokio::sync::mpsc::channel(16 * 1024);
+    let (inbound_sender, inbound) = raft::transport::inbound_queue(
+        raft::transport::inbound::INBOUND_MESSAGES_MAX,
+        raft::transport::inbound::INBOUND_BYTES_MAX,
+    );
     let transport = Arc::new(GrpcTransport::new(
         args.group,
         id,
@@ -244,7 +242,7 @@ async fn run(args: Args) -> ExitCode {
         Ok(started) => started,
         Err(error) => {
             tracing::error!(%error, "cannot start the raft node");
-            return ExitCode::from(EXIT_STORAGE);
+            return ExitCode::from(raft::exit_code::for_start_error(&error));
         }
     };
     serve(
@@ -264,7 +262,7 @@ async fn serve(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     handle: RaftHandle<()>,
     reader: RegisterReader,
-    inbound: tokio::sync::mpsc::Sender<raft::core::Message>,
+    inbound: raft::transport::InboundSender,
     mut node_task: raft::driver::NodeJoinHandle,
     mut termination: raft::termination::Termination,
 ) -> ExitCode {
@@ -291,7 +289,7 @@ async fn serve(
             Ok(Ok(())) => ExitCode::SUCCESS,
             Ok(Err(error)) => {
                 tracing::error!(%error, "raft node stopped on a storage failure");
-                ExitCode::from(EXIT_STORAGE)
+                ExitCode::from(raft::exit_code::for_storage_error(&error))
             }
             Err(panic) => {
                 tracing::error!(%panic, "raft node task failed");

@@ -1,6 +1,8 @@
 //! Runs the deterministic Raft simulator: one seed (`--seed S`, to replay a
-//! failure, with `RUST_LOG=debug` for a trace) or many in parallel
-//! (`--seeds N`), reporting seeds per second and every failing seed.
+//! failure, with `RUST_LOG=debug` for a trace; `--original-profile` for a
+//! seed found before the profile's later dimensions existed) or many in
+//! parallel (`--seeds N`), reporting seeds per second, the messages the
+//! network damaged, and every failing seed.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::Parser;
-use raft::sim::swarm::{Failure, run_seed};
+use raft::sim::network::Corrupted;
+use raft::sim::swarm::{SeedReport, SwarmProfile, run_seed, run_seed_with};
 
 /// Deterministic simulation of Raft clusters under seeded faults.
 #[derive(Parser, Debug)]
@@ -17,6 +20,11 @@ struct Args {
     /// Replay exactly this seed.
     #[arg(long, conflicts_with = "seeds")]
     seed: Option<u64>,
+    /// With --seed: run it with the profile it drew before corruption,
+    /// broken snapshot streams, the Figure 8 mode and paired membership
+    /// changes existed (the regression seeds of `swarm_seeds.rs`).
+    #[arg(long, requires = "seed")]
+    original_profile: bool,
     /// Run this many seeds, starting at --start.
     #[arg(long, default_value_t = 1000)]
     seeds: u64,
@@ -35,7 +43,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     if let Some(seed) = args.seed {
-        return match run_seed(seed) {
+        let result = if args.original_profile {
+            run_seed_with(seed, SwarmProfile::draw_original(seed))
+        } else {
+            run_seed(seed)
+        };
+        return match result {
             Ok(report) => {
                 println!("{report:?}");
                 ExitCode::SUCCESS
@@ -52,6 +65,34 @@ fn main() -> ExitCode {
     run_many(args.start, args.seeds, threads)
 }
 
+/// What the passing seeds of one worker did.
+#[derive(Default)]
+struct Totals {
+    failures: usize,
+    operations: usize,
+    inconclusive: usize,
+    corrupted: Corrupted,
+}
+
+impl Totals {
+    fn add(&mut self, report: &SeedReport) {
+        self.operations += report.operations;
+        self.inconclusive += usize::from(report.linearizability_inconclusive);
+        self.corrupted.chunks_delivered += report.corrupted.chunks_delivered;
+        self.corrupted.dropped += report.corrupted.dropped;
+        self.corrupted.chunks_broken += report.corrupted.chunks_broken;
+    }
+
+    fn merge(&mut self, other: Totals) {
+        self.failures += other.failures;
+        self.operations += other.operations;
+        self.inconclusive += other.inconclusive;
+        self.corrupted.chunks_delivered += other.corrupted.chunks_delivered;
+        self.corrupted.dropped += other.corrupted.dropped;
+        self.corrupted.chunks_broken += other.corrupted.chunks_broken;
+    }
+}
+
 fn run_many(start: u64, count: u64, threads: usize) -> ExitCode {
     let next = Arc::new(AtomicU64::new(start));
     let end = start + count;
@@ -60,40 +101,43 @@ fn run_many(start: u64, count: u64, threads: usize) -> ExitCode {
         .map(|_| {
             let next = Arc::clone(&next);
             std::thread::spawn(move || {
-                let mut failures: Vec<Failure> = Vec::new();
-                let mut operations = 0usize;
-                let mut inconclusive = 0usize;
+                let mut totals = Totals::default();
                 loop {
                     let seed = next.fetch_add(1, Ordering::Relaxed);
                     if seed >= end {
-                        return (failures, operations, inconclusive);
+                        return totals;
                     }
                     match run_seed(seed) {
-                        Ok(report) => {
-                            operations += report.operations;
-                            inconclusive += usize::from(report.linearizability_inconclusive);
-                        }
+                        Ok(report) => totals.add(&report),
                         Err(failure) => {
                             println!("{failure}");
-                            failures.push(failure);
+                            totals.failures += 1;
                         }
                     }
                 }
             })
         })
         .collect();
-    let (mut failures, mut operations, mut inconclusive) = (0, 0, 0);
+    let mut totals = Totals::default();
     for worker in workers {
-        let (found, ops, unproven) = worker.join().expect("simulation worker panicked");
-        failures += found.len();
-        operations += ops;
-        inconclusive += unproven;
+        totals.merge(worker.join().expect("simulation worker panicked"));
     }
     let seconds = began.elapsed().as_secs_f64();
+    let Totals {
+        failures,
+        operations,
+        inconclusive,
+        corrupted,
+    } = totals;
     println!(
         "seeds {start}..{end}: {count} run, {failures} failed, {operations} client operations checked \
          ({inconclusive} seeds with an inconclusive linearizability search), \
+         {} corrupted snapshot chunks delivered to the crc32 check, {} other corrupted messages dropped, \
+         {} chunks lost to broken streams (passing seeds), \
          {seconds:.1} s, {:.1} seeds/s on {threads} threads",
+        corrupted.chunks_delivered,
+        corrupted.dropped,
+        corrupted.chunks_broken,
         count as f64 / seconds
     );
     if failures == 0 {

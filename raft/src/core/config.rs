@@ -1,6 +1,7 @@
 //! Tunables of one Raft node. Time is counted in ticks: the driver (or the
 //! simulator) decides how long a tick lasts.
 
+use crate::core::inflights::Inflights;
 use crate::core::types::{LogIndex, NodeId};
 
 /// The configuration of a [`Node`](crate::core::Node).
@@ -22,6 +23,10 @@ pub struct Config {
     pub check_quorum: bool,
     /// Append messages in flight to one follower before waiting for acks.
     pub inflight_messages_max: usize,
+    /// Entry bytes in flight to one follower before waiting for acks (the
+    /// message that crosses it still goes): kept below the transport's
+    /// per-peer queue, so appends are not dropped for lack of room.
+    pub inflight_bytes_max: u64,
     /// Upper bound on the entry bytes in one append message.
     pub message_bytes_max: u64,
     /// Upper bound on the bytes of committed entries in one `Ready`.
@@ -45,12 +50,18 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             inflight_messages_max: 256,
+            inflight_bytes_max: 16 << 20,
             message_bytes_max: 1 << 20,
             apply_batch_bytes_max: 4 << 20,
             snapshot_chunk_bytes: 1 << 20,
             promote_lag_entries_max: 1000,
             applied: LogIndex(0),
         }
+    }
+
+    /// Returns an empty in-flight window with this configuration's bounds.
+    pub(crate) fn inflights(&self) -> Inflights {
+        Inflights::new(self.inflight_messages_max, self.inflight_bytes_max)
     }
 
     /// Checks the configuration; returns what is wrong.
@@ -64,8 +75,8 @@ impl Config {
                 self.heartbeat_ticks, self.election_ticks
             ));
         }
-        if self.inflight_messages_max == 0 {
-            return Err("inflight_messages_max must be positive".into());
+        if self.inflight_messages_max == 0 || self.inflight_bytes_max == 0 {
+            return Err("inflight_messages_max and inflight_bytes_max must be positive".into());
         }
         if self.message_bytes_max == 0 || self.snapshot_chunk_bytes == 0 {
             return Err("message_bytes_max and snapshot_chunk_bytes must be positive".into());

@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-use crate::core::types::{LogIndex, NodeId};
+use crate::core::types::{LogIndex, NodeId, Term};
 
 /// Why a request to the core was refused.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -57,4 +57,23 @@ pub enum StorageError {
     /// The storage engine failed.
     #[error("storage I/O error: {0}")]
     Io(String),
+    /// Restoring the application from the installed snapshot failed (a
+    /// chunk is corrupt or missing, the stream ends early, or the
+    /// application cannot read what it got). The application's state is
+    /// marked as not restored, so the node refuses to start on it until an
+    /// operator acts: it never serves part of a snapshot.
+    #[error(
+        "cannot restore the snapshot at index {index} (term {term}) at byte {position} of its data: {detail}"
+    )]
+    SnapshotRestore {
+        /// The index of the snapshot.
+        index: LogIndex,
+        /// The term of the snapshot.
+        term: Term,
+        /// How many bytes of the snapshot's data were restored before the
+        /// failure.
+        position: u64,
+        /// What went wrong.
+        detail: String,
+    },
 }

@@ -114,10 +114,10 @@ impl<S: Storage> Raft<S> {
                 if !self.membership.contains(node) {
                     self.membership.learners.insert(node);
                     let next = self.log.last_index().next();
-                    let inflight = self.config.inflight_messages_max;
+                    let inflights = self.config.inflights();
                     self.progress
                         .entry(node)
-                        .or_insert_with(|| Progress::new(next, inflight));
+                        .or_insert_with(|| Progress::new(next, inflights));
                 }
             }
             ConfChange::PromoteLearner(node) => {

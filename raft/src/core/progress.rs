@@ -49,13 +49,13 @@ pub struct Progress {
 
 impl Progress {
     /// Returns the progress of a follower whose log is unknown.
-    pub fn new(next: LogIndex, inflight_messages_max: usize) -> Progress {
+    pub fn new(next: LogIndex, inflights: Inflights) -> Progress {
         Progress {
             matched: LogIndex(0),
             next,
             state: ProgressState::Probe,
             probe_sent: false,
-            inflights: Inflights::new(inflight_messages_max),
+            inflights,
             pending_snapshot: LogIndex(0),
             snapshot_offset: 0,
             recent_active: false,
@@ -131,12 +131,13 @@ impl Progress {
         }
     }
 
-    /// Records an append sent with entries up to `last` (none if `None`).
-    pub fn sent_append(&mut self, last: Option<LogIndex>) {
+    /// Records an append sent with entries up to `last` (none if `None`)
+    /// of `bytes` in all.
+    pub fn sent_append(&mut self, last: Option<LogIndex>, bytes: u64) {
         match (self.state, last) {
             (ProgressState::Replicate, Some(last)) => {
                 self.next = last.next();
-                self.inflights.add(last);
+                self.inflights.add(last, bytes);
             }
             (ProgressState::Probe, _) => self.probe_sent = true,
             _ => {}

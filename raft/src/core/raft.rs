@@ -185,9 +185,9 @@ impl<S: Storage> Raft<S> {
         self.read_only = ReadOnly::default();
         self.progress.clear();
         let next = self.log.last_index().next();
-        let inflight = self.config.inflight_messages_max;
         for member in self.membership.members().collect::<Vec<_>>() {
-            self.progress.insert(member, Progress::new(next, inflight));
+            let inflights = self.config.inflights();
+            self.progress.insert(member, Progress::new(next, inflights));
         }
     }
 

@@ -88,8 +88,9 @@ impl<S: Storage> Raft<S> {
             Err(error) => panic!("raft storage failed, stopping the node: {error}"),
         };
         let last = entries.last().map(|entry| entry.index);
+        let bytes = entries.iter().map(Entry::size_bytes).sum();
         let progress = self.progress.get_mut(&to).expect("checked above");
-        progress.sent_append(last);
+        progress.sent_append(last, bytes);
         progress.commit_sent = committed;
         self.send(
             to,

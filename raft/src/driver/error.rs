@@ -16,11 +16,15 @@ pub enum ProposeError {
         /// The leader this node believes in.
         leader_hint: Option<NodeId>,
     },
-    /// Too many requests are in flight; retry later.
-    #[error("overloaded: {in_flight} requests in flight")]
+    /// Too many requests, or too many bytes of them, are in flight; retry
+    /// later. Nothing was proposed.
+    #[error("overloaded: {in_flight} requests of {bytes_in_flight} bytes in flight")]
     Overloaded {
-        /// The requests in flight when refused.
+        /// The requests in flight when refused (waiting in the queue, or
+        /// proposed and not yet applied, whichever budget refused).
         in_flight: usize,
+        /// Their payload bytes.
+        bytes_in_flight: u64,
     },
     /// No answer within the deadline; a proposal may or may not apply.
     #[error("timed out after {millis} ms")]

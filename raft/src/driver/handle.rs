@@ -1,12 +1,16 @@
 //! The application's handle on a running node: requests travel to the
 //! node's task over a bounded channel and come back on a oneshot, under a
 //! deadline, so no call hangs forever and a flood of callers gets
-//! `Overloaded` instead of growing memory without bound.
+//! `Overloaded` instead of growing memory without bound: the channel is
+//! bounded in requests, and the proposals waiting in it in bytes (a
+//! proposal holds its share of the byte budget until the node's task takes
+//! it off the channel).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::core::{ConfChange, LogIndex, NodeId, Status};
 use crate::driver::error::ProposeError;
@@ -20,6 +24,9 @@ pub enum Request<O> {
     Propose {
         /// The payload.
         data: Bytes,
+        /// The payload's share of the queue's byte budget, released when
+        /// the node's task takes the request.
+        queued_bytes: OwnedSemaphorePermit,
         /// Where the answer goes.
         reply: oneshot::Sender<ProposalReply<O>>,
     },
@@ -48,6 +55,10 @@ pub enum Request<O> {
 /// A cloneable handle on a running node.
 pub struct RaftHandle<O> {
     requests: mpsc::Sender<Request<O>>,
+    /// The byte budget of the proposals waiting in `requests`.
+    queue_bytes: Arc<Semaphore>,
+    /// The budget, in permits (at most `u32::MAX`).
+    queue_bytes_max: u32,
     status: watch::Receiver<Status>,
     timeout: Duration,
 }
@@ -56,6 +67,8 @@ impl<O> Clone for RaftHandle<O> {
     fn clone(&self) -> Self {
         RaftHandle {
             requests: self.requests.clone(),
+            queue_bytes: self.queue_bytes.clone(),
+            queue_bytes_max: self.queue_bytes_max,
             status: self.status.clone(),
             timeout: self.timeout,
         }
@@ -63,14 +76,20 @@ impl<O> Clone for RaftHandle<O> {
 }
 
 impl<O: Send + 'static> RaftHandle<O> {
-    /// Returns a handle over the task's request channel and status.
+    /// Returns a handle over the task's request channel and status, whose
+    /// proposals waiting in the channel hold at most `queue_bytes_max`
+    /// bytes (a single larger one passes when nothing else waits).
     pub fn new(
         requests: mpsc::Sender<Request<O>>,
+        queue_bytes_max: u64,
         status: watch::Receiver<Status>,
         timeout: Duration,
     ) -> Self {
+        let queue_bytes_max = u32::try_from(queue_bytes_max.max(1)).unwrap_or(u32::MAX);
         RaftHandle {
             requests,
+            queue_bytes: Arc::new(Semaphore::new(queue_bytes_max as usize)),
+            queue_bytes_max,
             status,
             timeout,
         }
@@ -84,8 +103,29 @@ impl<O: Send + 'static> RaftHandle<O> {
 
     /// Replicates `data`; returns its index and the application's answer.
     pub async fn propose(&self, data: Bytes) -> ProposalReply<O> {
+        let wanted = u32::try_from(data.len())
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.queue_bytes_max);
+        let queued_bytes = self
+            .queue_bytes
+            .clone()
+            .try_acquire_many_owned(wanted)
+            .map_err(|_| ProposeError::Overloaded {
+                in_flight: self.requests.max_capacity() - self.requests.capacity(),
+                bytes_in_flight: u64::from(
+                    self.queue_bytes_max - self.queue_bytes.available_permits() as u32,
+                ),
+            })?;
         let (reply, answer) = oneshot::channel();
-        self.call(Request::Propose { data, reply }, answer).await?
+        self.call(
+            Request::Propose {
+                data,
+                queued_bytes,
+                reply,
+            },
+            answer,
+        )
+        .await?
     }
 
     /// Changes the membership; returns once the change applied.
@@ -130,6 +170,9 @@ impl<O: Send + 'static> RaftHandle<O> {
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded {
                     in_flight: self.requests.max_capacity(),
+                    bytes_in_flight: u64::from(
+                        self.queue_bytes_max - self.queue_bytes.available_permits() as u32,
+                    ),
                 },
                 mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped,
             })?;

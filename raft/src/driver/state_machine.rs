@@ -7,8 +7,15 @@
 //!   and the applied index atomically (DESIGN.md "Storage layout"), so that
 //!   `applied_index` after a restart names the last entry applied. A batch
 //!   holds at most one membership entry, and only as its last.
-//! - `restore` replaces the whole state with a snapshot's; `snapshot`
-//!   returns the state at `applied_index` as bounded chunks.
+//! - A restore is `begin_restore`, `restore_chunk` for each chunk in
+//!   order, then `finish_restore`; the driver calls `finish_restore` only
+//!   after the whole snapshot was read and checked. From `begin_restore`
+//!   until `finish_restore` the state is marked, durably for a persistent
+//!   application, as being restored: `applied_index` answers 0 (even after
+//!   a restart), so the node restores again or refuses to start, and never
+//!   serves a partly restored state. The snapshot's index becomes the
+//!   applied index only in `finish_restore`.
+//! - `snapshot` returns the state at `applied_index` as bounded chunks.
 
 use bytes::Bytes;
 
@@ -40,8 +47,29 @@ pub trait StateMachine: Send + 'static {
     /// chunks, produced lazily so the state is never held whole.
     fn snapshot(&self) -> Box<dyn Iterator<Item = Bytes> + '_>;
 
-    /// Replaces the state with a snapshot's chunks, taken at `index`.
-    fn restore(&mut self, index: LogIndex, chunks: &mut dyn Iterator<Item = Bytes>);
+    /// Starts replacing the state with the snapshot taken at `index`:
+    /// marks the state as being restored (so `applied_index` answers 0
+    /// until [`StateMachine::finish_restore`], across restarts too) and
+    /// drops the current state.
+    ///
+    /// # Errors
+    /// [`StorageError`] if the state cannot be written.
+    fn begin_restore(&mut self, index: LogIndex) -> Result<(), StorageError>;
+
+    /// Adds the next chunk of the snapshot being restored.
+    ///
+    /// # Errors
+    /// [`StorageError::Corruption`] if the chunk cannot be decoded, or
+    /// another [`StorageError`] if it cannot be written.
+    fn restore_chunk(&mut self, chunk: Bytes) -> Result<(), StorageError>;
+
+    /// Ends a restore whose every chunk was added: the state is the
+    /// snapshot's, and `index` becomes the applied index.
+    ///
+    /// # Errors
+    /// [`StorageError::Corruption`] if the chunks do not form a valid
+    /// state, or another [`StorageError`] if it cannot be written.
+    fn finish_restore(&mut self, index: LogIndex) -> Result<(), StorageError>;
 
     /// Returns a job that produces the same chunks as `snapshot` on
     /// another thread, or `None` (the default) to snapshot on the node's

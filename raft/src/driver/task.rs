@@ -22,8 +22,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{error, info};
 
 use crate::core::{
-    Config, Entry, EntryKind, LogIndex, Message, Node, NodeId, Ready, Role, Status, StorageError,
-    Term,
+    Config, Entry, EntryKind, LogIndex, Node, NodeId, Ready, Role, Status, StorageError, Term,
 };
 use crate::driver::background_snapshot::{self, BackgroundSnapshot};
 use crate::driver::error::ProposeError;
@@ -33,7 +32,7 @@ use crate::driver::metrics::{NodeMetrics, ProposalOutcome};
 use crate::driver::snapshot_store::SnapshotStore;
 use crate::driver::state_machine::StateMachine;
 use crate::storage::WrittenSnapshot;
-use crate::transport::Transport;
+use crate::transport::{InboundReceiver, Transport};
 
 /// How a node runs.
 #[derive(Clone, Debug)]
@@ -47,8 +46,14 @@ pub struct NodeOptions {
     pub raft: Config,
     /// Requests queued before callers get `Overloaded`.
     pub request_queue: usize,
-    /// Proposals in flight before new ones get `Overloaded`.
+    /// Bytes of proposals queued before callers get `Overloaded`.
+    pub request_queue_bytes: u64,
+    /// Proposals in flight (proposed, not yet applied) before new ones get
+    /// `Overloaded`.
     pub proposals_in_flight_max: usize,
+    /// Bytes of proposals in flight before new ones get `Overloaded` (a
+    /// single larger one is taken when none is in flight).
+    pub proposal_bytes_in_flight_max: u64,
     /// Deadline of a request made through the handle.
     pub request_timeout: Duration,
     /// Take a snapshot (and compact the log) once this many entries were
@@ -73,7 +78,9 @@ impl NodeOptions {
             tick: Duration::from_millis(100),
             raft: Config::new(id),
             request_queue: 4096,
+            request_queue_bytes: 64 << 20,
             proposals_in_flight_max: 10_000,
+            proposal_bytes_in_flight_max: 64 << 20,
             request_timeout: Duration::from_secs(5),
             snapshot_interval_entries: 10_000,
             snapshot_bytes_per_second: 32 << 20,
@@ -89,6 +96,8 @@ const SMALL_SNAPSHOT_BYTES: u64 = 1 << 20;
 /// A proposal waiting for its index to apply.
 struct PendingProposal<O> {
     term: Term,
+    /// The payload's size (0 for a membership change).
+    bytes: u64,
     reply: oneshot::Sender<ProposalReply<O>>,
 }
 
@@ -97,10 +106,12 @@ pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
     node: Node<S>,
     machine: M,
     transport: Arc<dyn Transport>,
-    inbound: mpsc::Receiver<Message>,
+    inbound: InboundReceiver,
     requests: mpsc::Receiver<Request<M::Output>>,
     options: NodeOptions,
     proposals: BTreeMap<LogIndex, PendingProposal<M::Output>>,
+    /// Invariant: the sum of `bytes` over `proposals`.
+    proposal_bytes: u64,
     /// Reads sent to the core, by context, awaiting quorum confirmation.
     reads_confirming: BTreeMap<u64, oneshot::Sender<Result<LogIndex, ProposeError>>>,
     /// Confirmed reads awaiting the application to reach their index.
@@ -127,11 +138,10 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
     storage: S,
     mut machine: M,
     transport: Arc<dyn Transport>,
-    inbound: mpsc::Receiver<Message>,
+    inbound: InboundReceiver,
 ) -> Result<(RaftHandle<M::Output>, NodeJoinHandle), crate::core::Error> {
-    let snapshot = storage.snapshot_meta();
-    if machine.applied_index() < snapshot.index {
-        restore_machine(&storage, &mut machine, snapshot.index)?;
+    if machine.applied_index() < storage.snapshot_meta().index {
+        restore_machine(&storage, &mut machine)?;
     }
     options.raft.applied = machine.applied_index();
     let id = options.raft.id;
@@ -139,7 +149,12 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
     let node = Node::new(options.raft.clone(), storage, seed)?;
     let (status_sender, status_receiver) = watch::channel(node.status());
     let (request_sender, requests) = mpsc::channel(options.request_queue);
-    let handle = RaftHandle::new(request_sender, status_receiver, options.request_timeout);
+    let handle = RaftHandle::new(
+        request_sender,
+        options.request_queue_bytes,
+        status_receiver,
+        options.request_timeout,
+    );
     let metrics = NodeMetrics::new(options.group, id);
     let thread_name = format!("raft-{}-{}", options.group, id.0);
     let log_bytes_since_snapshot = node.storage().snapshot_size_bytes();
@@ -150,6 +165,7 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
         inbound,
         requests,
         proposals: BTreeMap::new(),
+        proposal_bytes: 0,
         reads_confirming: BTreeMap::new(),
         reads_applying: Vec::new(),
         next_read_context: 1,
@@ -181,22 +197,47 @@ fn nanos_now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_nanos() as u64)
 }
 
+/// Restores the application from the installed snapshot, chunk by chunk.
+/// The application's state is marked as being restored until every chunk
+/// was read (each checked by the storage) and taken: a failure at any
+/// point leaves it marked, so the node stops here and refuses to start on
+/// it later, instead of serving part of a snapshot.
+///
+/// # Errors
+/// [`StorageError::SnapshotRestore`] naming the snapshot and how far the
+/// restore got.
 fn restore_machine<S: SnapshotStore, M: StateMachine>(
     storage: &S,
     machine: &mut M,
-    index: LogIndex,
 ) -> Result<(), StorageError> {
-    let mut failure = None;
-    let mut chunks = storage.snapshot_chunks().map_while(|chunk| match chunk {
-        Ok(bytes) => Some(bytes),
-        Err(error) => {
-            failure = Some(error);
-            None
-        }
-    });
-    machine.restore(index, &mut chunks);
-    drop(chunks);
-    failure.map_or(Ok(()), Err)
+    let meta = storage.snapshot_meta();
+    let mut position = 0u64;
+    let failed = |position: u64, cause: StorageError| StorageError::SnapshotRestore {
+        index: meta.index,
+        term: meta.term,
+        position,
+        detail: cause.to_string(),
+    };
+    machine
+        .begin_restore(meta.index)
+        .map_err(|cause| failed(position, cause))?;
+    for chunk in storage.snapshot_chunks() {
+        let chunk = chunk.map_err(|cause| failed(position, cause))?;
+        let length = chunk.len() as u64;
+        machine
+            .restore_chunk(chunk)
+            .map_err(|cause| failed(position, cause))?;
+        position += length;
+    }
+    machine
+        .finish_restore(meta.index)
+        .map_err(|cause| failed(position, cause))?;
+    assert_eq!(
+        machine.applied_index(),
+        meta.index,
+        "a finished restore applies the snapshot's index"
+    );
+    Ok(())
 }
 
 impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
@@ -244,20 +285,30 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
 
     fn handle_request(&mut self, request: Request<M::Output>) {
         match request {
-            Request::Propose { data, reply } => {
-                if self.proposals.len() >= self.options.proposals_in_flight_max {
+            Request::Propose {
+                data,
+                queued_bytes,
+                reply,
+            } => {
+                drop(queued_bytes);
+                let bytes = data.len() as u64;
+                let over_bytes = !self.proposals.is_empty()
+                    && self.proposal_bytes + bytes > self.options.proposal_bytes_in_flight_max;
+                if self.proposals.len() >= self.options.proposals_in_flight_max || over_bytes {
+                    self.metrics.proposal(ProposalOutcome::Rejected);
                     let _ = reply.send(Err(ProposeError::Overloaded {
                         in_flight: self.proposals.len(),
+                        bytes_in_flight: self.proposal_bytes,
                     }));
                     return;
                 }
                 match self.node.propose(data) {
-                    Ok(id) => self.track_proposal(id.index, id.term, reply),
+                    Ok(id) => self.track_proposal(id.index, id.term, bytes, reply),
                     Err(error) => self.reject_proposal(reply, error),
                 }
             }
             Request::ConfChange { change, reply } => match self.node.propose_conf_change(change) {
-                Ok(id) => self.track_proposal(id.index, id.term, reply),
+                Ok(id) => self.track_proposal(id.index, id.term, 0, reply),
                 Err(error) => self.reject_proposal(reply, error),
             },
             Request::ReadIndex { reply } => {
@@ -286,10 +337,21 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
         &mut self,
         index: LogIndex,
         term: Term,
+        bytes: u64,
         reply: oneshot::Sender<ProposalReply<M::Output>>,
     ) {
-        self.proposals
-            .insert(index, PendingProposal { term, reply });
+        self.proposal_bytes += bytes;
+        let pending = PendingProposal { term, bytes, reply };
+        // A proposal of an earlier term at this index was cut from the log
+        // (this node lost leadership, then won it back): it never applies.
+        if let Some(replaced) = self.proposals.insert(index, pending) {
+            self.proposal_bytes -= replaced.bytes;
+            self.metrics.proposal(ProposalOutcome::Dropped);
+            let leader_hint = self.node.leader();
+            let _ = replaced
+                .reply
+                .send(Err(ProposeError::NotLeader { leader_hint }));
+        }
     }
 
     fn reject_proposal(
@@ -341,7 +403,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
                 index = meta.index.0,
                 "restoring from snapshot"
             );
-            restore_machine(self.node.storage(), &mut self.machine, meta.index)?;
+            restore_machine(self.node.storage(), &mut self.machine)?;
             self.log_bytes_since_snapshot = 0;
             self.metrics.snapshot_received();
         }
@@ -402,6 +464,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
                 break;
             }
             let pending = self.proposals.remove(&first).expect("present");
+            self.proposal_bytes -= pending.bytes;
             if first == entry.index && pending.term == entry.term {
                 self.metrics.proposal(ProposalOutcome::Committed);
                 let _ = pending.reply.send(Ok((entry.index, output)));

@@ -2,7 +2,10 @@
 //! [`Network`], virtual time in ticks, crash and restart, all in one
 //! thread. Each node's Ready is handled exactly per the contract (persist,
 //! send, apply, advance), with optional crashes before and after the
-//! persist; invariants are checked as the Readies are handled.
+//! persist, and (for the Figure 8 profiles) right after a node takes
+//! office or a leader's commit index advances; invariants are checked as
+//! the Readies are handled, and after each one on the node's whole state
+//! (see [`crate::sim::invariants`]).
 //!
 //! Invariants:
 //! - Everything is driven by `seed`: same seed and same calls, same run
@@ -19,9 +22,10 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::core::{
-    ConfChange, Config, Entry, EntryKind, LogIndex, Membership, Node, NodeId, ProposalId,
-    ReadState, Ready, Role, Term,
+    ConfChange, Config, Entry, EntryKind, LogIndex, Membership, Message, MessageBody, Node, NodeId,
+    ProposalId, ReadState, Ready, Role, Term,
 };
+use crate::sim::invariants::commit_safety::ElectionView;
 use crate::sim::invariants::{Invariants, Violation};
 use crate::sim::kv::KvState;
 use crate::sim::network::{Network, NetworkFaults};
@@ -52,8 +56,18 @@ pub struct ClusterConfig {
     pub message_bytes_max: u64,
     /// Append messages in flight per follower.
     pub inflight_messages_max: usize,
+    /// Entry bytes in flight per follower.
+    pub inflight_bytes_max: u64,
     /// Probability of a crash at each crash point of a Ready.
     pub crash_in_ready: f64,
+    /// Probability that a leader crashes right after a Ready in which its
+    /// commit index advanced (opens the Figure 8 window: the entries it
+    /// was still replicating sit on a minority).
+    pub crash_leader_after_commit: f64,
+    /// Probability that a node crashes right after the Ready in which it
+    /// became leader (its own entry may have reached no one: Figure 8's
+    /// leaders of (b) and (c)).
+    pub crash_new_leader: f64,
 }
 
 impl ClusterConfig {
@@ -69,7 +83,10 @@ impl ClusterConfig {
             snapshot_chunk_bytes: 64,
             message_bytes_max: 4096,
             inflight_messages_max: 16,
+            inflight_bytes_max: u64::MAX,
             crash_in_ready: 0.0,
+            crash_leader_after_commit: 0.0,
+            crash_new_leader: 0.0,
         }
     }
 }
@@ -131,6 +148,9 @@ pub struct Cluster {
     /// Removed nodes still running, with the index of their removal: an
     /// operator shuts one down once every other node applied it.
     removals: BTreeMap<NodeId, LogIndex>,
+    /// A violation found outside a step (a node restarting without a vote
+    /// it acted on), reported by the next step.
+    pending_violation: Option<Violation>,
     rng: SmallRng,
     seed: u64,
     trace: DefaultHasher,
@@ -147,6 +167,7 @@ impl Cluster {
             invariants: Invariants::default(),
             events: Vec::new(),
             removals: BTreeMap::new(),
+            pending_violation: None,
             rng: SmallRng::seed_from_u64(seed),
             seed,
             trace: DefaultHasher::new(),
@@ -183,6 +204,7 @@ impl Cluster {
         config.snapshot_chunk_bytes = self.config.snapshot_chunk_bytes;
         config.message_bytes_max = self.config.message_bytes_max;
         config.inflight_messages_max = self.config.inflight_messages_max;
+        config.inflight_bytes_max = self.config.inflight_bytes_max;
         config.promote_lag_entries_max = 50;
         config
     }
@@ -192,6 +214,10 @@ impl Cluster {
         let seed = self.seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.now.rotate_left(32);
         let sim = self.nodes.get_mut(&id).expect("node exists");
         let disk = sim.disk.take().expect("a stopped node has its disk");
+        if let Err(violation) = self.invariants.check_restart_votes(id, disk.hard_state()) {
+            self.pending_violation.get_or_insert(violation);
+        }
+        self.invariants.commit_advanced(id, LogIndex(0));
         sim.kv = KvState::decode(&disk.snapshot_data());
         let snapshot = disk.snapshot_meta();
         sim.kv.applied = snapshot.index;
@@ -299,6 +325,9 @@ impl Cluster {
     /// Advances one tick: ticks every node, delivers due messages and
     /// handles every Ready. Returns the first violation seen.
     pub fn step(&mut self) -> Result<(), Violation> {
+        if let Some(violation) = self.pending_violation.take() {
+            return Err(violation);
+        }
         self.now += 1;
         for id in self.live_ids() {
             if let Some(core) = self.core_mut(id) {
@@ -414,7 +443,7 @@ impl Cluster {
         }
         self.check_ready(id, &ready)?;
         for message in ready.take_early_messages() {
-            self.network.send(message, self.now, &mut self.rng);
+            self.send(message)?;
         }
         if self.roll_crash() {
             self.crash(id);
@@ -436,7 +465,7 @@ impl Cluster {
             return Ok(false);
         }
         for message in &ready.messages {
-            self.network.send(message.clone(), self.now, &mut self.rng);
+            self.send(message.clone())?;
         }
         self.apply(id, &ready)?;
         let reads = ready
@@ -446,17 +475,130 @@ impl Cluster {
         self.events.extend(reads);
         let core = self.core_mut(id).expect("live");
         core.advance();
-        self.maybe_snapshot(id);
+        self.maybe_snapshot(id)?;
+        let commit_advanced = self.check_node(id)?;
+        let took_office = ready
+            .soft_state
+            .is_some_and(|soft| soft.role == Role::Leader);
+        let crash = (commit_advanced && self.roll(self.config.crash_leader_after_commit))
+            || (took_office && self.roll(self.config.crash_new_leader));
+        if crash {
+            self.crash(id);
+            return Ok(false);
+        }
         Ok(true)
     }
 
+    /// Hands `message` to the network, recording the vote it acts on, if
+    /// any.
+    fn send(&mut self, message: Message) -> Result<(), Violation> {
+        match message.body {
+            MessageBody::RequestVote {
+                pre_vote: false, ..
+            } => {
+                self.invariants
+                    .observe_vote(message.from, message.term, message.from)?;
+            }
+            MessageBody::VoteResponse {
+                pre_vote: false,
+                granted: true,
+                ..
+            } => {
+                self.invariants
+                    .observe_vote(message.from, message.term, message.to)?;
+            }
+            _ => {}
+        }
+        self.network.send(message, self.now, &mut self.rng);
+        Ok(())
+    }
+
+    /// Checks the invariants on `id`'s whole state after a Ready: what it
+    /// counts committed, and if it leads, election safety, leader
+    /// completeness and, when its commit index advanced, commit safety.
+    /// Returns whether it leads and its commit index advanced.
+    fn check_node(&mut self, id: NodeId) -> Result<bool, Violation> {
+        let core = self.nodes[&id].node.as_ref().expect("live");
+        let status = core.status();
+        self.invariants
+            .observe_commit(id, status.term, status.commit, |index| core.term_at(index))?;
+        let advanced = self.invariants.commit_advanced(id, status.commit);
+        if status.role != Role::Leader {
+            return Ok(false);
+        }
+        self.invariants.observe_leader(id, status.term)?;
+        self.invariants.check_leader_complete(
+            id,
+            status.term,
+            status.first_index,
+            status.last_index,
+            |index| core.term_at(index),
+        )?;
+        if advanced && let Some(entry_term) = core.term_at(status.commit) {
+            let views = self.election_views(status.commit, entry_term);
+            self.invariants.check_commit_safe(
+                id,
+                status.term,
+                status.commit,
+                entry_term,
+                &status.membership.voters,
+                &views,
+            )?;
+        }
+        Ok(advanced)
+    }
+
+    /// Returns what every node would bring to an election, read from its
+    /// disk, given the entry (`index`, `term`) being committed.
+    fn election_views(&self, index: LogIndex, term: Term) -> Vec<ElectionView> {
+        self.nodes
+            .iter()
+            .filter_map(|(&id, sim)| {
+                let storage = sim.node.as_ref().map(Node::storage).or(sim.disk.as_ref())?;
+                let snapshot = storage.snapshot_meta();
+                let last_index = storage.last_index();
+                let last_term = storage.term(last_index).unwrap_or(snapshot.term);
+                let holds = index <= snapshot.index
+                    || (index <= last_index && storage.term(index).is_ok_and(|t| t == term));
+                let voters = if holds || sim.decommissioned {
+                    BTreeSet::new()
+                } else {
+                    let (membership, from, to) = match &sim.node {
+                        Some(core) => {
+                            let status = core.status();
+                            (status.membership, status.applied, status.commit)
+                        }
+                        None => (
+                            snapshot.membership.clone(),
+                            snapshot.index,
+                            storage.hard_state().commit.min(last_index),
+                        ),
+                    };
+                    membership_after(storage, membership, from, to).voters
+                };
+                Some(ElectionView {
+                    id,
+                    last: (last_term, last_index),
+                    holds,
+                    runs: !sim.decommissioned,
+                    voters,
+                })
+            })
+            .collect()
+    }
+
     fn roll_crash(&mut self) -> bool {
-        self.config.crash_in_ready > 0.0 && self.rng.random_bool(self.config.crash_in_ready)
+        self.roll(self.config.crash_in_ready)
+    }
+
+    /// Returns true with `probability`, drawing nothing if it is zero.
+    fn roll(&mut self, probability: f64) -> bool {
+        probability > 0.0 && self.rng.random_bool(probability)
     }
 
     /// Checks the role-related invariants before a Ready is persisted.
     fn check_ready(&mut self, id: NodeId, ready: &Ready) -> Result<(), Violation> {
-        let core = self.core(id).expect("live");
+        let core = self.nodes[&id].node.as_ref().expect("live");
         let status = core.status();
         if status.role != Role::Leader {
             return Ok(());
@@ -468,13 +610,14 @@ impl Cluster {
             .soft_state
             .is_some_and(|soft| soft.role == Role::Leader)
         {
-            self.invariants.check_new_leader(
+            self.invariants.observe_leader(id, status.term)?;
+            self.invariants.check_leader_complete(
                 id,
+                status.term,
                 status.first_index,
                 status.last_index,
                 |index| core.term_at(index),
             )?;
-            self.invariants.observe_leader(id, status.term)?;
         }
         Ok(())
     }
@@ -482,6 +625,8 @@ impl Cluster {
     fn apply(&mut self, id: NodeId, ready: &Ready) -> Result<(), Violation> {
         if let Some(meta) = &ready.snapshot {
             let data = self.core(id).expect("live").storage().snapshot_data();
+            self.invariants
+                .observe_snapshot_data(id, meta.index, &data)?;
             let sim = self.nodes.get_mut(&id).expect("live");
             sim.kv = KvState::decode(&data);
             sim.kv.applied = meta.index;
@@ -513,7 +658,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn maybe_snapshot(&mut self, id: NodeId) {
+    fn maybe_snapshot(&mut self, id: NodeId) -> Result<(), Violation> {
         let interval = self.config.snapshot_interval;
         let sim = self.nodes.get_mut(&id).expect("live");
         let applied = sim.kv.applied;
@@ -522,9 +667,11 @@ impl Cluster {
         if interval > 0 && applied.0 >= snapshot_index.0 + interval {
             let membership = core.status().membership;
             let data = sim.kv.encode();
+            self.invariants.observe_snapshot_data(id, applied, &data)?;
             core.storage_mut()
                 .create_snapshot(applied, membership, data);
         }
+        Ok(())
     }
 
     /// Returns a random node that has not been decommissioned.
@@ -551,4 +698,46 @@ impl Cluster {
             .filter(|core| core.status().membership.contains(core.status().id))
             .all(|core| core.status().applied >= index)
     }
+}
+
+/// Returns `membership` after the membership changes among `storage`'s
+/// entries in `(from, to]`, as the core applies them
+/// (`apply_conf_change`): the membership a node counts once it applied
+/// everything it knows committed.
+fn membership_after(
+    storage: &MemStorage,
+    mut membership: Membership,
+    from: LogIndex,
+    to: LogIndex,
+) -> Membership {
+    let to = to.min(storage.last_index());
+    if from >= to {
+        return membership;
+    }
+    let entries = storage
+        .entries(from.next(), to.next(), u64::MAX)
+        .unwrap_or_default();
+    let changes = entries
+        .iter()
+        .filter(|entry| entry.kind == EntryKind::ConfChange)
+        .filter_map(|entry| ConfChange::decode(&entry.data));
+    for change in changes {
+        match change {
+            ConfChange::AddLearner(node) => {
+                if !membership.contains(node) {
+                    membership.learners.insert(node);
+                }
+            }
+            ConfChange::PromoteLearner(node) => {
+                if membership.learners.remove(&node) {
+                    membership.voters.insert(node);
+                }
+            }
+            ConfChange::RemoveNode(node) => {
+                membership.voters.remove(&node);
+                membership.learners.remove(&node);
+            }
+        }
+    }
+    membership
 }

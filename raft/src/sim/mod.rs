@@ -4,12 +4,14 @@
 //! the safety invariants checked after every step.
 //!
 //! - [`cluster`]: nodes, virtual time, the Ready loop, crash and restart.
-//! - [`network`]: loss, duplication, delay, partitions.
+//! - [`network`]: loss, duplication, delay, corruption, broken snapshot
+//!   streams, partitions.
 //! - [`invariants`]: one safety property per file.
 //! - [`workload`] and [`kv`]: clients of a replicated register map.
 //! - [`linearizability`]: the Wing-Gong/Lowe history checker.
 //! - [`scenario`]: the DSL of the named scenario tests.
-//! - [`swarm`]: random fault profiles per seed, safety then liveness.
+//! - [`swarm`]: random fault profiles per seed (a Figure 8 mode among
+//!   them), safety then liveness.
 
 pub mod cluster;
 pub mod invariants;

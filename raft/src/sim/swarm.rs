@@ -15,7 +15,7 @@ use crate::core::{ConfChange, NodeId, Role};
 use crate::sim::cluster::{Cluster, ClusterConfig};
 use crate::sim::invariants::Violation;
 use crate::sim::linearizability::{CheckResult, check_kv_history};
-use crate::sim::network::NetworkFaults;
+use crate::sim::network::{Corrupted, NetworkFaults};
 use crate::sim::workload::Workload;
 
 /// The fault and workload profile one seed runs with.
@@ -58,6 +58,8 @@ pub struct SwarmProfile {
     pub message_bytes_max: u64,
     /// Append messages in flight per follower.
     pub inflight_messages_max: usize,
+    /// Entry bytes in flight per follower (`u64::MAX`: unbounded).
+    pub inflight_bytes_max: u64,
     /// Per-tick probability of a membership change attempt.
     pub conf_change_rate: f64,
     /// Per-tick probability of a leadership transfer attempt.
@@ -68,11 +70,64 @@ pub struct SwarmProfile {
     pub check_quorum: bool,
     /// Length of the safety phase.
     pub safety_ticks: u64,
+    /// Probability that a leader crashes right after its commit index
+    /// advances (see [`ClusterConfig::crash_leader_after_commit`]).
+    pub crash_leader_after_commit: f64,
+    /// Probability that a new leader crashes right after taking office
+    /// (see [`ClusterConfig::crash_new_leader`]).
+    pub crash_new_leader: f64,
+    /// Membership changes are attempted two at once (the second must be
+    /// refused while the first is pending).
+    pub conf_change_pairs: bool,
 }
 
 impl SwarmProfile {
-    /// Draws a profile from `seed`.
+    /// Draws a profile from `seed`. The dimensions added later (corruption,
+    /// broken snapshot streams, the Figure 8 mode, paired membership
+    /// changes, a byte-bounded in-flight window) come from a second stream,
+    /// so a seed drawing none of them runs exactly as it did before they
+    /// existed.
     pub fn draw(seed: u64) -> SwarmProfile {
+        let mut profile = SwarmProfile::draw_original(seed);
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x4649_4738_0000_0000);
+        if rng.random_bool(0.4) {
+            profile.faults.corrupt = rng.random_range(0.0..0.05);
+        }
+        if rng.random_bool(0.4) {
+            profile.faults.snapshot_break = rng.random_range(0.0..0.2);
+        }
+        // Figure 8 (Raft §5.4.2): leaders crash right after taking office
+        // or right after committing, while their small appends still sit
+        // on a minority (lossy links), and come back soon to compete with
+        // the nodes that took over.
+        if rng.random_bool(0.3) {
+            profile.voters = [3, 5][rng.random_range(0..2)];
+            profile.faults.loss = rng.random_range(0.1..0.3);
+            profile.crash_leader_after_commit = rng.random_range(0.1..0.5);
+            profile.crash_new_leader = rng.random_range(0.2..0.5);
+            profile.message_bytes_max = rng.random_range(1..64);
+            profile.restart_rate = rng.random_range(0.05..0.3);
+            profile.crash_rate = profile.crash_rate.min(0.002);
+            profile.clients = rng.random_range(3..=5);
+            profile.request_rate = rng.random_range(0.5..1.0);
+        }
+        // Operators racing each other: two membership changes at once, as
+        // often as a few times per election timeout.
+        if profile.conf_change_rate > 0.0 && rng.random_bool(0.75) {
+            profile.conf_change_pairs = true;
+            profile.conf_change_rate = rng.random_range(0.005..0.02);
+        }
+        // A byte-bounded in-flight window that a few entries fill.
+        if rng.random_bool(0.3) {
+            profile.inflight_bytes_max = rng.random_range(1..256);
+        }
+        profile
+    }
+
+    /// Draws the profile `seed` had before the later dimensions existed
+    /// (all of them off): seeds found failing before then replay their
+    /// original run with it through [`run_seed_with`].
+    pub fn draw_original(seed: u64) -> SwarmProfile {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x5157_4152_4D00_0000);
         let voters = [1, 2, 3, 3, 3, 4, 5, 5, 6, 7][rng.random_range(0..10)];
         SwarmProfile {
@@ -81,6 +136,8 @@ impl SwarmProfile {
                 loss: rng.random_range(0.0..0.3),
                 duplicate: rng.random_range(0.0..0.5),
                 delay_ticks_max: rng.random_range(0..=4),
+                corrupt: 0.0,
+                snapshot_break: 0.0,
             },
             partition_rate: rng.random_range(0.0..0.02),
             heal_rate: rng.random_range(0.01..0.1),
@@ -110,6 +167,7 @@ impl SwarmProfile {
                 4096
             },
             inflight_messages_max: rng.random_range(1..32),
+            inflight_bytes_max: u64::MAX,
             conf_change_rate: if rng.random_bool(0.4) {
                 rng.random_range(0.0..0.01)
             } else {
@@ -123,6 +181,9 @@ impl SwarmProfile {
             pre_vote: rng.random_bool(0.85),
             check_quorum: rng.random_bool(0.85),
             safety_ticks: rng.random_range(2000..4000),
+            crash_leader_after_commit: 0.0,
+            crash_new_leader: 0.0,
+            conf_change_pairs: false,
         }
     }
 }
@@ -145,6 +206,9 @@ pub struct SeedReport {
     /// The linearizability search ran out of budget on some key (the
     /// history was neither proven nor refuted).
     pub linearizability_inconclusive: bool,
+    /// Messages damaged in flight and snapshot chunks lost to broken
+    /// streams.
+    pub corrupted: Corrupted,
 }
 
 /// A failing seed, printable as the one-line replay instruction.
@@ -162,10 +226,17 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let original = *self.profile != SwarmProfile::draw(self.seed)
+            && *self.profile == SwarmProfile::draw_original(self.seed);
         write!(
             f,
-            "SEED={} tick={} {} profile={:?} replay: cargo run --release -p raft --no-default-features --features sim --bin raft-sim -- --seed {}",
-            self.seed, self.tick, self.violation, self.profile, self.seed
+            "SEED={} tick={} {} profile={:?} replay: cargo run --release -p raft --no-default-features --features sim --bin raft-sim -- --seed {}{}",
+            self.seed,
+            self.tick,
+            self.violation,
+            self.profile,
+            self.seed,
+            if original { " --original-profile" } else { "" }
         )
     }
 }
@@ -228,6 +299,7 @@ pub fn run_seed_with(seed: u64, profile: SwarmProfile) -> Result<SeedReport, Fai
         max_term: cluster.max_term().0,
         messages: cluster.network.sent_total(),
         trace_hash: cluster.trace_hash(),
+        corrupted: cluster.network.corrupted,
     })
 }
 
@@ -239,7 +311,10 @@ fn cluster_config(profile: &SwarmProfile) -> ClusterConfig {
     config.snapshot_chunk_bytes = profile.snapshot_chunk_bytes;
     config.message_bytes_max = profile.message_bytes_max;
     config.inflight_messages_max = profile.inflight_messages_max;
+    config.inflight_bytes_max = profile.inflight_bytes_max;
     config.crash_in_ready = profile.crash_in_ready;
+    config.crash_leader_after_commit = profile.crash_leader_after_commit;
+    config.crash_new_leader = profile.crash_new_leader;
     config
 }
 
@@ -271,6 +346,9 @@ fn inject_faults(cluster: &mut Cluster, profile: &SwarmProfile, next_id: &mut u6
     }
     if cluster.rng().random_bool(profile.conf_change_rate) {
         change_membership(cluster, profile.voters, next_id);
+        if profile.conf_change_pairs {
+            change_membership(cluster, profile.voters, next_id);
+        }
     }
     if cluster.rng().random_bool(profile.transfer_rate)
         && let Some(leader) = cluster.leader()
@@ -283,6 +361,9 @@ fn inject_faults(cluster: &mut Cluster, profile: &SwarmProfile, next_id: &mut u6
             .voters
             .into_iter()
             .collect();
+        if voters.is_empty() {
+            return;
+        }
         let target = voters[cluster.rng().random_range(0..voters.len())];
         let _ = cluster
             .core_mut(leader)
@@ -345,6 +426,8 @@ fn check_liveness(cluster: &mut Cluster, workload: &mut Workload) -> Result<(), 
     cluster.network.heal();
     cluster.network.faults = NetworkFaults::reliable();
     cluster.config.crash_in_ready = 0.0;
+    cluster.config.crash_leader_after_commit = 0.0;
+    cluster.config.crash_new_leader = 0.0;
     for id in cluster.all_ids() {
         cluster.restart(id);
     }

@@ -144,6 +144,10 @@ fn write_batch(
     db.write_opt(batch, &options).map_err(io_error(context))
 }
 
+/// The memory all memtables together may use before RocksDB flushes the
+/// largest (128 MiB).
+pub const MEMTABLES_BYTES_MAX: usize = 128 << 20;
+
 /// Opens (creating if missing) the database at `dir` with every column
 /// family.
 fn open_db(dir: &Path) -> Result<DB, StorageError> {
@@ -157,6 +161,10 @@ fn open_db(dir: &Path) -> Result<DB, StorageError> {
     // search, where a single writer reuses the last insert's position for
     // the log's ascending keys.
     options.set_allow_concurrent_memtable_write(false);
+    // One budget for the memtables of every column family, so a replica's
+    // memory stays flat whatever the load (1 MiB values fill a 64 MiB
+    // memtable per family in 64 writes, and each family may hold two).
+    options.set_db_write_buffer_size(MEMTABLES_BYTES_MAX);
     let families = COLUMN_FAMILIES.iter().map(|name| {
         let mut family_options = Options::default();
         family_options.set_compression_type(DBCompressionType::Lz4);

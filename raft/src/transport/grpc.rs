@@ -26,7 +26,7 @@ use crate::core::{Message, NodeId};
 use crate::metrics as names;
 use crate::transport::peer::PeerStream;
 use crate::transport::queue::PeerQueue;
-use crate::transport::{PEER_QUEUE_MESSAGES_MAX, Transport};
+use crate::transport::{PEER_QUEUE_BYTES_MAX, PEER_QUEUE_MESSAGES_MAX, Transport};
 
 pub use crate::transport::service::RaftService;
 
@@ -35,6 +35,9 @@ pub use crate::transport::service::RaftService;
 pub struct GrpcTransportConfig {
     /// Messages queued per peer before further ones are dropped.
     pub queue_messages_max: usize,
+    /// Bytes of messages (approximate wire size) queued per peer before
+    /// further ones are dropped.
+    pub queue_bytes_max: u64,
     /// Approximate bytes in one `MessageBatch` beyond its first message.
     pub batch_bytes_max: u64,
     /// Delay before the first reconnection attempt.
@@ -53,6 +56,7 @@ impl Default for GrpcTransportConfig {
     fn default() -> GrpcTransportConfig {
         GrpcTransportConfig {
             queue_messages_max: PEER_QUEUE_MESSAGES_MAX,
+            queue_bytes_max: PEER_QUEUE_BYTES_MAX,
             batch_bytes_max: 4 << 20,
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
@@ -196,7 +200,10 @@ impl Transport for GrpcTransport {
         // (the old one is aborted when its link drops).
         let queue = match peers.get(&id) {
             Some(link) => link.queue.clone(),
-            None => Arc::new(PeerQueue::new(self.config.queue_messages_max)),
+            None => Arc::new(PeerQueue::new(
+                self.config.queue_messages_max,
+                self.config.queue_bytes_max,
+            )),
         };
         let link = self.start_link(id, address, queue);
         peers.insert(id, link);

@@ -10,7 +10,8 @@
 //!   (`raft_messages_dropped_total`). Raft tolerates loss: the core resends
 //!   on the next heartbeat or probe.
 //! - Receiving never blocks a peer's stream: messages are handed to the
-//!   node's bounded inbound channel with `try_send`, and dropped (counted in
+//!   node's inbound queue ([`inbound`], bounded in messages and bytes) with
+//!   `try_send`, and dropped (counted in
 //!   `raft_inbound_messages_dropped_total`) when it is full.
 //! - Messages to one peer leave in the order they were sent, over one
 //!   long-lived stream; across a reconnection, messages that were in flight
@@ -23,6 +24,7 @@ pub mod convert;
 pub mod error;
 pub mod faulty;
 pub mod grpc;
+pub mod inbound;
 mod peer;
 mod queue;
 mod service;
@@ -32,9 +34,14 @@ use crate::core::{Message, NodeId};
 pub use error::{ConvertError, TransportError};
 pub use faulty::{Faults, FaultyTransport};
 pub use grpc::{GrpcTransport, GrpcTransportConfig, RaftService};
+pub use inbound::{InboundReceiver, InboundSender, inbound_queue};
 
 /// Messages a peer's queue holds before further ones are dropped.
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 4096;
+
+/// Bytes of messages a peer's queue holds before further ones are dropped
+/// (32 MiB): with 1 MiB values, 32 appends wait for a slow peer, not 4096.
+pub const PEER_QUEUE_BYTES_MAX: u64 = 32 << 20;
 
 /// The largest gRPC message either side accepts: a batch of appends or a
 /// 1 MiB snapshot chunk with its overhead fits well within it.

@@ -1,8 +1,11 @@
 //! The bounded queue of messages waiting for one peer's stream.
 //!
 //! Invariants:
-//! - The queue never holds more than its capacity; [`PeerQueue::push`]
-//!   drops what does not fit and never waits.
+//! - The queue never holds more than its capacity in messages, nor more
+//!   than its byte budget (approximate wire sizes) unless it holds a
+//!   single message; [`PeerQueue::push`] drops what does not fit and never
+//!   waits. Small messages (heartbeats, votes) still fit behind a large
+//!   append that did not.
 //! - Messages leave in the order they arrived.
 //! - A batch taken by [`PeerQueue::next_batch`] holds at least one message
 //!   and, beyond the first, stays within the byte budget, so one batch
@@ -18,24 +21,36 @@ use crate::core::{Message, MessageBody};
 /// Approximate bytes of a message's fields other than payloads.
 const MESSAGE_OVERHEAD_BYTES: u64 = 32;
 
+/// The messages queued and their total approximate wire size.
+#[derive(Debug, Default)]
+struct Queued {
+    messages: VecDeque<Message>,
+    /// Invariant: the sum of `wire_size_bytes` over `messages`.
+    bytes: u64,
+}
+
 /// The messages queued for one peer, shared by the sender (the node's loop)
 /// and the peer's stream task.
 #[derive(Debug)]
 pub(crate) struct PeerQueue {
-    /// Invariant: `messages.len() <= capacity`.
-    messages: Mutex<VecDeque<Message>>,
+    /// Invariant: at most `capacity` messages and, with more than one
+    /// message, at most `bytes_max` bytes.
+    queued: Mutex<Queued>,
     /// Signalled after each push that queued something.
     ready: Notify,
     capacity: usize,
+    bytes_max: u64,
 }
 
 impl PeerQueue {
-    /// Returns an empty queue holding at most `capacity` messages.
-    pub(crate) fn new(capacity: usize) -> PeerQueue {
+    /// Returns an empty queue holding at most `capacity` messages and
+    /// `bytes_max` bytes of them.
+    pub(crate) fn new(capacity: usize, bytes_max: u64) -> PeerQueue {
         PeerQueue {
-            messages: Mutex::new(VecDeque::new()),
+            queued: Mutex::new(Queued::default()),
             ready: Notify::new(),
             capacity,
+            bytes_max,
         }
     }
 
@@ -43,13 +58,22 @@ impl PeerQueue {
     pub(crate) fn push(&self, messages: Vec<Message>) -> usize {
         let total = messages.len();
         let mut queue = self.lock();
-        let room = self.capacity.saturating_sub(queue.len());
-        queue.extend(messages.into_iter().take(room));
+        let mut kept = 0;
+        for message in messages {
+            let size = wire_size_bytes(&message);
+            let fits = queue.messages.len() < self.capacity
+                && (queue.messages.is_empty() || queue.bytes + size <= self.bytes_max);
+            if fits {
+                queue.bytes += size;
+                queue.messages.push_back(message);
+                kept += 1;
+            }
+        }
         drop(queue);
-        if room > 0 && total > 0 {
+        if kept > 0 {
             self.ready.notify_one();
         }
-        total.saturating_sub(room)
+        total - kept
     }
 
     /// Waits until a message is queued, then removes and returns the oldest
@@ -72,8 +96,8 @@ impl PeerQueue {
     /// Empties the queue and returns how many messages it held.
     pub(crate) fn clear(&self) -> usize {
         let mut queue = self.lock();
-        let count = queue.len();
-        queue.clear();
+        let count = queue.messages.len();
+        *queue = Queued::default();
         count
     }
 
@@ -81,21 +105,23 @@ impl PeerQueue {
         let mut queue = self.lock();
         let mut batch = Vec::new();
         let mut bytes = 0;
-        while let Some(message) = queue.front() {
-            bytes += wire_size_bytes(message);
-            if !batch.is_empty() && bytes > bytes_max {
+        while let Some(message) = queue.messages.front() {
+            let size = wire_size_bytes(message);
+            if !batch.is_empty() && bytes + size > bytes_max {
                 break;
             }
-            batch.extend(queue.pop_front());
+            bytes += size;
+            queue.bytes -= size;
+            batch.extend(queue.messages.pop_front());
         }
         batch
     }
 
-    /// Locks the queue. A panic while holding the lock cannot leave the
-    /// deque inconsistent (every update is one `VecDeque` call), so a
-    /// poisoned lock is used as is.
-    fn lock(&self) -> MutexGuard<'_, VecDeque<Message>> {
-        self.messages.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Locks the queue. No code between a change of `messages` and the
+    /// matching change of `bytes` can panic, so a poisoned lock still
+    /// guards a consistent queue and is used as is.
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -153,7 +179,7 @@ mod tests {
 
     #[test]
     fn push_beyond_capacity_drops_the_newest() {
-        let queue = PeerQueue::new(3);
+        let queue = PeerQueue::new(3, u64::MAX);
         assert_eq!(queue.push((1..=2).map(heartbeat).collect()), 0);
         assert_eq!(queue.push((3..=5).map(heartbeat).collect()), 2);
         assert_eq!(queue.push(vec![heartbeat(6)]), 1);
@@ -165,7 +191,7 @@ mod tests {
 
     #[test]
     fn batches_respect_the_byte_budget_but_take_at_least_one() {
-        let queue = PeerQueue::new(10);
+        let queue = PeerQueue::new(10, u64::MAX);
         queue.push(vec![append(1000), append(1000), heartbeat(1)]);
         assert_eq!(queue.take(10).len(), 1, "an oversized message still leaves");
         assert_eq!(
@@ -176,9 +202,33 @@ mod tests {
         assert!(queue.take(u64::MAX).is_empty());
     }
 
+    #[test]
+    fn push_beyond_the_byte_budget_drops_large_messages_but_not_small_ones() {
+        let queue = PeerQueue::new(10, 2500);
+        assert_eq!(queue.push(vec![append(1000), append(1000)]), 0);
+        assert_eq!(
+            queue.push(vec![append(1000), heartbeat(1)]),
+            1,
+            "the third append does not fit, the heartbeat does"
+        );
+        assert_eq!(queue.take(u64::MAX).len(), 3);
+        assert_eq!(
+            queue.push(vec![append(1000), append(1000)]),
+            0,
+            "room again"
+        );
+        assert_eq!(queue.clear(), 2);
+        assert_eq!(
+            queue.push(vec![append(4000)]),
+            0,
+            "alone, a large message fits"
+        );
+        assert_eq!(queue.push(vec![heartbeat(2)]), 1, "and fills the budget");
+    }
+
     #[tokio::test]
     async fn next_batch_wakes_on_push() {
-        let queue = std::sync::Arc::new(PeerQueue::new(10));
+        let queue = std::sync::Arc::new(PeerQueue::new(10, u64::MAX));
         let waiter = tokio::spawn({
             let queue = queue.clone();
             async move { queue.next_batch(u64::MAX).await }

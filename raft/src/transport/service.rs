@@ -7,7 +7,8 @@
 //!   is refused with `INVALID_ARGUMENT` and nothing of that batch is
 //!   delivered.
 //! - The stream is never blocked by the node: messages go into the node's
-//!   bounded inbound channel with `try_send`; when it is full they are
+//!   inbound queue (bounded in messages and bytes) with `try_send`; when it
+//!   is full they are
 //!   dropped and counted in `raft_inbound_messages_dropped_total`.
 //! - A stopped node (closed channel) ends the stream with `UNAVAILABLE`, so
 //!   the peer backs off and retries.
@@ -15,28 +16,27 @@
 use metrics::counter;
 use proto::raft::v1 as pb;
 use proto::raft::v1::raft_server::{Raft, RaftServer};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
-use crate::core::Message;
+use crate::core::{Message, NodeId};
 use crate::metrics as names;
 use crate::transport::GRPC_MESSAGE_BYTES_MAX;
 use crate::transport::convert::message_from_proto;
 use crate::transport::error::TransportError;
+use crate::transport::inbound::{InboundSender, Refused};
 
 /// Receives the Raft messages of one group and passes them to its node.
 #[derive(Clone, Debug)]
 pub struct RaftService {
     group: u64,
-    inbound: mpsc::Sender<Message>,
+    inbound: InboundSender,
 }
 
 impl RaftService {
     /// Returns a service for `group` that hands messages to `inbound`, the
-    /// node's bounded channel.
-    pub fn new(group: u64, inbound: mpsc::Sender<Message>) -> RaftService {
+    /// node's bounded queue.
+    pub fn new(group: u64, inbound: InboundSender) -> RaftService {
         RaftService { group, inbound }
     }
 
@@ -63,10 +63,11 @@ impl RaftService {
             .map(message_from_proto)
             .collect::<Result<Vec<Message>, _>>()?;
         for message in messages {
+            let dropped = (message.from, message.to, message.body.kind_name());
             match self.inbound.try_send(message) {
                 Ok(()) => {}
-                Err(TrySendError::Full(message)) => self.count_dropped(&message),
-                Err(TrySendError::Closed(_)) => {
+                Err(Refused::Full) => self.count_dropped(dropped),
+                Err(Refused::Closed) => {
                     return Err(TransportError::NodeStopped { group: self.group });
                 }
             }
@@ -74,18 +75,18 @@ impl RaftService {
         Ok(())
     }
 
-    fn count_dropped(&self, message: &Message) {
+    fn count_dropped(&self, (from, to, kind): (NodeId, NodeId, &'static str)) {
         debug!(
             group = self.group,
-            from = message.from.0,
-            to = message.to.0,
-            kind = message.body.kind_name(),
+            from = from.0,
+            to = to.0,
+            kind,
             "inbound queue full, dropping message"
         );
         counter!(
             names::RAFT_INBOUND_MESSAGES_DROPPED_TOTAL,
             "group" => self.group.to_string(),
-            "node" => message.to.0.to_string()
+            "node" => to.0.to_string()
         )
         .increment(1);
     }

@@ -110,7 +110,10 @@ impl TestCluster {
         }
         let db = storage.db();
         let machine = RegisterMachine::open(db.clone())?;
-        let (inbound_sender, inbound) = tokio::sync::mpsc::channel(16 * 1024);
+        let (inbound_sender, inbound) = raft::transport::inbound_queue(
+            raft::transport::inbound::INBOUND_MESSAGES_MAX,
+            raft::transport::inbound::INBOUND_BYTES_MAX,
+        );
         let grpc = GrpcTransport::new(GROUP, id, self.addresses.clone());
         let transport = Arc::new(FaultyTransport::new(grpc, Faults::new(id.0)));
         let faults = transport.faults();

@@ -2,8 +2,9 @@
 //! public `kv.v1.ShardCtrler` API and the Raft peer protocol on `--listen`,
 //! and `/metrics`, `/healthz`, `/readyz` on `--http`.
 //!
-//! Exit codes: 0 clean stop, 2 bad flags or an address that cannot be
-//! bound, 3 a storage failure (corruption, I/O): an operator must act.
+//! Exit codes ([`raft::exit_code`]): 0 clean stop, 2 bad flags or an
+//! address that cannot be bound, 3 a storage failure (corruption, I/O), 4
+//! the installed snapshot cannot be restored: an operator must act.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,10 +16,7 @@ use raft::server_flags::ServerFlags;
 use shardctrler::server::Stopped;
 use shardctrler::{Replica, ReplicaOptions, StartError};
 
-/// Exit code for bad flags or a bind failure.
-const EXIT_CONFIG: u8 = 2;
-/// Exit code when storage fails: an operator must act.
-const EXIT_STORAGE: u8 = 3;
+use raft::exit_code::{CONFIG as EXIT_CONFIG, STORAGE as EXIT_STORAGE};
 
 /// One replica of the shard controller: the Raft-replicated service that
 /// holds the numbered configurations (which group owns each shard).
@@ -110,7 +108,7 @@ async fn run(args: Args) -> ExitCode {
         }
         Stopped::Storage(error) => {
             tracing::error!(%error, "the raft node stopped on a storage failure");
-            ExitCode::from(EXIT_STORAGE)
+            ExitCode::from(raft::exit_code::for_storage_error(&error))
         }
         Stopped::NodePanicked(reason) => {
             tracing::error!(reason, "the raft node failed");
@@ -122,6 +120,7 @@ async fn run(args: Args) -> ExitCode {
 fn start_exit_code(error: &StartError) -> u8 {
     match error {
         StartError::Config(_) | StartError::Bind { .. } => EXIT_CONFIG,
-        StartError::Storage(_) | StartError::Node(_) => EXIT_STORAGE,
+        StartError::Storage(error) => raft::exit_code::for_storage_error(error),
+        StartError::Node(error) => raft::exit_code::for_start_error(error),
     }
 }

@@ -1,5 +1,9 @@
 //! Election Safety (Raft §5.2, Figure 3): at most one leader can be elected
 //! in a given term.
+//!
+//! Checked continuously: after every Ready a node handles, if it leads, its
+//! term is recorded; a second node leading a recorded term fails, even if
+//! the simulator never saw it take office (it crashed in that Ready).
 
 use crate::core::{NodeId, Term};
 use crate::sim::invariants::{Invariants, Violation};

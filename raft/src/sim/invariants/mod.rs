@@ -1,20 +1,33 @@
 //! Safety invariants of Raft, checked by the simulator after every step,
-//! one property per file (Raft paper §5.2, Figure 3):
-//! - [`election_safety`]: at most one leader per term;
+//! one property per file (Raft paper §5.2, §5.4, Figures 2 and 3):
+//! - [`election_safety`]: at most one leader per term, checked for every
+//!   node that leads after each Ready it handles, not only on taking
+//!   office;
 //! - [`leader_append_only`]: a leader never overwrites or deletes its log;
 //! - [`log_matching`]: same index and term means same entry and same prefix;
-//! - [`leader_completeness`]: a new leader holds every committed entry;
-//! - [`state_machine_safety`]: no two nodes apply different entries at one
-//!   index, and no node's applied sequence ever changes.
+//! - [`leader_completeness`]: every leader holds every entry committed in
+//!   an earlier term, checked continuously against everything any node
+//!   counts committed (its commit index), not only what was applied;
+//! - [`commit_safety`]: when a leader advances its commit index, no node
+//!   lacking that entry could still win an election (crashed nodes count
+//!   with their disks);
+//! - [`vote_uniqueness`]: a node votes for at most one candidate per term,
+//!   across restarts (the vote it acted on is on its disk when it comes
+//!   back);
+//! - [`state_machine_safety`]: no two nodes apply (or restore a snapshot
+//!   of) different state at one index, and no node's applied sequence ever
+//!   changes.
 //!
 //! The linearizability of the client history is checked at the end of a
 //! run by [`crate::sim::linearizability`].
 
+pub mod commit_safety;
 pub mod election_safety;
 pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod log_matching;
 pub mod state_machine_safety;
+pub mod vote_uniqueness;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -52,6 +65,34 @@ pub struct Invariants {
     applied_max: LogIndex,
     /// Each node's last applied index, for the no-gap, no-change check.
     last_applied: BTreeMap<NodeId, LogIndex>,
+    /// State machine safety: index -> hash of the snapshot data taken or
+    /// restored at that index. Lookups only.
+    snapshots: HashMap<LogIndex, u64>,
+    /// Leader completeness: index -> committed entry (below the highest
+    /// committed index; an index a node skipped by a snapshot may be
+    /// missing). Lookups only.
+    committed: HashMap<LogIndex, CommittedEntry>,
+    /// The highest index any node counted committed.
+    committed_max: LogIndex,
+    /// Leader completeness: (leader, term) -> the index up to which its log
+    /// was checked against the committed entries.
+    leader_checked: BTreeMap<(NodeId, Term), LogIndex>,
+    /// Commit safety: each node's commit index as last checked (reset on
+    /// restart, which may take it back).
+    commit_checked: BTreeMap<NodeId, LogIndex>,
+    /// Vote uniqueness: (voter, term) -> the candidate it voted for.
+    votes: BTreeMap<(NodeId, Term), NodeId>,
+}
+
+/// An entry some node counts committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommittedEntry {
+    /// The entry's term.
+    pub term: Term,
+    /// The lowest term of a node seen counting it committed: the entry was
+    /// committed in that term or earlier, so every leader of a later term
+    /// must hold it.
+    pub committed_in: Term,
 }
 
 /// Returns a stable hash of an entry payload.
@@ -71,5 +112,10 @@ impl Invariants {
     /// Returns the highest index applied by any node.
     pub fn applied_max(&self) -> LogIndex {
         self.applied_max
+    }
+
+    /// Returns the highest index any node counted committed.
+    pub fn committed_max(&self) -> LogIndex {
+        self.committed_max
     }
 }

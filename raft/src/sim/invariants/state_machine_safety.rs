@@ -1,7 +1,10 @@
 //! State Machine Safety (Raft §5.4.3, Figure 3): if a server has applied a
 //! log entry at a given index, no other server ever applies a different log
 //! entry for the same index. Also: each node applies indexes in order with
-//! no gap, so what it applied never changes.
+//! no gap, so what it applied never changes; and a snapshot taken or
+//! restored at an index holds the same state on every node (a snapshot is
+//! the applied state, so a chunk corrupted in flight and installed anyway
+//! fails here).
 
 use crate::core::{Entry, LogIndex, NodeId, Term};
 use crate::sim::invariants::{Invariants, Violation, payload_hash};
@@ -53,6 +56,27 @@ impl Invariants {
         let last = self.last_applied.entry(node).or_default();
         *last = index;
         self.applied_max = self.applied_max.max(index);
+        Ok(())
+    }
+
+    /// Records that `node` took or restored a snapshot at `index` whose
+    /// data is `data`.
+    pub fn observe_snapshot_data(
+        &mut self,
+        node: NodeId,
+        index: LogIndex,
+        data: &[u8],
+    ) -> Result<(), Violation> {
+        let seen = payload_hash(data);
+        let first = *self.snapshots.entry(index).or_insert(seen);
+        if first != seen {
+            return Err(Violation {
+                invariant: "state_machine_safety",
+                detail: format!(
+                    "node {node} holds a snapshot at {index} with data {seen:x}, another node's has {first:x}"
+                ),
+            });
+        }
         Ok(())
     }
 
