@@ -30,6 +30,7 @@ pub fn for_storage_error(error: &StorageError) -> u8 {
 pub fn for_start_error(error: &Error) -> u8 {
     match error {
         Error::Storage(storage) => for_storage_error(storage),
+        Error::InvalidConfig(_) => CONFIG,
         _ => STORAGE,
     }
 }

@@ -107,14 +107,26 @@ impl RegisterReader {
         RegisterReader { db }
     }
 
-    /// Returns the value of `key`, if any.
+    /// Returns the value of `key`, if any, read from one consistent view
+    /// of the map.
+    ///
+    /// # Errors
+    /// [`StorageError::SnapshotUnavailable`] while the map is being
+    /// restored from a snapshot (its data is then partial), or
+    /// [`StorageError::Io`] if reading fails.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let data = self
-            .db
-            .cf_handle(DATA_CF)
-            .ok_or_else(|| StorageError::Io("missing data column family".into()))?;
-        self.db
-            .get_cf(data, key)
+        let missing = |name: &str| StorageError::Io(format!("missing {name} column family"));
+        let data = self.db.cf_handle(DATA_CF).ok_or_else(|| missing(DATA_CF))?;
+        let meta = self.db.cf_handle(META_CF).ok_or_else(|| missing(META_CF))?;
+        let view = self.db.snapshot();
+        if let Some(raw) = view
+            .get_cf(meta, RESTORING_KEY)
+            .map_err(|e| io_error("reading the restore marker", e))?
+        {
+            let index = raw.as_slice().try_into().map_or(0, u64::from_be_bytes);
+            return Err(StorageError::SnapshotUnavailable(LogIndex(index)));
+        }
+        view.get_cf(data, key)
             .map_err(|e| io_error("reading a value", e))
     }
 }
@@ -423,11 +435,6 @@ where
     })
 }
 
-/// A value longer than this in a snapshot record means the record is
-/// corrupt (the servers refuse values over 1 MiB; appends may grow one
-/// past that, not by this much).
-const RECORD_VALUE_BYTES_MAX: usize = 64 << 20;
-
 /// What the start of a snapshot byte stream holds.
 enum Record<'a> {
     /// A whole (key, value) record and the bytes after it.
@@ -455,12 +462,10 @@ fn next_record(bytes: &[u8]) -> Record<'_> {
     let Some(value_length) = bytes.get(4 + key_length..8 + key_length) else {
         return Record::Incomplete;
     };
+    // Values have no limit of their own (appends grow them), so only the
+    // u32 prefix bounds one: a damaged length shows as data that ends
+    // inside the record.
     let value_length = u32::from_be_bytes(value_length.try_into().expect("4 bytes")) as usize;
-    if value_length > RECORD_VALUE_BYTES_MAX {
-        return Record::Invalid(format!(
-            "value of {value_length} bytes, over {RECORD_VALUE_BYTES_MAX}"
-        ));
-    }
     let end = 8 + key_length + value_length;
     if bytes.len() < end {
         return Record::Incomplete;
@@ -578,6 +583,11 @@ mod tests {
         });
         target.begin_restore(LogIndex(9)).expect("begin");
         assert_eq!(target.applied_index(), LogIndex(0));
+        assert_eq!(
+            RegisterReader::new(target.db.clone()).get(b"k"),
+            Err(StorageError::SnapshotUnavailable(LogIndex(9))),
+            "readers see no partly restored map"
+        );
         let mut record = BytesMut::new();
         record.put_u32(1);
         record.put_slice(b"a");

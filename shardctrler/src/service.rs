@@ -155,7 +155,9 @@ impl CtrlerService {
                     .unwrap_or_default();
                 Ok((pb::Status::WrongLeader, hint))
             }
-            ProposeError::Timeout { .. } => Ok((pb::Status::Timeout, String::new())),
+            ProposeError::Timeout { .. } | ProposeError::OutcomeUnknown { .. } => {
+                Ok((pb::Status::Timeout, String::new()))
+            }
             overloaded @ ProposeError::Overloaded { .. } => Err(Status::resource_exhausted(
                 format!("controller {overloaded}"),
             )),

@@ -15,7 +15,7 @@ use proto::kv::v1::shard_kv_server::{ShardKv, ShardKvServer};
 use proto::kv::v1::{
     DeleteRequest, GetReply, GetRequest, PutRequest, Status as KvStatus, WriteReply,
 };
-use raft::core::{Membership, NodeId};
+use raft::core::{Membership, NodeId, StorageError};
 use raft::driver::{NodeOptions, ProposeError, RaftHandle, spawn_node};
 use raft::exit_code::{CONFIG as EXIT_CONFIG, STORAGE as EXIT_STORAGE};
 use raft::register::{KEY_BYTES_MAX, RegisterCommand, RegisterMachine, RegisterReader};
@@ -71,7 +71,9 @@ impl RegisterService {
         let status = match &result {
             Ok(()) => KvStatus::Ok,
             Err(ProposeError::NotLeader { .. }) => KvStatus::WrongLeader,
-            Err(ProposeError::Timeout { .. }) => KvStatus::Timeout,
+            Err(ProposeError::Timeout { .. } | ProposeError::OutcomeUnknown { .. }) => {
+                KvStatus::Timeout
+            }
             Err(overloaded @ ProposeError::Overloaded { .. }) => {
                 return Err(Status::resource_exhausted(overloaded.to_string()));
             }
@@ -132,10 +134,12 @@ impl ShardKv for RegisterService {
                 value: Bytes::new(),
             }));
         }
-        let value = self
-            .reader
-            .get(&key)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let value = self.reader.get(&key).map_err(|error| match error {
+            StorageError::SnapshotUnavailable(_) => {
+                Status::unavailable(format!("this replica is restoring a snapshot: {error}"))
+            }
+            other => Status::internal(other.to_string()),
+        })?;
         Ok(Response::new(GetReply {
             status: KvStatus::Ok as i32,
             leader_hint: String::new(),

@@ -307,7 +307,10 @@ impl<S: Storage> Raft<S> {
         progress.recent_active = true;
         progress.probe_sent = false;
         let state = progress.state;
-        if state == ProgressState::Replicate && progress.inflights.full() {
+        // A full window on a heartbeat response suggests a lost append:
+        // free the oldest until one may go (one message may not be enough
+        // when the window is full by bytes).
+        while state == ProgressState::Replicate && progress.inflights.full() {
             progress.inflights.free_first();
         }
         let lagging = progress.matched < last_index;

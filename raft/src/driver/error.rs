@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-use crate::core::NodeId;
+use crate::core::{LogIndex, NodeId};
 
 /// Why a request to a running node did not succeed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -31,6 +31,14 @@ pub enum ProposeError {
     Timeout {
         /// The deadline, in milliseconds.
         millis: u64,
+    },
+    /// The proposal's index was covered by a snapshot from the leader
+    /// before it applied here: it may or may not have been applied (like
+    /// `Timeout`).
+    #[error("outcome unknown: index {index} was replaced by a snapshot before it applied")]
+    OutcomeUnknown {
+        /// The proposal's index.
+        index: LogIndex,
     },
     /// The node has stopped (shutdown or fatal error).
     #[error("the raft node has stopped")]

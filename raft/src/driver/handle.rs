@@ -85,7 +85,9 @@ impl<O: Send + 'static> RaftHandle<O> {
         status: watch::Receiver<Status>,
         timeout: Duration,
     ) -> Self {
-        let queue_bytes_max = u32::try_from(queue_bytes_max.max(1)).unwrap_or(u32::MAX);
+        let queue_bytes_max = u32::try_from(queue_bytes_max.max(1))
+            .unwrap_or(u32::MAX)
+            .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
         RaftHandle {
             requests,
             queue_bytes: Arc::new(Semaphore::new(queue_bytes_max as usize)),

@@ -9,12 +9,14 @@
 //!   holds at most one membership entry, and only as its last.
 //! - A restore is `begin_restore`, `restore_chunk` for each chunk in
 //!   order, then `finish_restore`; the driver calls `finish_restore` only
-//!   after the whole snapshot was read and checked. From `begin_restore`
-//!   until `finish_restore` the state is marked, durably for a persistent
-//!   application, as being restored: `applied_index` answers 0 (even after
-//!   a restart), so the node restores again or refuses to start, and never
-//!   serves a partly restored state. The snapshot's index becomes the
-//!   applied index only in `finish_restore`.
+//!   after the whole snapshot was read and checked. Until `finish_restore`
+//!   no state may be taken as the state at the snapshot's index: the
+//!   applied index, in memory and as stored, stays below it (a persistent
+//!   application that writes restored data before the end marks the state
+//!   as being restored, durably, and answers 0), so after a failure or a
+//!   restart the node restores again or refuses to start, and never serves
+//!   a partly restored state. The snapshot's index becomes the applied
+//!   index only in `finish_restore`.
 //! - `snapshot` returns the state at `applied_index` as bounded chunks.
 
 use bytes::Bytes;
@@ -47,10 +49,10 @@ pub trait StateMachine: Send + 'static {
     /// chunks, produced lazily so the state is never held whole.
     fn snapshot(&self) -> Box<dyn Iterator<Item = Bytes> + '_>;
 
-    /// Starts replacing the state with the snapshot taken at `index`:
-    /// marks the state as being restored (so `applied_index` answers 0
-    /// until [`StateMachine::finish_restore`], across restarts too) and
-    /// drops the current state.
+    /// Starts replacing the state with the snapshot taken at `index`. Until
+    /// [`StateMachine::finish_restore`], `applied_index` (and the one a
+    /// restart would read) stays below `index`; the current state may be
+    /// dropped now or at the end.
     ///
     /// # Errors
     /// [`StorageError`] if the state cannot be written.

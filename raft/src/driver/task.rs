@@ -205,18 +205,23 @@ fn nanos_now() -> u64 {
 ///
 /// # Errors
 /// [`StorageError::SnapshotRestore`] naming the snapshot and how far the
-/// restore got.
+/// restore got, or [`StorageError::Io`] if the storage failed.
 fn restore_machine<S: SnapshotStore, M: StateMachine>(
     storage: &S,
     machine: &mut M,
 ) -> Result<(), StorageError> {
     let meta = storage.snapshot_meta();
     let mut position = 0u64;
-    let failed = |position: u64, cause: StorageError| StorageError::SnapshotRestore {
-        index: meta.index,
-        term: meta.term,
-        position,
-        detail: cause.to_string(),
+    // An I/O failure (a full disk) stays one: it is the environment's, not
+    // the snapshot's, and the same data may restore once it is fixed.
+    let failed = |position: u64, cause: StorageError| match cause {
+        StorageError::Io(_) => cause,
+        cause => StorageError::SnapshotRestore {
+            index: meta.index,
+            term: meta.term,
+            position,
+            detail: cause.to_string(),
+        },
     };
     machine
         .begin_restore(meta.index)
@@ -292,9 +297,14 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
             } => {
                 drop(queued_bytes);
                 let bytes = data.len() as u64;
+                // Only a leader's budget matters: elsewhere the proposal is
+                // refused as NotLeader, with a hint, whatever is pending.
+                let leading = self.last_role == Role::Leader;
                 let over_bytes = !self.proposals.is_empty()
                     && self.proposal_bytes + bytes > self.options.proposal_bytes_in_flight_max;
-                if self.proposals.len() >= self.options.proposals_in_flight_max || over_bytes {
+                if leading
+                    && (self.proposals.len() >= self.options.proposals_in_flight_max || over_bytes)
+                {
                     self.metrics.proposal(ProposalOutcome::Rejected);
                     let _ = reply.send(Err(ProposeError::Overloaded {
                         in_flight: self.proposals.len(),
@@ -403,7 +413,13 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
                 index = meta.index.0,
                 "restoring from snapshot"
             );
+            assert_eq!(
+                &self.node.storage().snapshot_meta(),
+                meta,
+                "the storage installed the Ready's snapshot"
+            );
             restore_machine(self.node.storage(), &mut self.machine)?;
+            self.answer_proposals_replaced_by(meta.index);
             self.log_bytes_since_snapshot = 0;
             self.metrics.snapshot_received();
         }
@@ -474,6 +490,23 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
             let _ = pending
                 .reply
                 .send(Err(ProposeError::NotLeader { leader_hint }));
+        }
+    }
+
+    /// Answers every proposal at or below `index`, which a snapshot from
+    /// the leader replaced before it applied here: each may or may not be
+    /// in the snapshot.
+    fn answer_proposals_replaced_by(&mut self, index: LogIndex) {
+        while let Some(entry) = self.proposals.first_entry() {
+            if *entry.key() > index {
+                break;
+            }
+            let (index, pending) = entry.remove_entry();
+            self.proposal_bytes -= pending.bytes;
+            self.metrics.proposal(ProposalOutcome::Dropped);
+            let _ = pending
+                .reply
+                .send(Err(ProposeError::OutcomeUnknown { index }));
         }
     }
 

@@ -16,8 +16,8 @@ pub use mem::MemStorage;
 pub(crate) use mem::limit_size;
 #[cfg(feature = "node")]
 pub use rocks::{
-    CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CHUNK_RECORD_BYTES_MAX, RocksStorage,
-    SnapshotData, SnapshotWriter, WrittenSnapshot,
+    CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CHUNK_RECORD_BYTES_MAX, MEMTABLES_BYTES_MAX,
+    RocksStorage, SnapshotData, SnapshotWriter, WrittenSnapshot,
 };
 
 use bytes::Bytes;

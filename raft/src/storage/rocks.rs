@@ -144,8 +144,8 @@ fn write_batch(
     db.write_opt(batch, &options).map_err(io_error(context))
 }
 
-/// The memory all memtables together may use before RocksDB flushes the
-/// largest (128 MiB).
+/// The memory all memtables together may use before RocksDB starts
+/// flushing them (128 MiB): a flush trigger, not a hard cap.
 pub const MEMTABLES_BYTES_MAX: usize = 128 << 20;
 
 /// Opens (creating if missing) the database at `dir` with every column

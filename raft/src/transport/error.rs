@@ -1,7 +1,8 @@
 //! Errors of the transport: a peer's message that cannot become a core
 //! [`Message`](crate::core::Message) ([`ConvertError`]), and the reasons the
 //! server refuses a stream ([`TransportError`]), mapped to gRPC statuses by
-//! one function, [`TransportError::to_status`].
+//! one function, [`TransportError::to_status`], and why the node's inbound
+//! queue did not take a message ([`Refused`]).
 //!
 //! Invariants:
 //! - Decoding a peer's message never panics: every malformed input maps to a
@@ -93,4 +94,16 @@ impl TransportError {
             TransportError::NodeStopped { .. } => Status::unavailable(self.to_string()),
         }
     }
+}
+
+/// Why the node's inbound queue did not take a peer's message (the message
+/// is then dropped; Raft resends).
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue holds as many messages, or bytes, as it may.
+    #[error("the inbound queue is full")]
+    Full,
+    /// The node stopped: nothing reads the queue any more.
+    #[error("the node stopped")]
+    Closed,
 }

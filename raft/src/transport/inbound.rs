@@ -17,6 +17,7 @@ use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::core::Message;
+use crate::transport::error::Refused;
 use crate::transport::queue::wire_size_bytes;
 
 /// Messages the inbound queue holds by default.
@@ -91,15 +92,6 @@ impl InboundSender {
                 TrySendError::Closed(_) => Refused::Closed,
             })
     }
-}
-
-/// Why a message was not queued.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// The queue holds as many messages, or bytes, as it may.
-    Full,
-    /// The node stopped: nothing reads the queue any more.
-    Closed,
 }
 
 impl std::fmt::Debug for Queued {

@@ -31,7 +31,7 @@ mod service;
 
 use crate::core::{Message, NodeId};
 
-pub use error::{ConvertError, TransportError};
+pub use error::{ConvertError, Refused, TransportError};
 pub use faulty::{Faults, FaultyTransport};
 pub use grpc::{GrpcTransport, GrpcTransportConfig, RaftService};
 pub use inbound::{InboundReceiver, InboundSender, inbound_queue};

@@ -23,8 +23,9 @@ use crate::core::{Message, NodeId};
 use crate::metrics as names;
 use crate::transport::GRPC_MESSAGE_BYTES_MAX;
 use crate::transport::convert::message_from_proto;
+use crate::transport::error::Refused;
 use crate::transport::error::TransportError;
-use crate::transport::inbound::{InboundSender, Refused};
+use crate::transport::inbound::InboundSender;
 
 /// Receives the Raft messages of one group and passes them to its node.
 #[derive(Clone, Debug)]

@@ -218,6 +218,7 @@ impl TestCluster {
                     Err(
                         ProposeError::NotLeader { .. }
                         | ProposeError::Timeout { .. }
+                        | ProposeError::OutcomeUnknown { .. }
                         | ProposeError::Overloaded { .. },
                     ) => {}
                     Err(other) => panic!("put {key} failed: {other}"),
