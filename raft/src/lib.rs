@@ -10,6 +10,8 @@
 //! - `sim` (feature `sim`): the deterministic simulator that proves the
 //!   core's safety and liveness under seeded faults.
 
+#[cfg(feature = "node")]
+mod byte_budget;
 pub mod core;
 #[cfg(feature = "node")]
 pub mod driver;

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 
 use crate::core::{Entry, EntryKind, LogIndex, StorageError};
@@ -119,12 +119,11 @@ impl RegisterReader {
         let data = self.db.cf_handle(DATA_CF).ok_or_else(|| missing(DATA_CF))?;
         let meta = self.db.cf_handle(META_CF).ok_or_else(|| missing(META_CF))?;
         let view = self.db.snapshot();
-        if let Some(raw) = view
+        let marker = view
             .get_cf(meta, RESTORING_KEY)
-            .map_err(|e| io_error("reading the restore marker", e))?
-        {
-            let index = raw.as_slice().try_into().map_or(0, u64::from_be_bytes);
-            return Err(StorageError::SnapshotUnavailable(LogIndex(index)));
+            .map_err(|e| io_error("reading the restore marker", e))?;
+        if let Some(index) = decode_index(RESTORING_KEY, marker)? {
+            return Err(StorageError::SnapshotUnavailable(index));
         }
         view.get_cf(data, key)
             .map_err(|e| io_error("reading a value", e))
@@ -145,11 +144,35 @@ struct RestoreProgress {
     index: LogIndex,
     /// The records written so far.
     records: u64,
-    /// The start of a record the next chunk completes.
-    pending: Vec<u8>,
+    /// The start of a record the next chunks complete.
+    pending: BytesMut,
 }
 
 impl RestoreProgress {
+    /// Adds to `batch` every whole record at the start of `bytes` and
+    /// returns how many bytes they take.
+    fn put_records(
+        &mut self,
+        batch: &mut WriteBatch,
+        data: &rocksdb::ColumnFamily,
+        bytes: &[u8],
+    ) -> Result<usize, StorageError> {
+        let mut rest = bytes;
+        loop {
+            match next_record(rest) {
+                Record::Complete { key, value, tail } => {
+                    batch.put_cf(data, key, value);
+                    self.records += 1;
+                    rest = tail;
+                }
+                Record::Incomplete => return Ok(bytes.len() - rest.len()),
+                Record::Invalid(detail) => {
+                    return Err(self.corruption(format!("record {}: {detail}", self.records)));
+                }
+            }
+        }
+    }
+
     fn corruption(&self, detail: String) -> StorageError {
         StorageError::Corruption {
             index: self.index,
@@ -169,10 +192,15 @@ fn read_index(
     meta: &rocksdb::ColumnFamily,
     key: &[u8],
 ) -> Result<Option<LogIndex>, StorageError> {
-    let Some(raw) = db
+    let raw = db
         .get_cf(meta, key)
-        .map_err(|e| io_error("reading the meta column family", e))?
-    else {
+        .map_err(|e| io_error("reading the meta column family", e))?;
+    decode_index(key, raw)
+}
+
+/// Decodes the log index read from `meta` under `key`, if any.
+fn decode_index(key: &[u8], raw: Option<Vec<u8>>) -> Result<Option<LogIndex>, StorageError> {
+    let Some(raw) = raw else {
         return Ok(None);
     };
     let bytes: [u8; 8] = raw
@@ -313,12 +341,13 @@ impl StateMachine for RegisterMachine {
         self.restoring = Some(RestoreProgress {
             index,
             records: 0,
-            pending: Vec::new(),
+            pending: BytesMut::new(),
         });
         Ok(())
     }
 
     fn restore_chunk(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        // The handle borrows `db` alone, apart from `restoring`.
         let data = self
             .db
             .cf_handle(DATA_CF)
@@ -327,32 +356,20 @@ impl StateMachine for RegisterMachine {
             .restoring
             .as_mut()
             .expect("restore_chunk follows begin_restore");
-        // The chunks are one byte stream: a record may straddle two.
-        let stream = if progress.pending.is_empty() {
-            chunk
-        } else {
-            let mut joined = BytesMut::from(&progress.pending[..]);
-            joined.extend_from_slice(&chunk);
-            joined.freeze()
-        };
+        // The chunks are one byte stream: a record may straddle two (or
+        // more: a value may be larger than a chunk), so what a chunk leaves
+        // unfinished is kept, and the next chunk appended to it.
         let mut batch = WriteBatch::default();
-        let mut rest = &stream[..];
-        loop {
-            match next_record(rest) {
-                Record::Complete { key, value, tail } => {
-                    batch.put_cf(data, key, value);
-                    progress.records += 1;
-                    rest = tail;
-                }
-                Record::Incomplete => break,
-                Record::Invalid(detail) => {
-                    return Err(
-                        progress.corruption(format!("record {}: {detail}", progress.records))
-                    );
-                }
-            }
+        if progress.pending.is_empty() {
+            let used = progress.put_records(&mut batch, data, &chunk)?;
+            progress.pending.extend_from_slice(&chunk[used..]);
+        } else {
+            progress.pending.extend_from_slice(&chunk);
+            let pending = std::mem::take(&mut progress.pending);
+            let used = progress.put_records(&mut batch, data, &pending)?;
+            progress.pending = pending;
+            progress.pending.advance(used);
         }
-        progress.pending = rest.to_vec();
         self.try_write(batch, "writing restored records")
     }
 

@@ -9,6 +9,7 @@ mod real_nodes;
 use std::time::Duration;
 
 use raft::core::{NodeId, StorageError};
+use raft::register::RegisterCommand;
 use real_nodes::{TestCluster, fast_options, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -93,39 +94,17 @@ fn snapshotting_options(id: NodeId) -> raft::driver::NodeOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn follower_down_for_10000_entries_catches_up_by_snapshot() {
     let mut cluster = TestCluster::start(3, snapshotting_options).await;
-    let leader = cluster.wait_for_leader(DEADLINE).await;
-    let follower = (1..=3)
-        .map(NodeId)
-        .find(|&id| id != leader)
-        .expect("a follower");
-    cluster.kill(follower).await;
-    let handle = cluster.node(leader).handle.clone();
-    let writers: Vec<_> = (0..50)
+    let writers = (0..50)
         .map(|writer| {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                for i in 0..200 {
-                    let command = raft::register::RegisterCommand::Put {
-                        key: format!("w{writer}-{i}").into(),
-                        value: format!("{i}").into(),
-                    };
-                    handle
-                        .propose(command.encode())
-                        .await
-                        .expect("leader stays up");
-                }
-            })
+            (0..200)
+                .map(|i| RegisterCommand::Put {
+                    key: format!("w{writer}-{i}").into(),
+                    value: format!("{i}").into(),
+                })
+                .collect()
         })
         .collect();
-    for writer in writers {
-        writer.await.expect("writer");
-    }
-    cluster.restart(follower).await.expect("restart");
-    let target = cluster.node(leader).handle.status().commit;
-    wait_for("the follower catches up", DEADLINE, || async {
-        cluster.node(follower).handle.status().applied >= target
-    })
-    .await;
+    let (_, follower) = catch_up_after_missing(&mut cluster, writers, DEADLINE).await;
     assert!(
         cluster.node(follower).handle.status().first_index.0 > 1000,
         "the follower's log starts after a snapshot"
@@ -134,6 +113,48 @@ async fn follower_down_for_10000_entries_catches_up_by_snapshot() {
         cluster.local_value(follower, "w49-199").as_deref(),
         Some("199")
     );
+}
+
+/// Kills a follower, proposes each writer's commands through the leader
+/// (the writers concurrently, each in order), restarts the follower and
+/// waits, at most `deadline`, until it applied the leader's commit index.
+/// Returns the leader and the follower.
+async fn catch_up_after_missing(
+    cluster: &mut TestCluster,
+    writers: Vec<Vec<RegisterCommand>>,
+    deadline: Duration,
+) -> (NodeId, NodeId) {
+    let leader = cluster.wait_for_leader(DEADLINE).await;
+    let follower = (1..=3)
+        .map(NodeId)
+        .find(|&id| id != leader)
+        .expect("a follower");
+    cluster.kill(follower).await;
+    let handle = cluster.node(leader).handle.clone();
+    let tasks: Vec<_> = writers
+        .into_iter()
+        .map(|commands| {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                for command in commands {
+                    handle
+                        .propose(command.encode())
+                        .await
+                        .expect("leader stays up");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    cluster.restart(follower).await.expect("restart");
+    let target = cluster.node(leader).handle.status().commit;
+    wait_for("the follower catches up", deadline, || async {
+        cluster.node(follower).handle.status().applied >= target
+    })
+    .await;
+    (leader, follower)
 }
 
 fn large_state_options(id: NodeId) -> raft::driver::NodeOptions {
@@ -160,43 +181,22 @@ fn large_value(i: usize) -> Vec<u8> {
 // wait until it applied the leader's commit index, compare every value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn follower_catches_up_on_a_large_state_by_snapshot() {
-    let deadline = Duration::from_secs(60);
     let mut cluster = TestCluster::start(3, large_state_options).await;
-    let leader = cluster.wait_for_leader(DEADLINE).await;
-    let follower = (1..=3)
-        .map(NodeId)
-        .find(|&id| id != leader)
-        .expect("a follower");
-    cluster.kill(follower).await;
-    let handle = cluster.node(leader).handle.clone();
-    let writers: Vec<_> = (0..8)
+    let writers = (0..8)
         .map(|writer| {
-            let handle = handle.clone();
-            tokio::spawn(async move {
-                for i in (writer..LARGE_VALUES).step_by(8) {
-                    let command = raft::register::RegisterCommand::Put {
-                        key: format!("big-{i}").into(),
-                        value: large_value(i).into(),
-                    };
-                    handle
-                        .propose(command.encode())
-                        .await
-                        .expect("leader stays up");
-                }
-            })
+            (writer..LARGE_VALUES)
+                .step_by(8)
+                .map(|i| RegisterCommand::Put {
+                    key: format!("big-{i}").into(),
+                    value: large_value(i).into(),
+                })
+                .collect()
         })
         .collect();
-    for writer in writers {
-        writer.await.expect("writer");
-    }
+    let deadline = Duration::from_secs(60);
+    let (leader, follower) = catch_up_after_missing(&mut cluster, writers, deadline).await;
     let leader_first = cluster.node(leader).handle.status().first_index;
     assert!(leader_first.0 > 200, "the leader compacted its log");
-    cluster.restart(follower).await.expect("restart");
-    let target = cluster.node(leader).handle.status().commit;
-    wait_for("the follower catches up", deadline, || async {
-        cluster.node(follower).handle.status().applied >= target
-    })
-    .await;
     assert!(
         cluster.node(follower).handle.status().first_index.0 > 200,
         "the follower's log starts after a snapshot"
@@ -269,7 +269,7 @@ async fn membership_changes_under_load_lose_no_write() {
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let key = format!("load{i}");
-                let command = raft::register::RegisterCommand::Put {
+                let command = RegisterCommand::Put {
                     key: key.clone().into(),
                     value: "x".into(),
                 };

@@ -78,18 +78,14 @@ impl Totals {
     fn add(&mut self, report: &SeedReport) {
         self.operations += report.operations;
         self.inconclusive += usize::from(report.linearizability_inconclusive);
-        self.corrupted.chunks_delivered += report.corrupted.chunks_delivered;
-        self.corrupted.dropped += report.corrupted.dropped;
-        self.corrupted.chunks_broken += report.corrupted.chunks_broken;
+        self.corrupted += report.corrupted;
     }
 
     fn merge(&mut self, other: Totals) {
         self.failures += other.failures;
         self.operations += other.operations;
         self.inconclusive += other.inconclusive;
-        self.corrupted.chunks_delivered += other.corrupted.chunks_delivered;
-        self.corrupted.dropped += other.corrupted.dropped;
-        self.corrupted.chunks_broken += other.corrupted.chunks_broken;
+        self.corrupted += other.corrupted;
     }
 }
 

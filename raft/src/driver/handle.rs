@@ -6,12 +6,12 @@
 //! proposal holds its share of the byte budget until the node's task takes
 //! it off the channel).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 
+use crate::byte_budget::ByteBudget;
 use crate::core::{ConfChange, LogIndex, NodeId, Status};
 use crate::driver::error::ProposeError;
 
@@ -56,9 +56,7 @@ pub enum Request<O> {
 pub struct RaftHandle<O> {
     requests: mpsc::Sender<Request<O>>,
     /// The byte budget of the proposals waiting in `requests`.
-    queue_bytes: Arc<Semaphore>,
-    /// The budget, in permits (at most `u32::MAX`).
-    queue_bytes_max: u32,
+    queue_bytes: ByteBudget,
     status: watch::Receiver<Status>,
     timeout: Duration,
 }
@@ -68,7 +66,6 @@ impl<O> Clone for RaftHandle<O> {
         RaftHandle {
             requests: self.requests.clone(),
             queue_bytes: self.queue_bytes.clone(),
-            queue_bytes_max: self.queue_bytes_max,
             status: self.status.clone(),
             timeout: self.timeout,
         }
@@ -85,13 +82,9 @@ impl<O: Send + 'static> RaftHandle<O> {
         status: watch::Receiver<Status>,
         timeout: Duration,
     ) -> Self {
-        let queue_bytes_max = u32::try_from(queue_bytes_max.max(1))
-            .unwrap_or(u32::MAX)
-            .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
         RaftHandle {
             requests,
-            queue_bytes: Arc::new(Semaphore::new(queue_bytes_max as usize)),
-            queue_bytes_max,
+            queue_bytes: ByteBudget::new(queue_bytes_max),
             status,
             timeout,
         }
@@ -105,18 +98,12 @@ impl<O: Send + 'static> RaftHandle<O> {
 
     /// Replicates `data`; returns its index and the application's answer.
     pub async fn propose(&self, data: Bytes) -> ProposalReply<O> {
-        let wanted = u32::try_from(data.len())
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.queue_bytes_max);
         let queued_bytes = self
             .queue_bytes
-            .clone()
-            .try_acquire_many_owned(wanted)
-            .map_err(|_| ProposeError::Overloaded {
+            .try_take(data.len() as u64)
+            .ok_or_else(|| ProposeError::Overloaded {
                 in_flight: self.requests.max_capacity() - self.requests.capacity(),
-                bytes_in_flight: u64::from(
-                    self.queue_bytes_max - self.queue_bytes.available_permits() as u32,
-                ),
+                bytes_in_flight: self.queue_bytes.in_use(),
             })?;
         let (reply, answer) = oneshot::channel();
         self.call(
@@ -172,9 +159,7 @@ impl<O: Send + 'static> RaftHandle<O> {
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => ProposeError::Overloaded {
                     in_flight: self.requests.max_capacity(),
-                    bytes_in_flight: u64::from(
-                        self.queue_bytes_max - self.queue_bytes.available_permits() as u32,
-                    ),
+                    bytes_in_flight: self.queue_bytes.in_use(),
                 },
                 mpsc::error::TrySendError::Closed(_) => ProposeError::Stopped,
             })?;

@@ -526,14 +526,8 @@ impl Cluster {
         if status.role != Role::Leader {
             return Ok(false);
         }
-        self.invariants.observe_leader(id, status.term)?;
-        self.invariants.check_leader_complete(
-            id,
-            status.term,
-            status.first_index,
-            status.last_index,
-            |index| core.term_at(index),
-        )?;
+        self.invariants
+            .check_leading(id, &status, |index| core.term_at(index))?;
         if advanced && let Some(entry_term) = core.term_at(status.commit) {
             let views = self.election_views(status.commit, entry_term);
             self.invariants.check_commit_safe(
@@ -610,14 +604,8 @@ impl Cluster {
             .soft_state
             .is_some_and(|soft| soft.role == Role::Leader)
         {
-            self.invariants.observe_leader(id, status.term)?;
-            self.invariants.check_leader_complete(
-                id,
-                status.term,
-                status.first_index,
-                status.last_index,
-                |index| core.term_at(index),
-            )?;
+            self.invariants
+                .check_leading(id, &status, |index| core.term_at(index))?;
         }
         Ok(())
     }

@@ -58,6 +58,14 @@ pub struct Corrupted {
     pub chunks_broken: u64,
 }
 
+impl std::ops::AddAssign for Corrupted {
+    fn add_assign(&mut self, other: Corrupted) {
+        self.chunks_delivered += other.chunks_delivered;
+        self.dropped += other.dropped;
+        self.chunks_broken += other.chunks_broken;
+    }
+}
+
 impl NetworkFaults {
     /// A network that delivers every message on the next tick, in order.
     pub fn reliable() -> NetworkFaults {

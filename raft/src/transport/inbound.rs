@@ -5,17 +5,16 @@
 //!
 //! Invariants:
 //! - At most `messages_max` messages and `bytes_max` bytes of them (their
-//!   approximate wire size) are queued at once; a message that does not
-//!   fit is refused at once, never waited for. A single message larger
-//!   than `bytes_max` is let in when the queue holds nothing else, so no
-//!   message is refused forever.
+//!   approximate wire size) are queued at once (a `ByteBudget`); a message
+//!   that does not fit is refused at once, never waited for. A single
+//!   message larger than `bytes_max` is let in when the queue holds nothing
+//!   else.
 //! - A message's bytes are released when the node takes it off the queue.
 
-use std::sync::Arc;
-
 use tokio::sync::mpsc::error::{TryRecvError, TrySendError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+use crate::byte_budget::ByteBudget;
 use crate::core::Message;
 use crate::transport::error::Refused;
 use crate::transport::queue::wire_size_bytes;
@@ -41,16 +40,11 @@ pub fn inbound_queue(messages_max: usize, bytes_max: u64) -> (InboundSender, Inb
         messages_max > 0 && bytes_max > 0,
         "inbound bounds must be positive"
     );
-    let permits = usize::try_from(bytes_max)
-        .unwrap_or(usize::MAX)
-        .min(Semaphore::MAX_PERMITS)
-        .min(u32::MAX as usize);
     let (sender, receiver) = mpsc::channel(messages_max);
     (
         InboundSender {
             sender,
-            bytes: Arc::new(Semaphore::new(permits)),
-            permits: permits as u32,
+            bytes: ByteBudget::new(bytes_max),
         },
         InboundReceiver { receiver },
     )
@@ -60,9 +54,7 @@ pub fn inbound_queue(messages_max: usize, bytes_max: u64) -> (InboundSender, Inb
 #[derive(Clone, Debug)]
 pub struct InboundSender {
     sender: mpsc::Sender<Queued>,
-    bytes: Arc<Semaphore>,
-    /// The byte budget, in permits (at most `u32::MAX`).
-    permits: u32,
+    bytes: ByteBudget,
 }
 
 impl InboundSender {
@@ -76,12 +68,10 @@ impl InboundSender {
         if self.sender.is_closed() {
             return Err(Refused::Closed);
         }
-        let wanted = u32::try_from(wire_size_bytes(&message))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.permits);
-        let Ok(bytes) = self.bytes.clone().try_acquire_many_owned(wanted) else {
-            return Err(Refused::Full);
-        };
+        let bytes = self
+            .bytes
+            .try_take(wire_size_bytes(&message))
+            .ok_or(Refused::Full)?;
         self.sender
             .try_send(Queued {
                 message,
@@ -91,14 +81,6 @@ impl InboundSender {
                 TrySendError::Full(_) => Refused::Full,
                 TrySendError::Closed(_) => Refused::Closed,
             })
-    }
-}
-
-impl std::fmt::Debug for Queued {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Queued")
-            .field("message", &self.message)
-            .finish()
     }
 }
 

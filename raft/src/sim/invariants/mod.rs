@@ -33,7 +33,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::core::{LogIndex, NodeId, Term};
+use crate::core::{LogIndex, NodeId, Status, Term};
 
 /// A broken invariant, with what was seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,5 +117,24 @@ impl Invariants {
     /// Returns the highest index any node counted committed.
     pub fn committed_max(&self) -> LogIndex {
         self.committed_max
+    }
+
+    /// Checks what holds of `node` while it leads, as `status` describes
+    /// it: it is the only leader of its term (election safety) and holds
+    /// every entry committed so far (leader completeness).
+    pub fn check_leading(
+        &mut self,
+        node: NodeId,
+        status: &Status,
+        term_at: impl Fn(LogIndex) -> Option<Term>,
+    ) -> Result<(), Violation> {
+        self.observe_leader(node, status.term)?;
+        self.check_leader_complete(
+            node,
+            status.term,
+            status.first_index,
+            status.last_index,
+            term_at,
+        )
     }
 }
