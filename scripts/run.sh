@@ -96,7 +96,7 @@ done
 # The servers read KV_* variables as flags: the user's own must not change
 # the cluster (a stale KV_SHARDS would fix the shard count for good).
 for id in "${replicas[@]}"; do
-  env -u KV_SHARDS -u KV_TICK_MS -u KV_SNAPSHOT_INTERVAL \
+  env -u KV_SHARDS -u KV_TICK_MS -u KV_SNAPSHOT_INTERVAL -u KV_COMPACT_INTERVAL -u KV_COMPACT_KEEP \
     "$bin/shardctrler" --id "$id" --listen "$(grpc_address "$id")" \
     --http "$(http_address "$id")" --peers "$peers" \
     --data-dir "$data_dir/ctrler-$id" \

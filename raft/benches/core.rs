@@ -97,7 +97,8 @@ impl Trio {
             let upto = index.min(status.applied);
             if upto.0 > node.storage().snapshot_meta().index.0 + 4096 {
                 node.storage_mut()
-                    .create_snapshot(upto, status.membership, Bytes::new());
+                    .compact(upto, status.membership)
+                    .expect("an applied index is in the log");
             }
         }
     }

@@ -6,7 +6,7 @@
 //! | 0 | stopped cleanly (signal, or the node ended) |
 //! | 2 | bad flags, or an address that cannot be bound |
 //! | 3 | a storage failure (I/O, a corrupt log record): an operator must act |
-//! | 4 | the installed snapshot cannot be restored (a chunk corrupt or missing, the data cut short): the replica refuses to start on it; an operator must act (wipe the data dir so the replica catches up from its group, or restore a backup) |
+//! | 4 | the application's state cannot be made whole: a snapshot from the leader cannot be restored into it (the replica stays marked as restoring and never serves part of it), or its state is older than the compacted log; an operator must act (wipe the data dir so the replica catches up from its group, or restore a backup) |
 
 use crate::core::{Error, StorageError};
 
@@ -14,13 +14,16 @@ use crate::core::{Error, StorageError};
 pub const CONFIG: u8 = 2;
 /// A storage failure: an operator must act.
 pub const STORAGE: u8 = 3;
-/// The installed snapshot cannot be restored: the replica will not serve.
+/// The application's state cannot be made whole: the replica will not
+/// serve.
 pub const SNAPSHOT_RESTORE: u8 = 4;
 
 /// Returns the exit code for a node that stopped on `error`.
 pub fn for_storage_error(error: &StorageError) -> u8 {
     match error {
-        StorageError::SnapshotRestore { .. } => SNAPSHOT_RESTORE,
+        StorageError::SnapshotRestore { .. } | StorageError::StateBehindLog { .. } => {
+            SNAPSHOT_RESTORE
+        }
         _ => STORAGE,
     }
 }
@@ -45,7 +48,7 @@ mod tests {
         let restore = StorageError::SnapshotRestore {
             index: LogIndex(7),
             term: Term(2),
-            position: 0,
+            position: "the beginning".into(),
             detail: "corrupt".into(),
         };
         assert_eq!(for_storage_error(&restore), SNAPSHOT_RESTORE);

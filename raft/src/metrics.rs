@@ -14,7 +14,7 @@ pub const RAFT_IS_LEADER: &str = "raft_is_leader";
 pub const RAFT_COMMIT_INDEX: &str = "raft_commit_index";
 /// Gauge: the applied index.
 pub const RAFT_APPLIED_INDEX: &str = "raft_applied_index";
-/// Gauge: entries in the log (not yet compacted into a snapshot).
+/// Gauge: entries in the log (not yet compacted).
 pub const RAFT_LOG_ENTRIES: &str = "raft_log_entries";
 /// Counter: proposals by outcome (`committed`, `dropped`, `rejected`).
 pub const RAFT_PROPOSALS_TOTAL: &str = "raft_proposals_total";
@@ -24,6 +24,10 @@ pub const RAFT_APPEND_ENTRIES_SENT_TOTAL: &str = "raft_append_entries_sent_total
 pub const RAFT_SNAPSHOT_SENT_TOTAL: &str = "raft_snapshot_sent_total";
 /// Counter: snapshots received and installed.
 pub const RAFT_SNAPSHOT_RECEIVED_TOTAL: &str = "raft_snapshot_received_total";
+/// Counter: bytes of snapshot chunks read for followers.
+pub const RAFT_SNAPSHOT_SENT_BYTES_TOTAL: &str = "raft_snapshot_sent_bytes_total";
+/// Counter: bytes of snapshot chunks restored from the leader.
+pub const RAFT_SNAPSHOT_RECEIVED_BYTES_TOTAL: &str = "raft_snapshot_received_bytes_total";
 /// Histogram: duration of each synced write (one per Ready), seconds.
 pub const RAFT_FSYNC_DURATION_SECONDS: &str = "raft_fsync_duration_seconds";
 /// Counter: times this node became leader.
@@ -40,6 +44,8 @@ pub const NODE_METRICS: &[&str] = &[
     RAFT_APPEND_ENTRIES_SENT_TOTAL,
     RAFT_SNAPSHOT_SENT_TOTAL,
     RAFT_SNAPSHOT_RECEIVED_TOTAL,
+    RAFT_SNAPSHOT_SENT_BYTES_TOTAL,
+    RAFT_SNAPSHOT_RECEIVED_BYTES_TOTAL,
     RAFT_FSYNC_DURATION_SECONDS,
     RAFT_LEADER_CHANGES_TOTAL,
 ];
@@ -56,10 +62,7 @@ pub fn describe() {
         RAFT_APPLIED_INDEX,
         "The highest log index applied to the state machine."
     );
-    describe_gauge!(
-        RAFT_LOG_ENTRIES,
-        "Entries in the log not yet compacted into a snapshot."
-    );
+    describe_gauge!(RAFT_LOG_ENTRIES, "Entries in the log not yet compacted.");
     describe_counter!(
         RAFT_PROPOSALS_TOTAL,
         "Proposals by outcome: committed, dropped or rejected."
@@ -75,6 +78,16 @@ pub fn describe() {
     describe_counter!(
         RAFT_SNAPSHOT_RECEIVED_TOTAL,
         "Snapshots received from the leader and installed."
+    );
+    describe_counter!(
+        RAFT_SNAPSHOT_SENT_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes of snapshot chunks read from the state for followers."
+    );
+    describe_counter!(
+        RAFT_SNAPSHOT_RECEIVED_BYTES_TOTAL,
+        Unit::Bytes,
+        "Bytes of snapshot chunks restored from the leader."
     );
     describe_histogram!(
         RAFT_FSYNC_DURATION_SECONDS,

@@ -8,31 +8,35 @@
 //! Invariants:
 //! - `applied` equals the index stored in `meta` (both change in one
 //!   batch).
-//! - While a snapshot is being restored, `meta` holds a restore marker
-//!   and no applied index, so a restart finds applied index 0 and restores
-//!   again: a partly restored map is never taken for a state at an index.
+//! - The map is its own snapshot: a lagging follower receives the `data`
+//!   column family read from a pinned view ([`crate::app_snapshot`]).
+//! - While a snapshot is being restored, `meta` holds a restore mark (the
+//!   snapshot and the position of the next chunk) and no applied index,
+//!   so a restart resumes the restore: a partly restored map is never
+//!   taken for a state at an index, and readers refuse it.
 //! - Writes are not synced: the Raft log's next synced write covers them
 //!   (one WAL), and the log is never compacted past an unsynced entry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use rocksdb::{DB, IteratorMode, WriteBatch};
+use bytes::{BufMut, Bytes, BytesMut};
+use rocksdb::{DB, WriteBatch};
 
-use crate::core::{Entry, EntryKind, LogIndex, StorageError};
-use crate::driver::{SnapshotJob, StateMachine};
+use crate::app_snapshot;
+use crate::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
+use crate::driver::{SnapshotSource, StateMachine};
 
 /// Column family of the values.
 pub const DATA_CF: &str = "data";
 /// Column family of the applied index.
 pub const META_CF: &str = "meta";
 const APPLIED_KEY: &[u8] = b"applied_index";
-/// Present (holding the snapshot's index) while a restore is under way: the
-/// data is then partial and the applied index is absent.
+/// Present (an [`app_snapshot::encode_mark`]) while a restore is under
+/// way: the data is then partial and the applied index is absent.
 const RESTORING_KEY: &[u8] = b"restoring_snapshot";
-/// Snapshot chunks are cut near this size.
-const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// The column families a snapshot holds.
+const SNAPSHOT_CFS: [&str; 1] = [DATA_CF];
 /// Keys are at most this long (DESIGN.md "Clients and semantics").
 pub const KEY_BYTES_MAX: usize = 4096;
 
@@ -119,67 +123,27 @@ impl RegisterReader {
         let data = self.db.cf_handle(DATA_CF).ok_or_else(|| missing(DATA_CF))?;
         let meta = self.db.cf_handle(META_CF).ok_or_else(|| missing(META_CF))?;
         let view = self.db.snapshot();
-        let marker = view
+        let mark = view
             .get_cf(meta, RESTORING_KEY)
-            .map_err(|e| io_error("reading the restore marker", e))?;
-        if let Some(index) = decode_index(RESTORING_KEY, marker)? {
-            return Err(StorageError::SnapshotUnavailable(index));
+            .map_err(|e| io_error("reading the restore mark", e))?;
+        if let Some(mark) = mark {
+            let point = app_snapshot::decode_mark(&mark, MARK_LOCATION)?;
+            return Err(StorageError::SnapshotUnavailable(point.index));
         }
         view.get_cf(data, key)
             .map_err(|e| io_error("reading a value", e))
     }
 }
 
+/// Where the restore mark lives, for errors.
+const MARK_LOCATION: &str = "meta/restoring_snapshot";
+
 /// The register map of one replica.
 pub struct RegisterMachine {
     db: Arc<DB>,
     applied: LogIndex,
-    /// The restore under way, if any.
-    restoring: Option<RestoreProgress>,
-}
-
-/// How far a restore has come.
-struct RestoreProgress {
-    /// The snapshot's index.
-    index: LogIndex,
-    /// The records written so far.
-    records: u64,
-    /// The start of a record the next chunks complete.
-    pending: BytesMut,
-}
-
-impl RestoreProgress {
-    /// Adds to `batch` every whole record at the start of `bytes` and
-    /// returns how many bytes they take.
-    fn put_records(
-        &mut self,
-        batch: &mut WriteBatch,
-        data: &rocksdb::ColumnFamily,
-        bytes: &[u8],
-    ) -> Result<usize, StorageError> {
-        let mut rest = bytes;
-        loop {
-            match next_record(rest) {
-                Record::Complete { key, value, tail } => {
-                    batch.put_cf(data, key, value);
-                    self.records += 1;
-                    rest = tail;
-                }
-                Record::Incomplete => return Ok(bytes.len() - rest.len()),
-                Record::Invalid(detail) => {
-                    return Err(self.corruption(format!("record {}: {detail}", self.records)));
-                }
-            }
-        }
-    }
-
-    fn corruption(&self, detail: String) -> StorageError {
-        StorageError::Corruption {
-            index: self.index,
-            location: "register map snapshot".into(),
-            detail,
-        }
-    }
+    /// The restore under way, if any (as durably marked).
+    restoring: Option<RestorePoint>,
 }
 
 fn io_error(context: &str, error: rocksdb::Error) -> StorageError {
@@ -222,16 +186,23 @@ impl RegisterMachine {
             .cf_handle(META_CF)
             .ok_or_else(|| StorageError::Io("missing meta column family".into()))?;
         let applied = read_index(&db, meta, APPLIED_KEY)?.unwrap_or(LogIndex(0));
-        if let Some(index) = read_index(&db, meta, RESTORING_KEY)? {
+        let mark = db
+            .get_cf(meta, RESTORING_KEY)
+            .map_err(|e| io_error("reading the restore mark", e))?;
+        let restoring = match mark {
+            Some(mark) => Some(app_snapshot::decode_mark(&mark, MARK_LOCATION)?),
+            None => None,
+        };
+        if let Some(point) = &restoring {
             tracing::warn!(
-                snapshot_index = index.0,
-                "the register map was being restored from a snapshot when the node stopped; it is restored again"
+                snapshot_index = point.index.0,
+                "the register map was being restored from a snapshot when the node stopped; the restore resumes"
             );
         }
         Ok(RegisterMachine {
             db,
             applied,
-            restoring: None,
+            restoring,
         })
     }
 
@@ -314,183 +285,70 @@ impl StateMachine for RegisterMachine {
         vec![(); entries.len()]
     }
 
-    fn snapshot(&self) -> Box<dyn Iterator<Item = Bytes> + '_> {
-        // A RocksDB iterator reads one consistent view (an implicit
-        // snapshot) however long it lives.
-        let records = self.db.iterator_cf(self.cf(DATA_CF), IteratorMode::Start);
-        Box::new(
-            chunks(records).map(|chunk| {
-                chunk.unwrap_or_else(|error| panic!("reading the register map: {error}"))
-            }),
-        )
+    fn snapshot_source(&self) -> Result<Box<dyn SnapshotSource>, StorageError> {
+        app_snapshot::pin(self.db.clone(), &SNAPSHOT_CFS)
     }
 
-    fn snapshot_job(&self) -> Option<Box<dyn SnapshotJob>> {
-        Some(Box::new(RegisterSnapshotJob {
-            db: self.db.clone(),
-        }))
+    fn restoring(&self) -> Option<RestorePoint> {
+        self.restoring.clone()
     }
 
-    fn begin_restore(&mut self, index: LogIndex) -> Result<(), StorageError> {
+    fn begin_restore(&mut self, index: LogIndex, term: Term) -> Result<(), StorageError> {
+        let point = RestorePoint {
+            index,
+            term,
+            next_cursor: Bytes::new(),
+        };
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.cf(DATA_CF), &[][..], &[0xFFu8; KEY_BYTES_MAX + 1][..]);
+        app_snapshot::clear(&self.db, &mut batch, &SNAPSHOT_CFS)?;
         batch.delete_cf(self.cf(META_CF), APPLIED_KEY);
-        batch.put_cf(self.cf(META_CF), RESTORING_KEY, index.0.to_be_bytes());
+        batch.put_cf(
+            self.cf(META_CF),
+            RESTORING_KEY,
+            app_snapshot::encode_mark(&point),
+        );
         self.try_write(batch, "marking the register map as being restored")?;
         self.applied = LogIndex(0);
-        self.restoring = Some(RestoreProgress {
-            index,
-            records: 0,
-            pending: BytesMut::new(),
-        });
+        self.restoring = Some(point);
         Ok(())
     }
 
-    fn restore_chunk(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        // The handle borrows `db` alone, apart from `restoring`.
-        let data = self
-            .db
-            .cf_handle(DATA_CF)
-            .expect("column families are checked at open");
-        let progress = self
+    fn restore_chunk(&mut self, data: Bytes, next_cursor: Bytes) -> Result<(), StorageError> {
+        let mut point = self
             .restoring
-            .as_mut()
+            .clone()
             .expect("restore_chunk follows begin_restore");
-        // The chunks are one byte stream: a record may straddle two (or
-        // more: a value may be larger than a chunk), so what a chunk leaves
-        // unfinished is kept, and the next chunk appended to it.
         let mut batch = WriteBatch::default();
-        if progress.pending.is_empty() {
-            let used = progress.put_records(&mut batch, data, &chunk)?;
-            progress.pending.extend_from_slice(&chunk[used..]);
-        } else {
-            progress.pending.extend_from_slice(&chunk);
-            let pending = std::mem::take(&mut progress.pending);
-            let used = progress.put_records(&mut batch, data, &pending)?;
-            progress.pending = pending;
-            progress.pending.advance(used);
-        }
-        self.try_write(batch, "writing restored records")
+        app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_CFS, &data)?;
+        point.next_cursor = next_cursor;
+        batch.put_cf(
+            self.cf(META_CF),
+            RESTORING_KEY,
+            app_snapshot::encode_mark(&point),
+        );
+        self.try_write(batch, "writing restored records")?;
+        self.restoring = Some(point);
+        Ok(())
     }
 
-    fn finish_restore(&mut self, index: LogIndex) -> Result<(), StorageError> {
-        let progress = self
+    fn finish_restore(&mut self, index: LogIndex, data: Bytes) -> Result<(), StorageError> {
+        let point = self
             .restoring
-            .take()
+            .as_ref()
             .expect("finish_restore follows begin_restore");
-        assert_eq!(progress.index, index, "one restore at a time");
-        if !progress.pending.is_empty() {
-            return Err(progress.corruption(format!(
-                "the data ends inside record {} ({} bytes of it)",
-                progress.records,
-                progress.pending.len()
-            )));
-        }
+        assert_eq!(point.index, index, "one restore at a time");
         let mut batch = WriteBatch::default();
+        app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_CFS, &data)?;
         batch.delete_cf(self.cf(META_CF), RESTORING_KEY);
         batch.put_cf(self.cf(META_CF), APPLIED_KEY, index.0.to_be_bytes());
-        self.try_write(batch, "recording the restored index")?;
+        let mut synced = rocksdb::WriteOptions::default();
+        synced.set_sync(true);
+        self.db
+            .write_opt(batch, &synced)
+            .map_err(|e| io_error("writing the last restored records", e))?;
+        self.restoring = None;
         self.applied = index;
         Ok(())
-    }
-}
-
-/// Streams the register map from a RocksDB snapshot on another thread: the
-/// same chunks as [`RegisterMachine::snapshot`], without stalling the node.
-struct RegisterSnapshotJob {
-    db: Arc<DB>,
-}
-
-impl SnapshotJob for RegisterSnapshotJob {
-    fn run(
-        self: Box<Self>,
-        pinned: &mut dyn FnMut(),
-        sink: &mut dyn FnMut(Bytes) -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
-        let view = self.db.snapshot();
-        pinned();
-        let data = self
-            .db
-            .cf_handle(DATA_CF)
-            .ok_or_else(|| StorageError::Io("missing data column family".into()))?;
-        for chunk in chunks(view.iterator_cf(data, IteratorMode::Start)) {
-            sink(chunk.map_err(|e| io_error("reading the register map for a snapshot", e))?)?;
-        }
-        Ok(())
-    }
-}
-
-/// Cuts the register map's (key, value) records into snapshot chunks of
-/// about [`SNAPSHOT_CHUNK_BYTES`]; a read error ends the chunks with it.
-fn chunks<R>(mut records: R) -> impl Iterator<Item = Result<Bytes, rocksdb::Error>>
-where
-    R: Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>>,
-{
-    let mut failed = false;
-    std::iter::from_fn(move || {
-        if failed {
-            return None;
-        }
-        let mut chunk = BytesMut::new();
-        for record in records.by_ref() {
-            let (key, value) = match record {
-                Ok(record) => record,
-                Err(error) => {
-                    failed = true;
-                    return Some(Err(error));
-                }
-            };
-            chunk.put_u32(key.len() as u32);
-            chunk.put_slice(&key);
-            chunk.put_u32(value.len() as u32);
-            chunk.put_slice(&value);
-            if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
-                break;
-            }
-        }
-        (!chunk.is_empty()).then(|| Ok(chunk.freeze()))
-    })
-}
-
-/// What the start of a snapshot byte stream holds.
-enum Record<'a> {
-    /// A whole (key, value) record and the bytes after it.
-    Complete {
-        key: &'a [u8],
-        value: &'a [u8],
-        tail: &'a [u8],
-    },
-    /// Nothing, or the start of a record whose end is still to come.
-    Incomplete,
-    /// A record whose lengths cannot be right.
-    Invalid(String),
-}
-
-/// Reads the record at the start of `bytes`: key length (u32 BE), key,
-/// value length (u32 BE), value.
-fn next_record(bytes: &[u8]) -> Record<'_> {
-    let Some(key_length) = bytes.get(..4) else {
-        return Record::Incomplete;
-    };
-    let key_length = u32::from_be_bytes(key_length.try_into().expect("4 bytes")) as usize;
-    if key_length > KEY_BYTES_MAX {
-        return Record::Invalid(format!("key of {key_length} bytes, over {KEY_BYTES_MAX}"));
-    }
-    let Some(value_length) = bytes.get(4 + key_length..8 + key_length) else {
-        return Record::Incomplete;
-    };
-    // Values have no limit of their own (appends grow them), so only the
-    // u32 prefix bounds one: a damaged length shows as data that ends
-    // inside the record.
-    let value_length = u32::from_be_bytes(value_length.try_into().expect("4 bytes")) as usize;
-    let end = 8 + key_length + value_length;
-    if bytes.len() < end {
-        return Record::Incomplete;
-    }
-    Record::Complete {
-        key: &bytes[4..4 + key_length],
-        value: &bytes[8 + key_length..end],
-        tail: &bytes[end..],
     }
 }
 
@@ -499,7 +357,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::core::Term;
+    use crate::driver::SnapshotPiece;
     use crate::storage::RocksStorage;
 
     fn command() -> impl Strategy<Value = RegisterCommand> {
@@ -525,80 +383,88 @@ mod tests {
             .collect()
     }
 
-    /// A snapshot taken on another thread restores a replica to the same
-    /// map, and writes after the pin are not in it.
-    #[test]
-    fn a_background_snapshot_restores_the_pinned_map() {
-        let (source_dir, target_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let (_source_storage, mut source) = machine(source_dir.path());
-        for k in 0u8..4 {
-            let command = RegisterCommand::Put {
-                key: Bytes::from(vec![b'k', k]),
-                value: Bytes::from(vec![k; 3]),
-            };
-            source.apply(&Entry {
-                term: Term(1),
-                index: LogIndex(u64::from(k) + 1),
-                kind: EntryKind::Normal,
-                data: command.encode(),
-            });
-        }
-        let pinned_contents = contents(&source);
-        let job = source
-            .snapshot_job()
-            .expect("the register map offers a job");
-        let mut chunks = Vec::new();
-        job.run(
-            &mut || {
-                // The node goes on after the pin: this write is not in the view.
-                let late = RegisterCommand::Delete {
-                    key: Bytes::from_static(b"k\x00"),
-                };
-                source.apply(&Entry {
-                    term: Term(1),
-                    index: LogIndex(5),
-                    kind: EntryKind::Normal,
-                    data: late.encode(),
-                });
-            },
-            &mut |chunk| {
-                chunks.push(chunk);
-                Ok(())
-            },
-        )
-        .expect("snapshot");
-        let (_target_storage, mut target) = machine(target_dir.path());
-        target.begin_restore(LogIndex(4)).expect("begin");
-        for chunk in chunks {
-            target.restore_chunk(chunk).expect("chunk");
-        }
-        target.finish_restore(LogIndex(4)).expect("finish");
-        assert_eq!(contents(&target), pinned_contents);
-        assert_eq!(target.applied_index(), LogIndex(4));
-        let reopened = RegisterMachine::open(target.db.clone()).expect("reopen");
-        assert_eq!(reopened.applied_index(), LogIndex(4));
-    }
-
-    /// A restore that does not finish leaves no applied index behind, even
-    /// after a reopen: the replica restores again instead of taking part
-    /// of a snapshot for the state at its index. Data that ends inside a
-    /// record, or a record with an impossible length, is a corruption
-    /// error; a record split across two chunks is not.
-    #[test]
-    fn an_unfinished_restore_leaves_the_map_unapplied() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_storage, mut target) = machine(dir.path());
+    fn put(machine: &mut RegisterMachine, index: u64, key: &[u8], value: Vec<u8>) {
         let command = RegisterCommand::Put {
-            key: Bytes::from_static(b"k"),
-            value: Bytes::from_static(b"old"),
+            key: Bytes::copy_from_slice(key),
+            value: Bytes::from(value),
         };
-        target.apply(&Entry {
+        machine.apply(&Entry {
             term: Term(1),
-            index: LogIndex(3),
+            index: LogIndex(index),
             kind: EntryKind::Normal,
             data: command.encode(),
         });
-        target.begin_restore(LogIndex(9)).expect("begin");
+    }
+
+    /// Reads every chunk of `source`, `bytes_max` at a time.
+    fn read_all(source: &mut dyn SnapshotSource, bytes_max: u64) -> Vec<SnapshotPiece> {
+        let mut pieces = Vec::new();
+        let mut cursor = Bytes::new();
+        loop {
+            let piece = source.read(&cursor, bytes_max).expect("read");
+            cursor = piece.next_cursor.clone();
+            let last = piece.last;
+            pieces.push(piece);
+            if last {
+                return pieces;
+            }
+        }
+    }
+
+    /// A pinned view restores a replica to the map as of the pin: writes
+    /// after it are not in it, and every chunk holds whole records (a value
+    /// larger than a chunk travels alone).
+    #[test]
+    fn a_pinned_view_restores_the_map_as_of_the_pin() {
+        let (source_dir, target_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (_source_storage, mut source) = machine(source_dir.path());
+        for k in 0u8..4 {
+            put(
+                &mut source,
+                u64::from(k) + 1,
+                &[b'k', k],
+                vec![k; 3 + 100 * usize::from(k)],
+            );
+        }
+        let pinned_contents = contents(&source);
+        let mut view = source.snapshot_source().expect("pin");
+        put(&mut source, 5, b"k\x00", b"late".to_vec());
+        let pieces = read_all(view.as_mut(), 64);
+        assert!(pieces.len() >= 4, "{} chunks", pieces.len());
+        let (_target_storage, mut target) = machine(target_dir.path());
+        target.begin_restore(LogIndex(4), Term(1)).expect("begin");
+        let (last, rest) = pieces.split_last().expect("one chunk at least");
+        for piece in rest {
+            target
+                .restore_chunk(piece.data.clone(), piece.next_cursor.clone())
+                .expect("chunk");
+            assert_eq!(
+                target.restoring().map(|point| point.next_cursor),
+                Some(piece.next_cursor.clone()),
+                "the mark follows the chunks"
+            );
+        }
+        target
+            .finish_restore(LogIndex(4), last.data.clone())
+            .expect("finish");
+        assert_eq!(contents(&target), pinned_contents);
+        assert_eq!(target.applied_index(), LogIndex(4));
+        assert_eq!(target.restoring(), None);
+        let reopened = RegisterMachine::open(target.db.clone()).expect("reopen");
+        assert_eq!(reopened.applied_index(), LogIndex(4));
+        assert_eq!(reopened.restoring(), None);
+    }
+
+    /// A restore that does not finish leaves no applied index behind and a
+    /// mark that a reopen finds, with the position to resume at; readers
+    /// refuse the partial map. A chunk that is not whole records is a
+    /// corruption error that writes nothing.
+    #[test]
+    fn an_unfinished_restore_leaves_the_map_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_storage, mut target) = machine(dir.path());
+        put(&mut target, 3, b"k", b"old".to_vec());
+        target.begin_restore(LogIndex(9), Term(2)).expect("begin");
         assert_eq!(target.applied_index(), LogIndex(0));
         assert_eq!(
             RegisterReader::new(target.db.clone()).get(b"k"),
@@ -606,59 +472,51 @@ mod tests {
             "readers see no partly restored map"
         );
         let mut record = BytesMut::new();
+        record.put_u8(0);
         record.put_u32(1);
         record.put_slice(b"a");
-        record.put_u32(5);
+        record.put_u32(2);
         record.put_slice(b"va");
         target
-            .restore_chunk(record.freeze())
-            .expect("the start of a record");
-        let error = target.finish_restore(LogIndex(9)).expect_err("cut short");
-        assert!(
-            matches!(&error, StorageError::Corruption { index: LogIndex(9), detail, .. } if detail.contains("inside record 0")),
-            "{error}"
-        );
+            .restore_chunk(record.freeze(), Bytes::from_static(b"\0a\0"))
+            .expect("a whole record");
         let reopened = RegisterMachine::open(target.db.clone()).expect("reopen");
         assert_eq!(reopened.applied_index(), LogIndex(0));
+        assert_eq!(
+            reopened.restoring(),
+            Some(RestorePoint {
+                index: LogIndex(9),
+                term: Term(2),
+                next_cursor: Bytes::from_static(b"\0a\0"),
+            })
+        );
         assert_eq!(
             reopened.get(b"k").expect("read"),
             None,
             "the old state is gone"
         );
 
-        target.begin_restore(LogIndex(9)).expect("begin again");
-        let mut absurd = BytesMut::new();
-        absurd.put_u32(u32::MAX);
+        let mut cut_short = BytesMut::new();
+        cut_short.put_u8(0);
+        cut_short.put_u32(1);
+        cut_short.put_slice(b"b");
+        cut_short.put_u32(5);
+        cut_short.put_slice(b"vb");
         let error = target
-            .restore_chunk(absurd.freeze())
-            .expect_err("absurd key");
-        assert!(error.to_string().contains("record 0: key of"), "{error}");
-    }
-
-    /// Records split across chunks at any byte restore whole.
-    #[test]
-    fn records_straddling_chunks_restore_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let (_storage, mut target) = machine(dir.path());
-        let mut stream = BytesMut::new();
-        for k in 0u8..4 {
-            stream.put_u32(2);
-            stream.put_slice(&[b'k', k]);
-            stream.put_u32(3);
-            stream.put_slice(&[k; 3]);
-        }
-        let stream = stream.freeze();
-        target.begin_restore(LogIndex(4)).expect("begin");
-        for piece in stream.chunks(3) {
-            target
-                .restore_chunk(Bytes::copy_from_slice(piece))
-                .expect("piece");
-        }
-        target.finish_restore(LogIndex(4)).expect("finish");
-        let expected: Vec<_> = (0u8..4)
-            .map(|k| (vec![b'k', k], Some(vec![k; 3])))
-            .collect();
-        assert_eq!(contents(&target), expected);
+            .finish_restore(LogIndex(9), cut_short.freeze())
+            .expect_err("cut short");
+        assert!(
+            error
+                .to_string()
+                .contains("record 0: the value is cut short"),
+            "{error}"
+        );
+        assert_eq!(
+            target.get(b"b").expect("read"),
+            None,
+            "nothing of it written"
+        );
+        assert!(target.restoring().is_some(), "still marked");
     }
 
     proptest! {

@@ -1,7 +1,8 @@
 //! Raft nodes as separate OS processes (`raft-node`), killed with SIGKILL:
 //! every write acknowledged before the kill must be readable after the
-//! group restarts from its data dirs; a replica whose stored snapshot is
-//! damaged exits with its own code on every start instead of serving.
+//! group restarts from its data dirs; a replica sent a snapshot chunk it
+//! cannot restore exits with its own code on every start, and one stopped
+//! mid-restore refuses reads, instead of serving part of a snapshot.
 
 mod damaged_snapshot;
 
@@ -334,63 +335,120 @@ async fn every_process_exports_labelled_raft_metrics() {
     }
 }
 
-/// Runs `raft-node` as the only replica of its group on `dir` and waits,
-/// at most `DEADLINE`, for it to exit by itself; returns its exit status
-/// and what it logged. A process still running at the deadline (serving)
-/// fails the test.
-fn run_until_exit(dir: &Path, log: &Path) -> (std::process::ExitStatus, String) {
-    let ports = free_ports(2);
-    let listen = format!("127.0.0.1:{}", ports[0]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_raft-node"))
-        .args(["--id", "1", "--listen", &listen])
-        .args(["--http", &format!("127.0.0.1:{}", ports[1])])
-        .args(["--peers", &format!("1={listen}"), "--tick-ms", "20"])
+/// Starts `raft-node` as node 1 of a group of `voters` (the others at
+/// `others`, which the test speaks for) on `dir`, its stderr to `log`.
+fn spawn_replica(dir: &Path, log: &Path, listen: &str, others: &[(u64, String)]) -> Child {
+    let mut peers = vec![format!("1={listen}")];
+    peers.extend(others.iter().map(|(id, address)| format!("{id}={address}")));
+    let http = format!("127.0.0.1:{}", free_ports(1)[0]);
+    Command::new(env!("CARGO_BIN_EXE_raft-node"))
+        .args(["--id", "1", "--listen", listen, "--http", &http])
+        .args(["--peers", &peers.join(","), "--tick-ms", "20"])
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
-        .expect("raft-node starts");
-    let status = raft::termination::wait_or_kill(&mut child, DEADLINE).unwrap_or_else(|error| {
-        panic!(
-            "raft-node did not stop by itself on a damaged snapshot ({error}):\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        )
-    });
-    (status, std::fs::read_to_string(log).expect("read the log"))
+        .expect("raft-node starts")
 }
 
-// Goal: a replica whose stored snapshot is damaged (a chunk fails its
-// crc32, or the chunk stream is cut short) exits with the snapshot-restore
-// code and a message naming the snapshot, and does so again on a restart:
-// it never serves part of the snapshot. Method: a data dir left as by a
-// follower that stored a snapshot and stopped before restoring it, its
-// data damaged; start raft-node on it twice.
-#[test]
-fn a_damaged_snapshot_stops_the_process_on_every_start() {
-    for damage in [
-        damaged_snapshot::Damage::FlippedByte,
-        damaged_snapshot::Damage::MissingLastChunk,
-    ] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("node-1");
-        let position = damaged_snapshot::prepare(&data, &[1], damage);
-        for attempt in 1..=2 {
-            let (status, log) = run_until_exit(&data, &dir.path().join("stderr"));
-            assert_eq!(
-                status.code(),
-                Some(i32::from(raft::exit_code::SNAPSHOT_RESTORE)),
-                "{damage:?}, start {attempt}:\n{log}"
-            );
-            let named =
-                format!("cannot restore the snapshot at index 10 (term 2) at byte {position}");
-            assert!(log.contains(&named), "{damage:?}, start {attempt}:\n{log}");
+/// Asks the replica at `address` for `key` until it answers (at most
+/// `DEADLINE`) and returns its answer, or the gRPC code of its refusal.
+async fn get_reply(address: &str, key: &str) -> Result<proto::kv::v1::GetReply, tonic::Code> {
+    let started = Instant::now();
+    loop {
+        if let Ok(mut client) = ShardKvClient::connect(format!("http://{address}")).await {
+            let request = GetRequest {
+                key: Bytes::from(key.to_string()),
+            };
+            return client
+                .get(request)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| status.code());
         }
+        assert!(started.elapsed() < DEADLINE, "{address} never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// Goal: a replica stopped in the middle of a restore (the transfer cut
+// short) never serves the partial map, on any start. Method: a data dir
+// left as by such a follower; start raft-node on it as its group's only
+// replica, read; twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_mid_restore_refuses_reads_on_every_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("node-1");
+    damaged_snapshot::prepare_interrupted(&data, &[1]);
+    for attempt in 1..=2 {
+        let listen = format!("127.0.0.1:{}", free_ports(1)[0]);
+        let mut child = spawn_replica(&data, &dir.path().join("stderr"), &listen, &[]);
+        let reply = get_reply(&listen, "key-0").await;
+        let _ = child.kill();
+        let _ = child.wait();
+        // Never elected (it does not campaign while restoring), it answers
+        // WRONG_LEADER; were it asked through a leader, UNAVAILABLE.
+        assert!(
+            reply
+                .as_ref()
+                .is_ok_and(|reply| reply.status != KvStatus::Ok as i32 && !reply.found)
+                || reply == Err(tonic::Code::Unavailable),
+            "start {attempt}: the partial map was served: {reply:?}"
+        );
+        assert!(
+            damaged_snapshot::restoring(&data).is_some(),
+            "start {attempt}"
+        );
+    }
+}
+
+// Goal: a chunk the register map cannot decode stops the process with the
+// snapshot-restore exit code and a message naming the snapshot and the
+// position, on every start: it never serves part of the snapshot. Method:
+// raft-node as node 1 of a 2-node group whose node 2 (the test, over the
+// Raft gRPC transport) sends it such a chunk until it exits; twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_chunk_stops_the_process_on_every_start() {
+    use raft::core::{NodeId, Term};
+    use raft::transport::Transport;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("node-1");
+    let log = dir.path().join("stderr");
+    let ports = free_ports(2);
+    let (listen, fake) = (
+        format!("127.0.0.1:{}", ports[0]),
+        format!("127.0.0.1:{}", ports[1]),
+    );
+    for attempt in 1..=2 {
+        let mut child = spawn_replica(&data, &log, &listen, &[(2, fake.clone())]);
+        let peers = std::collections::BTreeMap::from([(NodeId(1), listen.clone())]);
+        let leader = raft::transport::GrpcTransport::new(1, NodeId(2), peers);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("child status") {
+                break status;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "start {attempt}: still running"
+            );
+            let chunk = damaged_snapshot::undecodable_chunk(NodeId(2), NodeId(1), Term(5), &[1, 2]);
+            leader.send(vec![chunk]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let logged = std::fs::read_to_string(&log).expect("read the log");
         assert_eq!(
-            damaged_snapshot::applied_index(&data),
-            raft::core::LogIndex(0),
-            "{damage:?}"
+            status.code(),
+            Some(i32::from(raft::exit_code::SNAPSHOT_RESTORE)),
+            "start {attempt}:\n{logged}"
+        );
+        let named = "cannot restore the snapshot at index 20 (term 3) at position the beginning";
+        assert!(logged.contains(named), "start {attempt}:\n{logged}");
+        assert!(
+            damaged_snapshot::restoring(&data).is_some(),
+            "start {attempt}"
         );
     }
 }

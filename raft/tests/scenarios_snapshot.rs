@@ -1,8 +1,15 @@
 //! Snapshot and log compaction scenarios on the deterministic simulator,
-//! ported from MIT 6.824 lab 2D (Raft paper §7): compaction, chunked
-//! InstallSnapshot to lagging followers, and snapshots under disconnects,
-//! crashes (also inside the Ready loop) and an unreliable network. Every
-//! run uses fixed seeds; a failure names its seed (`SEED=<seed> ...`).
+//! ported from MIT 6.824 lab 2D (Raft paper §7), with issue 15 §2's
+//! design: compaction drops applied entries without copying anything, and
+//! a lagging follower receives the leader's application state itself, read
+//! on demand in chunks and written straight into its own state behind a
+//! durable restore mark. Covered: compaction, chunked transfers to lagging
+//! followers, snapshots under disconnects, crashes (also inside the Ready
+//! loop and at each step of a restore) and an unreliable network; every
+//! restore is checked whole against the reference state at its index (the
+//! simulator's state machine safety), and the tests check each member's
+//! state against the leader's at the end. Every run uses fixed seeds; a
+//! failure names its seed (`SEED=<seed> ...`).
 
 mod common;
 
@@ -10,20 +17,28 @@ use std::collections::BTreeSet;
 
 use common::{election_timeouts, ensure, node_after, run_seeds};
 use raft::core::{NodeId, ProposalId};
-use raft::sim::cluster::{Cluster, ClusterConfig};
+use raft::sim::cluster::{Cluster, ClusterConfig, CrashKind, CrashPoint};
 use raft::sim::network::NetworkFaults;
 use raft::sim::scenario::ScenarioResult;
 use rand::Rng;
 
-/// Entries between snapshots in these scenarios (the lab's
+/// Entries between compactions in these scenarios (the lab's
 /// `SnapShotInterval`).
 const SNAPSHOT_INTERVAL: u64 = 10;
 
-/// Returns a config of `voters` nodes taking a snapshot every
-/// [`SNAPSHOT_INTERVAL`] entries, sent in chunks of `chunk_bytes`.
+/// Returns a config of `voters` nodes compacting their logs every
+/// [`SNAPSHOT_INTERVAL`] entries, whose snapshots are sent in chunks of
+/// `chunk_bytes`, 16 at a time, and resumed after 6 ticks without
+/// progress.
 fn config(voters: u64, chunk_bytes: u64) -> ClusterConfig {
     let mut config = ClusterConfig::new(voters);
-    config.snapshot_interval = SNAPSHOT_INTERVAL;
+    config.compaction_interval = SNAPSHOT_INTERVAL;
+    // A lost or refused chunk is sent again once the transfer stalls for
+    // this long (a few heartbeat round trips), and up to 16 chunks travel
+    // at once: under the crash rates below, leaders change every few
+    // dozen ticks, and each new leader's transfer starts over.
+    config.snapshot_stall_ticks = 6;
+    config.snapshot_chunks_in_flight = 16;
     config.snapshot_chunk_bytes = chunk_bytes;
     config
 }
@@ -89,14 +104,14 @@ enum Lag {
 }
 
 // Goal: a follower that fell behind the leader's compacted log catches up
-// by an InstallSnapshot streamed in many small chunks, then by appends.
-// Method: 3 nodes, a snapshot every 10 entries, 32-byte chunks; a put on
+// by the leader's state streamed in many small chunks, then by appends.
+// Method: 3 nodes, compaction every 10 entries, 32-byte chunks; a put on
 // all; a follower is isolated (or crashed); 60 puts commit on the other
 // two, so the leader's log starts past the follower's last entry; the
 // follower rejoins (or restarts) and applies the last put. It received at
-// least as many chunks as the leader's snapshot has 32-byte pieces (and
-// more than one), its log now starts past its old end, and every value is
-// on every node.
+// least as many chunks as the leader's state has 32-byte pieces (and more
+// than one), its log now starts past its old end, and its whole state is
+// the leader's.
 // Ports: 6.824 lab 2D TestSnapshotInstall (single round); Raft paper §7
 // (InstallSnapshot RPC, sent in chunks).
 #[test]
@@ -130,12 +145,7 @@ fn snapshot_to_lagging_follower(seed: u64, lag: Lag) -> ScenarioResult<()> {
     ensure(leader_first > follower_last.next(), || {
         format!("leader log starts at {leader_first}, the follower's ends at {follower_last}")
     })?;
-    let snapshot_bytes = cluster
-        .core(leader)
-        .expect("live")
-        .storage()
-        .snapshot_data()
-        .len() as u64;
+    let snapshot_bytes = cluster.nodes[&leader].state().records_size_bytes();
     let chunks_before = cluster.messages_sent("snapshot_chunk");
     cluster.heal();
     cluster.restart(follower);
@@ -153,22 +163,25 @@ fn snapshot_to_lagging_follower(seed: u64, lag: Lag) -> ScenarioResult<()> {
     })?;
     cluster.put_committed("after", "v", 3, deadline)?;
     cluster.wait_caught_up(deadline)?;
+    cluster.expect_states_match_leader()?;
     (0..=60).try_for_each(|i| cluster.expect_value_everywhere(&format!("k{i}"), &format!("v{i}")))
 }
 
 // Goal: a snapshot transfer completes, with the leader's exact state,
 // through chunks corrupted in flight (each refused by the follower's crc32
 // check and sent again), streams broken mid-way, and a follower and then a
-// leader crashing mid-transfer (the follower resumes after what it staged
-// durably; a new leader's transfer supersedes the old one).
+// leader crashing mid-transfer (the follower resumes after what its
+// application wrote behind its restore mark; a new leader's transfer
+// supersedes the old one).
 // Method: 3 nodes, 16-byte chunks; a crashed follower misses 60 puts
 // (compacted away), then comes back over a network that corrupts 20% of
 // messages (chunks are delivered damaged, others dropped as the transport
 // would) and breaks 10% of snapshot streams. After a few chunks the
 // follower crashes and restarts; after a few more the leader crashes and
 // restarts. Every put must reach all 3, damaged chunks must have been
-// delivered and streams broken, and every snapshot restored must hash
-// like the one its index was taken with (state machine safety).
+// delivered and streams broken, every restore must end with the reference
+// state at its index (state machine safety), and every member's state
+// must be the leader's.
 // Ports: Raft paper §7 (InstallSnapshot, here in chunks with a crc32);
 // TigerBeetle's VOPR corruption faults.
 #[test]
@@ -205,9 +218,117 @@ fn snapshot_transfer_survives_corruption_broken_streams_and_crashes() {
         cluster.network.faults = NetworkFaults::reliable();
         cluster.put_committed("after", "v", 3, deadline)?;
         cluster.wait_caught_up(deadline)?;
+        cluster.expect_states_match_leader()?;
         (0..=60)
             .try_for_each(|i| cluster.expect_value_everywhere(&format!("k{i}"), &format!("v{i}")))
     });
+}
+
+// Goal: a follower that crashes at any step of a restore (chunks written
+// but the snapshot not installed; installed but the restore not finished;
+// finished but not acknowledged), by a process crash or a power failure,
+// ends with the leader's exact state; when its restore mark survived, it
+// resumes the same restore where the mark says instead of starting over.
+// Method: 3 nodes, 16-byte chunks, one chunk in flight at a time; a
+// follower is isolated while 60 puts commit; a crash is armed at the
+// restore step (for the first step, once the follower's mark shows a
+// restore under way past its first chunk); the follower rejoins, crashes
+// there, and its state on disk is checked (restoring, and for a crash
+// after the install its log compacted up to the snapshot); it restarts
+// and catches up, and its whole state must be the leader's. A restart
+// with a surviving mark must not begin a new restore. The finish is
+// synced (the follower acknowledges the snapshot next), so no crash after
+// it, power failure included, leaves a mark.
+// Ports: Raft paper §7; the Ready contract of `core::ready` (steps 1-4);
+// TigerBeetle's crash points in the storage path.
+#[test]
+fn follower_crashing_mid_restore_resumes_and_ends_with_the_leader_state() {
+    run_seeds(&[1, 2, 3], |seed| {
+        for point in [
+            CrashPoint::RestoreWritten,
+            CrashPoint::SnapshotInstalled,
+            CrashPoint::Restored,
+        ] {
+            for kind in [CrashKind::Process, CrashKind::PowerFailure] {
+                restore_interrupted(seed, point, kind)
+                    .map_err(|error| format!("crash at {point:?} ({kind:?}): {error}"))?;
+            }
+        }
+        Ok(())
+    });
+}
+
+fn restore_interrupted(seed: u64, point: CrashPoint, kind: CrashKind) -> ScenarioResult<()> {
+    let mut config = config(3, 16);
+    config.snapshot_chunks_in_flight = 1;
+    let mut cluster = Cluster::new(config, NetworkFaults::reliable(), seed);
+    let deadline = election_timeouts(&cluster, 20);
+    cluster.put_committed("k0", "v0", 3, deadline)?;
+    let follower = node_after(cluster.wait_for_leader(deadline)?, 1, 3);
+    cluster.isolate(follower);
+    let mut last = None;
+    for i in 1..=60 {
+        last = Some(cluster.put_committed(&format!("k{i}"), &format!("v{i}"), 2, deadline)?);
+    }
+    cluster.heal();
+    if point == CrashPoint::RestoreWritten {
+        cluster.wait_until(
+            "the follower restores past its first chunk",
+            deadline,
+            |c| {
+                c.restore_point(follower)
+                    .is_some_and(|mark| !mark.next_cursor.is_empty())
+            },
+        )?;
+    }
+    cluster.arm_crash(follower, point, kind);
+    cluster.wait_until("the armed crash fires", deadline, |c| !c.is_live(follower))?;
+    check_crashed_restore(&cluster, follower, point, kind)?;
+    let mark = cluster.restore_point(follower);
+    let begun = cluster.snapshot_stats.restores_begun;
+    cluster.run_ticks(election_timeouts(&cluster, 1))?;
+    cluster.restart(follower);
+    cluster.wait_applied(last.expect("60 puts"), 3, deadline)?;
+    let restarted = cluster.snapshot_stats.restores_begun - begun;
+    ensure(mark.is_none() || restarted == 0, || {
+        format!("the restore marked {mark:?} was begun again {restarted} times instead of resumed")
+    })?;
+    cluster.put_committed("after", "v", 3, deadline)?;
+    cluster.wait_caught_up(deadline)?;
+    cluster.expect_states_match_leader()?;
+    (0..=60).try_for_each(|i| cluster.expect_value_everywhere(&format!("k{i}"), &format!("v{i}")))
+}
+
+/// Checks what a follower crashed at `point` of a restore left: a
+/// restore mark wherever a synced write covers it (a crash after the
+/// install, or any process crash before the restore finished), and for a
+/// crash after the install a log compacted up to the marked snapshot.
+fn check_crashed_restore(
+    cluster: &Cluster,
+    follower: NodeId,
+    point: CrashPoint,
+    kind: CrashKind,
+) -> ScenarioResult<()> {
+    let mark = cluster.restore_point(follower);
+    let marked = match (point, kind) {
+        (CrashPoint::Restored, _) => false,
+        (CrashPoint::RestoreWritten, CrashKind::PowerFailure) => mark.is_some(),
+        _ => true,
+    };
+    ensure(mark.is_some() == marked, || {
+        format!("after a crash at {point:?} ({kind:?}) the follower's restore mark is {mark:?}")
+    })?;
+    if point == CrashPoint::RestoreWritten {
+        return Ok(());
+    }
+    let compacted = cluster.compacted_prefix(follower);
+    let restored = cluster.nodes[&follower].state().applied;
+    let snapshot = mark.as_ref().map_or(restored, |mark| mark.index);
+    ensure(compacted == Some(snapshot), || {
+        format!(
+            "the follower's log is compacted up to {compacted:?}, its snapshot is at {snapshot}"
+        )
+    })
 }
 
 /// The faults one run of [`snapshot_rounds`] injects.
@@ -321,8 +442,8 @@ fn one(
 }
 
 /// Stops the crashes, heals, checks that snapshots were sent if a victim
-/// was failed, that every node compacted its log, and that every
-/// acknowledged put is on every node.
+/// was failed, that every node compacted its log, that every member holds
+/// the leader's state and every acknowledged put.
 fn finish(
     cluster: &mut Cluster,
     acknowledged: &[(String, String)],
@@ -343,6 +464,7 @@ fn finish(
         let first = cluster.core(id).expect("live").status().first_index;
         ensure(first.0 > 1, || format!("node {id} never compacted its log"))?;
     }
+    cluster.expect_states_match_leader()?;
     acknowledged
         .iter()
         .try_for_each(|(key, value)| cluster.expect_value_everywhere(key, value))
@@ -415,8 +537,10 @@ fn snapshots_survive_crashes_inside_the_ready_loop() {
     run_seeds(&[1, 2, 3], |seed| snapshot_rounds(seed, faults));
 }
 
-// Goal: after every node crashes, each restores its state from its own
-// snapshot plus log suffix, and the cluster goes on at higher indexes.
+// Goal: after every node crashes, each resumes from its own application
+// state (which survives a crash, and a power failure back to its last
+// synced write) plus its log suffix, and the cluster goes on at higher
+// indexes.
 // Method: 3 nodes; 5 rounds of: half to one and a half intervals of
 // puts, a put on all, crash and restart every node, a put on all at a
 // higher index than before. Every value is on every node at the end.

@@ -1,82 +1,179 @@
-//! A replica whose stored snapshot cannot be restored (a chunk fails its
-//! crc32, or the chunks end before the snapshot's size) refuses to start
-//! with an error naming the snapshot and how far the restore got, and
-//! keeps refusing on every restart: the register map is never left with
-//! an applied index over part of a snapshot. The same data dir with
-//! nothing damaged restores and serves the whole map.
+//! Restores that cannot finish never serve part of a snapshot. A replica
+//! stopped in the middle of a restore (the transfer cut short) starts
+//! marked as restoring: it refuses reads, applies nothing and never
+//! campaigns, on every start, until a leader completes the restore. A
+//! chunk the application cannot decode stops the node with an error
+//! naming the snapshot and the chunk's position, and the next start is
+//! again marked as restoring. A chunk failing its crc32 writes nothing.
 
 mod damaged_snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use damaged_snapshot::{Damage, KEYS, SNAPSHOT_INDEX, applied_index, assert_refused, prepare};
-use raft::core::{Error, LogIndex, NodeId};
+use damaged_snapshot::{
+    RESUME_AT, SNAPSHOT_INDEX, SNAPSHOT_TERM, assert_refused, prepare_interrupted, restoring,
+    undecodable_chunk,
+};
+use raft::core::{Error, Message, MessageBody, NodeId, StorageError, Term};
 use raft::driver::{NodeJoinHandle, NodeOptions, RaftHandle, spawn_node};
 use raft::register::{RegisterMachine, RegisterReader};
 use raft::storage::RocksStorage;
+use raft::transport::InboundSender;
 use raft::transport::grpc::GrpcTransport;
 
-/// Starts the single replica of group 1 on `dir`.
-fn start(dir: &std::path::Path) -> Result<(RaftHandle<()>, NodeJoinHandle, RegisterReader), Error> {
+/// A replica of group 1 as node 1 of `voters`, fed by the test.
+struct Replica {
+    handle: RaftHandle<()>,
+    join: NodeJoinHandle,
+    reader: RegisterReader,
+    inbound: InboundSender,
+}
+
+/// Starts node 1 on `dir`, its peers unreachable: the test speaks for them.
+fn start(dir: &std::path::Path, voters: &[u64]) -> Result<Replica, Error> {
     let storage = RocksStorage::open(dir)?;
     let db = storage.db();
     let machine = RegisterMachine::open(db.clone())?;
-    let peers = BTreeMap::from([(NodeId(1), "127.0.0.1:1".to_string())]);
+    let peers: BTreeMap<NodeId, String> = voters
+        .iter()
+        .map(|&id| (NodeId(id), "127.0.0.1:1".to_string()))
+        .collect();
     let transport = Arc::new(GrpcTransport::new(1, NodeId(1), peers));
-    let (_inbound_sender, inbound) = raft::transport::inbound_queue(16, 1 << 20);
-    let (handle, join) = spawn_node(
-        NodeOptions::new(1, NodeId(1)),
-        storage,
-        machine,
-        transport,
+    let (inbound, receiver) = raft::transport::inbound_queue(16, 8 << 20);
+    let mut options = NodeOptions::new(1, NodeId(1));
+    options.tick = Duration::from_millis(10);
+    let (handle, join) = spawn_node(options, storage, machine, transport, receiver)?;
+    Ok(Replica {
+        handle,
+        join,
+        reader: RegisterReader::new(db),
         inbound,
-    )?;
-    Ok((handle, join, RegisterReader::new(db)))
+    })
 }
 
-/// Asserts that the replica on a data dir damaged by `damage` refuses to
-/// start, twice, and never records the snapshot's index as applied.
-fn assert_refuses_every_start(damage: Damage) {
+/// Waits (at most 10 s) for the node to stop and returns why.
+async fn stopped(join: NodeJoinHandle) -> StorageError {
+    let outcome = tokio::time::timeout(Duration::from_secs(10), join)
+        .await
+        .expect("the node stops by itself");
+    match outcome.expect("the node thread does not panic") {
+        Err(error) => error,
+        Ok(()) => panic!("the node stopped cleanly instead of refusing the chunk"),
+    }
+}
+
+// Goal: a replica stopped mid-restore never serves the partial map, on any
+// start, and never campaigns: it alone cannot finish. Method: a data dir
+// marked as restoring with two keys of the snapshot written; start it,
+// let it run past several election timeouts, read; twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_restore_is_never_served_on_any_start() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let position = prepare(dir.path(), &[1], damage);
+    prepare_interrupted(dir.path(), &[1]);
     for attempt in 1..=2 {
-        match start(dir.path()) {
-            Ok(_) => panic!("attempt {attempt}: a replica started on a damaged snapshot"),
-            Err(Error::Storage(error)) => assert_refused(&error, position),
-            Err(other) => panic!("attempt {attempt}: unexpected error {other}"),
-        }
+        let replica = start(dir.path(), &[1]).expect("a replica mid-restore starts");
+        let status = replica.handle.status();
+        assert!(status.restoring, "start {attempt}: marked as restoring");
+        tokio::time::sleep(Duration::from_millis(500)).await; // 25+ election timeouts
+        let status = replica.handle.status();
         assert_eq!(
-            applied_index(dir.path()),
-            LogIndex(0),
-            "attempt {attempt}: a failed restore left an applied index"
+            status.role,
+            raft::core::Role::Follower,
+            "start {attempt}: never campaigns"
+        );
+        assert_eq!(
+            replica.reader.get(b"key-0"),
+            Err(StorageError::SnapshotUnavailable(SNAPSHOT_INDEX)),
+            "start {attempt}: the partial map is refused"
+        );
+        drop((replica.handle, replica.reader, replica.inbound));
+        replica
+            .join
+            .await
+            .expect("node thread")
+            .expect("clean stop");
+        let point = restoring(dir.path()).expect("still marked");
+        assert_eq!(
+            (point.index, point.term, &point.next_cursor[..]),
+            (SNAPSHOT_INDEX, SNAPSHOT_TERM, RESUME_AT),
+            "start {attempt}: the mark keeps the position to resume at"
         );
     }
 }
 
-#[tokio::test]
-async fn a_corrupt_chunk_is_refused_on_every_start() {
-    assert_refuses_every_start(Damage::FlippedByte);
-}
-
-#[tokio::test]
-async fn a_truncated_chunk_stream_is_refused_on_every_start() {
-    assert_refuses_every_start(Damage::MissingLastChunk);
-}
-
-#[tokio::test]
-async fn an_undamaged_snapshot_restores_the_whole_map() {
+// Goal: a chunk the application cannot decode stops the node loudly, with
+// the snapshot and the position named, and the next start is marked as
+// restoring (never serving the partial map). Method: a follower of a
+// 2-node group whose leader (the test) sends it such a chunk; twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_chunk_stops_the_node_on_every_start() {
     let dir = tempfile::tempdir().expect("temp dir");
-    prepare(dir.path(), &[1], Damage::None);
-    let (handle, join, reader) = start(dir.path()).expect("starts");
-    for key in 0..KEYS {
-        let value = reader
-            .get(format!("key-{key}").as_bytes())
-            .expect("read")
-            .expect("restored key");
-        assert_eq!(value, vec![key as u8; 1 << 20], "key-{key}");
+    let voters = [1, 2];
+    {
+        let mut storage = RocksStorage::open(dir.path()).expect("open");
+        storage
+            .bootstrap(raft::core::Membership::with_voters([NodeId(1), NodeId(2)]))
+            .expect("bootstrap");
     }
-    drop((handle, reader));
-    join.await.expect("node thread").expect("clean stop");
-    assert!(applied_index(dir.path()) >= SNAPSHOT_INDEX);
+    for attempt in 1..=2 {
+        let replica = start(dir.path(), &voters).expect("starts");
+        let chunk = undecodable_chunk(NodeId(2), NodeId(1), Term(5), &voters);
+        replica.inbound.try_send(chunk).expect("queued");
+        let error = stopped(replica.join).await;
+        assert_refused(&error);
+        assert_eq!(
+            raft::exit_code::for_storage_error(&error),
+            raft::exit_code::SNAPSHOT_RESTORE,
+            "start {attempt}"
+        );
+        assert_eq!(
+            replica.reader.get(b"key-0"),
+            Err(StorageError::SnapshotUnavailable(SNAPSHOT_INDEX)),
+            "start {attempt}: the partial map is refused"
+        );
+        drop(replica.reader);
+        assert!(restoring(dir.path()).is_some(), "start {attempt}: marked");
+    }
+}
+
+// Goal: a chunk failing its crc32 is refused before the application sees
+// it: nothing is marked or written, the map keeps serving. Method: the
+// same chunk with its crc32 off by one bit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_failing_its_crc_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let voters = [1, 2];
+    {
+        let mut storage = RocksStorage::open(dir.path()).expect("open");
+        storage
+            .bootstrap(raft::core::Membership::with_voters([NodeId(1), NodeId(2)]))
+            .expect("bootstrap");
+    }
+    let replica = start(dir.path(), &voters).expect("starts");
+    let mut chunk: Message = undecodable_chunk(NodeId(2), NodeId(1), Term(5), &voters);
+    if let MessageBody::SnapshotChunk { crc32, .. } = &mut chunk.body {
+        *crc32 ^= 1;
+    }
+    replica.inbound.try_send(chunk).expect("queued");
+    // The chunk is refused at once; a heartbeat's round trip later the
+    // node has handled it (it answers the leader, which the test is not).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while replica.handle.status().term < Term(5) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chunk was handled"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!replica.handle.status().restoring, "no restore began");
+    assert_eq!(replica.reader.get(b"key-0"), Ok(None), "the map serves");
+    drop((replica.handle, replica.reader, replica.inbound));
+    replica
+        .join
+        .await
+        .expect("node thread")
+        .expect("clean stop");
+    assert_eq!(restoring(dir.path()), None, "nothing marked");
 }

@@ -1,15 +1,17 @@
 //! Conformance suite of the [`Storage`] trait (STYLE.md A, after TiKV's
 //! `engine_traits_tests`): one generic set of tests, each run against
 //! [`MemStorage`] and [`RocksStorage`] (in a temporary directory), so both
-//! keep the trait's `# Correctness` contract the same way. Then the tests
-//! of what only the RocksDB storage promises: a reopen reads everything
-//! back, a damaged record is reported as corruption naming its index, and
-//! `persist` is atomic and durable.
+//! keep the trait's `# Correctness` contract the same way: the log, the
+//! hard state, compaction (which only truncates the log and records the
+//! compacted prefix), installation of a restored snapshot (§7) and the
+//! state a restart finds. Then the tests of what only the RocksDB storage
+//! promises: a reopen reads everything back, a damaged record is reported
+//! as corruption naming its index and column family, `persist` is atomic
+//! and durable, and compaction writes no copy of anything.
 
 use bytes::Bytes;
 use raft::core::{
-    Entry, EntryKind, HardState, LogIndex, Membership, NodeId, SnapshotChunk, SnapshotMeta,
-    StorageError, Term,
+    Entry, EntryKind, HardState, LogIndex, Membership, NodeId, SnapshotMeta, StorageError, Term,
 };
 use raft::storage::{MemStorage, PersistBatch, RocksStorage, Storage};
 use tempfile::TempDir;
@@ -28,8 +30,10 @@ trait Backend: Storage + Sized {
     /// node's empty storage if it has no voter.
     fn create(membership: Membership) -> (Self, Self::Guard);
 
-    /// Records an application snapshot at `index` made of `chunks`.
-    fn create_snapshot(&mut self, index: LogIndex, membership: Membership, chunks: Vec<Bytes>);
+    /// Returns what the node finds after a crash and a restart: the
+    /// memory storage loses its unsynced writes, the RocksDB one is
+    /// closed and reopened.
+    fn restart(self) -> Self;
 }
 
 impl Backend for MemStorage {
@@ -39,9 +43,9 @@ impl Backend for MemStorage {
         (MemStorage::new(membership), ())
     }
 
-    fn create_snapshot(&mut self, index: LogIndex, membership: Membership, chunks: Vec<Bytes>) {
-        let data: Vec<u8> = chunks.concat();
-        MemStorage::create_snapshot(self, index, membership, Bytes::from(data));
+    fn restart(mut self) -> MemStorage {
+        self.lose_unsynced();
+        self
     }
 }
 
@@ -58,8 +62,10 @@ impl Backend for RocksStorage {
         (storage, dir)
     }
 
-    fn create_snapshot(&mut self, index: LogIndex, membership: Membership, chunks: Vec<Bytes>) {
-        RocksStorage::create_snapshot(self, index, membership, chunks).expect("create snapshot");
+    fn restart(self) -> RocksStorage {
+        let path = self.path().to_path_buf();
+        drop(self);
+        RocksStorage::open(&path).expect("reopen")
     }
 }
 
@@ -75,6 +81,15 @@ impl<B: Backend> Fixture<B> {
         Fixture {
             storage,
             _guard: guard,
+        }
+    }
+
+    /// Crashes and restarts the storage ([`Backend::restart`]).
+    fn restart(self) -> Fixture<B> {
+        let Fixture { storage, _guard } = self;
+        Fixture {
+            storage: storage.restart(),
+            _guard,
         }
     }
 }
@@ -118,48 +133,41 @@ fn snapshot_meta(index: u64, term: u64, membership: Membership) -> SnapshotMeta 
     }
 }
 
-fn chunk(meta: &SnapshotMeta, offset: u64, data: &'static [u8], last: bool) -> SnapshotChunk {
-    SnapshotChunk {
-        meta: meta.clone(),
-        offset,
-        data: Bytes::from_static(data),
-        last,
-    }
-}
-
-fn stage(storage: &mut impl Storage, chunks: &[SnapshotChunk]) -> Result<(), StorageError> {
+/// Installs the restored snapshot `meta`, alone in its batch.
+fn install(storage: &mut impl Storage, meta: &SnapshotMeta) -> Result<(), StorageError> {
     storage.persist(&PersistBatch {
-        snapshot_chunks: chunks,
-        ..PersistBatch::default()
-    })
-}
-
-/// Persists the final `chunks` of the snapshot `meta` and installs it.
-fn install(
-    storage: &mut impl Storage,
-    chunks: &[SnapshotChunk],
-    meta: &SnapshotMeta,
-) -> Result<(), StorageError> {
-    storage.persist(&PersistBatch {
-        snapshot_chunks: chunks,
         snapshot: Some(meta),
         ..PersistBatch::default()
     })
 }
 
-/// Returns the whole data of the snapshot at `index`, read through
-/// `snapshot_chunk` in pieces of `bytes_max`.
-fn read_snapshot(storage: &impl Storage, index: LogIndex, bytes_max: u64) -> Vec<u8> {
-    let mut data = Vec::new();
-    loop {
-        let (piece, last) = storage
-            .snapshot_chunk(index, data.len() as u64, bytes_max)
-            .expect("snapshot chunk");
-        data.extend_from_slice(&piece);
-        if last {
-            return data;
-        }
-        assert!(!piece.is_empty(), "no progress at offset {}", data.len());
+/// Everything the trait lets a reader see, for comparing a storage before
+/// and after an operation or a restart.
+#[derive(Debug, PartialEq, Eq)]
+struct Observed {
+    first_index: LogIndex,
+    last_index: LogIndex,
+    snapshot_meta: SnapshotMeta,
+    hard_state: HardState,
+    membership: Membership,
+    /// The term of the compacted prefix (`first_index - 1`).
+    prefix_term: Result<Term, StorageError>,
+    entries: Vec<Entry>,
+}
+
+fn observe(storage: &impl Storage) -> Observed {
+    let (first_index, last_index) = (storage.first_index(), storage.last_index());
+    let initial = storage.initial_state().expect("initial state");
+    Observed {
+        first_index,
+        last_index,
+        snapshot_meta: storage.snapshot_meta(),
+        hard_state: initial.hard_state,
+        membership: initial.membership,
+        prefix_term: storage.term(first_index.prev()),
+        entries: storage
+            .entries(first_index, last_index.next(), u64::MAX)
+            .expect("every entry of the log"),
     }
 }
 
@@ -176,29 +184,32 @@ macro_rules! conformance {
 }
 
 conformance!(
-    bootstrapped_store_starts_from_snapshot_at_index_one,
+    bootstrapped_store_starts_from_prefix_at_index_one,
     joining_store_starts_empty_at_index_zero,
     appended_entries_read_back_with_their_terms,
     append_over_stored_index_truncates_the_suffix,
-    append_leaving_a_gap_or_below_the_snapshot_is_refused,
+    append_leaving_a_gap_or_below_the_prefix_is_refused,
     entries_stop_at_byte_limit_but_return_at_least_one,
-    compacted_indexes_answer_compacted,
     hard_state_is_returned_by_initial_state,
     entries_and_hard_state_of_one_batch_persist_together,
     failed_batch_changes_neither_log_nor_hard_state,
-    staged_snapshot_replaces_the_log_when_installed,
-    install_without_staged_chunks_is_unavailable,
-    chunk_not_following_the_staged_data_is_refused,
-    chunk_at_offset_zero_restarts_staging,
-    staged_bytes_are_reported_by_initial_state,
-    snapshot_chunk_slices_the_snapshot_data,
-    snapshot_chunk_of_another_index_is_unavailable,
-    created_snapshot_keeps_later_entries,
+    compaction_drops_exactly_the_covered_entries,
+    compaction_of_the_whole_log_leaves_it_empty_and_growing,
+    compaction_at_or_below_the_prefix_is_a_noop,
+    compaction_past_the_log_is_an_error_and_changes_nothing,
+    install_holding_the_last_entry_keeps_the_suffix,
+    install_of_another_term_drops_every_entry,
+    install_past_the_log_drops_every_entry,
+    install_into_an_empty_joiner_starts_its_log,
+    install_entries_and_hard_state_apply_in_order_in_one_batch,
+    restart_after_compaction_reads_the_same_state,
+    restart_after_install_reads_the_same_state,
+    initial_membership_is_the_later_of_saved_and_prefix,
 );
 
-// Goal: a bootstrapping node's log starts with the membership snapshot at
-// index 1, term 1 (like etcd's bootstrap), with empty data.
-fn bootstrapped_store_starts_from_snapshot_at_index_one<B: Backend>() {
+// Goal: a bootstrapping node's log starts with the compacted prefix at
+// index 1, term 1 carrying the membership (like etcd's bootstrap).
+fn bootstrapped_store_starts_from_prefix_at_index_one<B: Backend>() {
     let fixture = Fixture::<B>::new(voters(&[1, 2, 3]));
     let storage = &fixture.storage;
     assert_eq!(storage.first_index(), LogIndex(2));
@@ -212,10 +223,6 @@ fn bootstrapped_store_starts_from_snapshot_at_index_one<B: Backend>() {
     let initial = storage.initial_state().expect("initial state");
     assert_eq!(initial.hard_state, HardState::default());
     assert_eq!(initial.membership, voters(&[1, 2, 3]));
-    assert_eq!(
-        storage.snapshot_chunk(LogIndex(1), 0, 100),
-        Ok((Bytes::new(), true))
-    );
     assert_eq!(storage.entries(LogIndex(2), LogIndex(2), 100), Ok(vec![]));
 }
 
@@ -230,10 +237,6 @@ fn joining_store_starts_empty_at_index_zero<B: Backend>() {
     assert_eq!(storage.snapshot_meta(), SnapshotMeta::default());
     let initial = storage.initial_state().expect("initial state");
     assert_eq!(initial.membership, Membership::default());
-    assert_eq!(
-        storage.snapshot_chunk(LogIndex(0), 0, 10),
-        Ok((Bytes::new(), true))
-    );
     append(storage, &entries(1..=3, 1)).expect("append from index 1");
     assert_eq!(storage.last_index(), LogIndex(3));
     assert_eq!(
@@ -297,22 +300,27 @@ fn append_over_stored_index_truncates_the_suffix<B: Backend>() {
     assert_eq!(storage.term(LogIndex(12)), Ok(Term(4)));
 }
 
-fn append_leaving_a_gap_or_below_the_snapshot_is_refused<B: Backend>() {
+fn append_leaving_a_gap_or_below_the_prefix_is_refused<B: Backend>() {
     let mut fixture = Fixture::<B>::new(voters(&[1]));
     let storage = &mut fixture.storage;
-    append(storage, &entries(2..=4, 1)).expect("append");
+    append(storage, &entries(2..=6, 1)).expect("append");
     assert!(matches!(
-        append(storage, &entries(6..=7, 1)),
+        append(storage, &entries(8..=9, 1)),
         Err(StorageError::Io(_))
     ));
     assert!(matches!(
         append(storage, &entries(1..=2, 1)),
         Err(StorageError::Io(_))
     ));
-    assert_eq!(storage.last_index(), LogIndex(4));
+    storage.compact(LogIndex(4), voters(&[1])).expect("compact");
+    assert!(matches!(
+        append(storage, &entries(4..=5, 2)),
+        Err(StorageError::Io(_))
+    ));
+    assert_eq!(storage.last_index(), LogIndex(6));
     assert_eq!(
-        storage.entries(LogIndex(2), LogIndex(5), u64::MAX),
-        Ok(entries(2..=4, 1))
+        storage.entries(LogIndex(5), LogIndex(7), u64::MAX),
+        Ok(entries(5..=6, 1))
     );
 }
 
@@ -332,33 +340,6 @@ fn entries_stop_at_byte_limit_but_return_at_least_one<B: Backend>() {
     assert_eq!(read(u64::MAX), Ok(all.clone()));
 }
 
-fn compacted_indexes_answer_compacted<B: Backend>() {
-    let mut fixture = Fixture::<B>::new(voters(&[1]));
-    let storage = &mut fixture.storage;
-    append(storage, &entries(2..=10, 2)).expect("append");
-    storage.create_snapshot(
-        LogIndex(6),
-        voters(&[1]),
-        vec![Bytes::from_static(b"state")],
-    );
-    assert_eq!(storage.first_index(), LogIndex(7));
-    assert_eq!(storage.last_index(), LogIndex(10));
-    assert_eq!(storage.term(LogIndex(6)), Ok(Term(2)));
-    assert_eq!(storage.term(LogIndex(5)), Err(StorageError::Compacted));
-    assert_eq!(
-        storage.entries(LogIndex(6), LogIndex(8), u64::MAX),
-        Err(StorageError::Compacted)
-    );
-    assert_eq!(
-        storage.entries(LogIndex(2), LogIndex(3), u64::MAX),
-        Err(StorageError::Compacted)
-    );
-    assert_eq!(
-        storage.entries(LogIndex(7), LogIndex(11), u64::MAX),
-        Ok(entries(7..=10, 2))
-    );
-}
-
 fn hard_state_is_returned_by_initial_state<B: Backend>() {
     let mut fixture = Fixture::<B>::new(voters(&[1, 2]));
     let storage = &mut fixture.storage;
@@ -369,6 +350,7 @@ fn hard_state_is_returned_by_initial_state<B: Backend>() {
                 ..PersistBatch::default()
             })
             .expect("persist hard state");
+        assert_eq!(storage.hard_state(), state);
         let initial = storage.initial_state().expect("initial state");
         assert_eq!(initial.hard_state, state);
         assert_eq!(initial.membership, voters(&[1, 2]));
@@ -394,234 +376,360 @@ fn entries_and_hard_state_of_one_batch_persist_together<B: Backend>() {
     );
 }
 
-// Goal: a batch that fails (here its snapshot cannot be installed) writes
-// nothing, not even the entries and hard state that come with it.
+// Goal: a batch that fails (here its entries leave a gap) writes nothing,
+// not even the hard state that comes with it.
 fn failed_batch_changes_neither_log_nor_hard_state<B: Backend>() {
     let mut fixture = Fixture::<B>::new(voters(&[1]));
     let storage = &mut fixture.storage;
     append(storage, &entries(2..=3, 1)).expect("append");
-    let meta = snapshot_meta(9, 2, voters(&[1]));
+    let before = observe(storage);
     let state = hard_state(5, Some(1), 0);
-    let batch_entries = entries(4..=6, 1);
+    let batch_entries = entries(5..=6, 1);
     let result = storage.persist(&PersistBatch {
         hard_state: Some(&state),
-        snapshot: Some(&meta),
         entries: &batch_entries,
         ..PersistBatch::default()
     });
-    assert_eq!(result, Err(StorageError::SnapshotUnavailable(LogIndex(9))));
-    assert_eq!(storage.last_index(), LogIndex(3));
-    assert_eq!(
-        storage.initial_state().expect("state").hard_state,
-        HardState::default()
-    );
+    assert!(matches!(result, Err(StorageError::Io(_))), "{result:?}");
+    assert_eq!(observe(storage), before);
+    assert_eq!(storage.hard_state(), HardState::default());
 }
 
-// Goal: a snapshot received in chunks over several Readies is staged,
-// then installed with the last chunk: it replaces the whole log, and
-// entries after it are appended in the same batch (§7).
-fn staged_snapshot_replaces_the_log_when_installed<B: Backend>() {
-    let mut fixture = Fixture::<B>::new(voters(&[1, 2]));
+// Goal: compaction drops exactly the entries up to its index and records
+// that index, its term and the given membership as the compacted prefix;
+// the entries after it are untouched and the log keeps growing.
+fn compaction_drops_exactly_the_covered_entries<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1]));
     let storage = &mut fixture.storage;
-    append(storage, &entries(2..=12, 1)).expect("append");
-    let meta = snapshot_meta(10, 3, voters(&[1, 2, 3]));
-    stage(storage, &[chunk(&meta, 0, b"hello ", false)]).expect("first chunk");
+    append(storage, &entries(2..=5, 1)).expect("append");
+    append(storage, &entries(6..=10, 2)).expect("append");
+    storage
+        .compact(LogIndex(6), voters(&[1, 2]))
+        .expect("compact");
     assert_eq!(
         storage.snapshot_meta(),
-        snapshot_meta(1, 1, voters(&[1, 2]))
+        snapshot_meta(6, 2, voters(&[1, 2]))
     );
-    assert_eq!(storage.last_index(), LogIndex(12));
-    let last_chunk = [chunk(&meta, 6, b"world", true)];
-    let state = hard_state(3, None, 10);
-    let after = entries(11..=11, 3);
-    storage
-        .persist(&PersistBatch {
-            hard_state: Some(&state),
-            snapshot_chunks: &last_chunk,
-            snapshot: Some(&meta),
-            entries: &after,
-        })
-        .expect("install");
-    assert_eq!(storage.snapshot_meta(), meta);
-    assert_eq!(storage.first_index(), LogIndex(11));
-    assert_eq!(storage.last_index(), LogIndex(11));
-    assert_eq!(storage.term(LogIndex(10)), Ok(Term(3)));
-    assert_eq!(storage.term(LogIndex(9)), Err(StorageError::Compacted));
-    assert_eq!(
-        storage.entries(LogIndex(11), LogIndex(12), u64::MAX),
-        Ok(after)
-    );
-    assert_eq!(read_snapshot(storage, LogIndex(10), 4), b"hello world");
-    let initial = storage.initial_state().expect("initial state");
-    assert_eq!(initial.membership, voters(&[1, 2, 3]));
-    assert_eq!(initial.hard_state, state);
-}
-
-fn install_without_staged_chunks_is_unavailable<B: Backend>() {
-    let mut fixture = Fixture::<B>::new(voters(&[1]));
-    let storage = &mut fixture.storage;
-    let meta = snapshot_meta(10, 3, voters(&[1]));
-    assert_eq!(
-        install(storage, &[], &meta),
-        Err(StorageError::SnapshotUnavailable(LogIndex(10)))
-    );
-    // Chunks of another snapshot do not make this one installable.
-    let other = snapshot_meta(12, 3, voters(&[1]));
-    stage(storage, &[chunk(&other, 0, b"data", true)]).expect("stage");
-    assert_eq!(
-        install(storage, &[], &meta),
-        Err(StorageError::SnapshotUnavailable(LogIndex(10)))
-    );
-    assert_eq!(storage.snapshot_meta(), snapshot_meta(1, 1, voters(&[1])));
-}
-
-fn chunk_not_following_the_staged_data_is_refused<B: Backend>() {
-    let mut fixture = Fixture::<B>::new(voters(&[1]));
-    let storage = &mut fixture.storage;
-    let meta = snapshot_meta(10, 3, voters(&[1]));
-    // Nothing staged yet: only offset 0 may start.
-    assert!(stage(storage, &[chunk(&meta, 4, b"late", false)]).is_err());
-    stage(storage, &[chunk(&meta, 0, b"abcd", false)]).expect("first chunk");
-    // A gap, an overlap and a chunk of another snapshot.
-    assert!(stage(storage, &[chunk(&meta, 5, b"x", false)]).is_err());
-    assert!(stage(storage, &[chunk(&meta, 3, b"x", false)]).is_err());
-    let other = snapshot_meta(11, 3, voters(&[1]));
-    assert!(stage(storage, &[chunk(&other, 4, b"x", false)]).is_err());
-    // The staged data is intact: the right next chunk completes it.
-    let last = [chunk(&meta, 4, b"efgh", true)];
-    install(storage, &last, &meta).expect("install");
-    assert_eq!(read_snapshot(storage, LogIndex(10), 100), b"abcdefgh");
-}
-
-fn chunk_at_offset_zero_restarts_staging<B: Backend>() {
-    let mut fixture = Fixture::<B>::new(voters(&[1]));
-    let storage = &mut fixture.storage;
-    let old = snapshot_meta(8, 2, voters(&[1]));
-    let new = snapshot_meta(10, 3, voters(&[1]));
-    stage(storage, &[chunk(&old, 0, b"old data, longer", false)]).expect("stage");
-    // The leader restarts the transfer with a newer snapshot.
-    let chunks = [chunk(&new, 0, b"new", false), chunk(&new, 3, b"!", true)];
-    install(storage, &chunks, &new).expect("install");
-    assert_eq!(storage.snapshot_meta(), new);
-    assert_eq!(read_snapshot(storage, LogIndex(10), 2), b"new!");
-}
-
-// Goal: a node restarted mid-transfer learns what it had staged, so the
-// transfer resumes there instead of at byte 0. Method: stage two chunks;
-// `initial_state` names the snapshot and the bytes staged; installing it
-// clears the report.
-fn staged_bytes_are_reported_by_initial_state<B: Backend>() {
-    let mut fixture = Fixture::<B>::new(voters(&[1]));
-    let storage = &mut fixture.storage;
-    let initial = storage.initial_state().expect("initial state");
-    assert_eq!(initial.staged_snapshot, None, "nothing staged yet");
-    let meta = snapshot_meta(10, 3, voters(&[1]));
-    let chunks = [
-        chunk(&meta, 0, b"abc", false),
-        chunk(&meta, 3, b"de", false),
-    ];
-    stage(storage, &chunks).expect("stage");
-    let initial = storage.initial_state().expect("initial state");
-    assert_eq!(initial.staged_snapshot, Some((meta.clone(), 5)));
-    let last = [chunk(&meta, 5, b"f", true)];
-    install(storage, &last, &meta).expect("install");
-    let initial = storage.initial_state().expect("initial state");
-    assert_eq!(initial.staged_snapshot, None, "installed, nothing staged");
-}
-
-/// Returns snapshot data of `size` bytes cut into uneven chunks (an empty
-/// one included).
-fn uneven_chunks(size: usize) -> (Vec<u8>, Vec<Bytes>) {
-    let data: Vec<u8> = (0..size).map(|byte| (byte * 7 % 251) as u8).collect();
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    for length in [1, 0, 300, 17].into_iter().cycle() {
-        let end = (start + length).min(size);
-        chunks.push(Bytes::copy_from_slice(&data[start..end]));
-        start = end;
-        if start == size {
-            break;
-        }
-    }
-    (data, chunks)
-}
-
-// Goal: any (offset, bytes_max) window of the snapshot data is served
-// exactly, with `last` set once the window reaches the end.
-fn snapshot_chunk_slices_the_snapshot_data<B: Backend>() {
-    let mut fixture = Fixture::<B>::new(voters(&[1]));
-    let storage = &mut fixture.storage;
-    append(storage, &entries(2..=5, 1)).expect("append");
-    let (data, chunks) = uneven_chunks(1000);
-    storage.create_snapshot(LogIndex(5), voters(&[1]), chunks);
-    let size = data.len() as u64;
-    for offset in (0..=size + 3).step_by(7) {
-        for bytes_max in [0, 1, 13, 299, 301, 500, 5000] {
-            let start = offset.min(size);
-            let end = start.saturating_add(bytes_max).min(size);
-            let expected = &data[start as usize..end as usize];
-            let (piece, last) = storage
-                .snapshot_chunk(LogIndex(5), offset, bytes_max)
-                .expect("snapshot chunk");
-            assert_eq!(
-                &piece[..],
-                expected,
-                "offset {offset}, bytes_max {bytes_max}"
-            );
-            assert_eq!(last, end == size, "offset {offset}, bytes_max {bytes_max}");
-        }
-    }
-    assert_eq!(read_snapshot(storage, LogIndex(5), 64), data);
-}
-
-fn snapshot_chunk_of_another_index_is_unavailable<B: Backend>() {
-    let mut fixture = Fixture::<B>::new(voters(&[1]));
-    let storage = &mut fixture.storage;
-    append(storage, &entries(2..=5, 1)).expect("append");
-    storage.create_snapshot(LogIndex(3), voters(&[1]), vec![Bytes::from_static(b"a")]);
-    for index in [1, 2, 4] {
+    assert_eq!(storage.first_index(), LogIndex(7));
+    assert_eq!(storage.last_index(), LogIndex(10));
+    assert_eq!(storage.term(LogIndex(6)), Ok(Term(2)));
+    assert_eq!(storage.term(LogIndex(5)), Err(StorageError::Compacted));
+    assert_eq!(storage.term(LogIndex(0)), Err(StorageError::Compacted));
+    for low in [2, 5, 6] {
         assert_eq!(
-            storage.snapshot_chunk(LogIndex(index), 0, 10),
-            Err(StorageError::SnapshotUnavailable(LogIndex(index)))
+            storage.entries(LogIndex(low), LogIndex(8), u64::MAX),
+            Err(StorageError::Compacted),
+            "entries from {low}"
         );
     }
-    // A newer snapshot replaces the older one.
-    storage.create_snapshot(LogIndex(5), voters(&[1]), vec![Bytes::from_static(b"b")]);
     assert_eq!(
-        storage.snapshot_chunk(LogIndex(3), 0, 10),
-        Err(StorageError::SnapshotUnavailable(LogIndex(3)))
-    );
-    assert_eq!(
-        storage.snapshot_chunk(LogIndex(5), 0, 10),
-        Ok((Bytes::from_static(b"b"), true))
-    );
-}
-
-fn created_snapshot_keeps_later_entries<B: Backend>() {
-    let mut fixture = Fixture::<B>::new(voters(&[1]));
-    let storage = &mut fixture.storage;
-    append(storage, &entries(2..=8, 2)).expect("append");
-    let membership = voters(&[1, 2]);
-    storage.create_snapshot(LogIndex(5), membership.clone(), vec![Bytes::new()]);
-    assert_eq!(
-        storage.snapshot_meta(),
-        snapshot_meta(5, 2, membership.clone())
+        storage.entries(LogIndex(7), LogIndex(11), u64::MAX),
+        Ok(entries(7..=10, 2))
     );
     assert_eq!(
         storage.initial_state().expect("state").membership,
-        membership
+        voters(&[1, 2])
     );
-    assert_eq!(storage.first_index(), LogIndex(6));
+    // The log keeps growing, and a conflicting suffix after the prefix is
+    // still truncated.
+    append(storage, &entries(11..=12, 3)).expect("append");
+    append(storage, &entries(9..=9, 4)).expect("append over 9");
+    assert_eq!(storage.last_index(), LogIndex(9));
+    assert_eq!(storage.term(LogIndex(9)), Ok(Term(4)));
+    assert_eq!(
+        storage.entries(LogIndex(7), LogIndex(9), u64::MAX),
+        Ok(entries(7..=8, 2))
+    );
+}
+
+// Goal: compacting up to the last entry leaves an empty log right after
+// the prefix, which appends continue.
+fn compaction_of_the_whole_log_leaves_it_empty_and_growing<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1]));
+    let storage = &mut fixture.storage;
+    append(storage, &entries(2..=8, 3)).expect("append");
+    storage.compact(LogIndex(8), voters(&[1])).expect("compact");
+    assert_eq!(storage.snapshot_meta(), snapshot_meta(8, 3, voters(&[1])));
+    assert_eq!(storage.first_index(), LogIndex(9));
     assert_eq!(storage.last_index(), LogIndex(8));
+    assert_eq!(storage.term(LogIndex(8)), Ok(Term(3)));
+    assert_eq!(storage.entries(LogIndex(9), LogIndex(9), 0), Ok(vec![]));
+    append(storage, &entries(9..=10, 4)).expect("append after the prefix");
     assert_eq!(
-        storage.entries(LogIndex(6), LogIndex(9), u64::MAX),
-        Ok(entries(6..=8, 2))
+        storage.entries(LogIndex(9), LogIndex(11), u64::MAX),
+        Ok(entries(9..=10, 4))
+    );
+}
+
+// Goal: compaction at or below the current prefix changes nothing, not
+// even the recorded membership.
+fn compaction_at_or_below_the_prefix_is_a_noop<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1]));
+    let storage = &mut fixture.storage;
+    append(storage, &entries(2..=10, 2)).expect("append");
+    storage
+        .compact(LogIndex(6), voters(&[1, 2]))
+        .expect("compact");
+    let before = observe(storage);
+    for index in [6, 5, 1, 0] {
+        storage
+            .compact(LogIndex(index), voters(&[7]))
+            .expect("a no-op compaction succeeds");
+        assert_eq!(observe(storage), before, "compaction at {index}");
+    }
+}
+
+// Goal: compaction past the last entry is refused and changes nothing,
+// also across a restart.
+fn compaction_past_the_log_is_an_error_and_changes_nothing<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1]));
+    append(&mut fixture.storage, &entries(2..=5, 1)).expect("append");
+    let before = observe(&fixture.storage);
+    for index in [6, 100] {
+        let result = fixture.storage.compact(LogIndex(index), voters(&[1, 2]));
+        assert!(result.is_err(), "compaction at {index}: {result:?}");
+        assert_eq!(observe(&fixture.storage), before, "compaction at {index}");
+    }
+    let fixture = fixture.restart();
+    assert_eq!(observe(&fixture.storage), before);
+}
+
+// Goal: installing a snapshot whose last entry the log holds (same index
+// and term) drops the entries up to it and keeps the ones after (§7).
+fn install_holding_the_last_entry_keeps_the_suffix<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1]));
+    let storage = &mut fixture.storage;
+    append(storage, &entries(2..=5, 1)).expect("append");
+    append(storage, &entries(6..=10, 2)).expect("append");
+    let meta = snapshot_meta(7, 2, voters(&[1, 2, 3]));
+    install(storage, &meta).expect("install");
+    assert_eq!(storage.snapshot_meta(), meta);
+    assert_eq!(storage.first_index(), LogIndex(8));
+    assert_eq!(storage.last_index(), LogIndex(10));
+    assert_eq!(storage.term(LogIndex(7)), Ok(Term(2)));
+    assert_eq!(storage.term(LogIndex(6)), Err(StorageError::Compacted));
+    assert_eq!(
+        storage.entries(LogIndex(7), LogIndex(9), u64::MAX),
+        Err(StorageError::Compacted)
     );
     assert_eq!(
-        storage.snapshot_chunk(LogIndex(5), 0, 10),
-        Ok((Bytes::new(), true))
+        storage.entries(LogIndex(8), LogIndex(11), u64::MAX),
+        Ok(entries(8..=10, 2))
     );
-    // The log keeps growing after the snapshot.
-    append(storage, &entries(9..=9, 3)).expect("append");
-    assert_eq!(storage.term(LogIndex(9)), Ok(Term(3)));
+    assert_eq!(
+        storage.initial_state().expect("state").membership,
+        voters(&[1, 2, 3])
+    );
+    // Holding the very last entry keeps an empty suffix.
+    let meta = snapshot_meta(10, 2, voters(&[1, 2]));
+    install(storage, &meta).expect("install at the last entry");
+    assert_eq!(storage.snapshot_meta(), meta);
+    assert_eq!(storage.last_index(), LogIndex(10));
+    append(storage, &entries(11..=11, 2)).expect("append after it");
+}
+
+// Goal: a snapshot whose last index the log holds with another term
+// replaces the whole log: the suffix conflicts with it (§7).
+fn install_of_another_term_drops_every_entry<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1]));
+    let storage = &mut fixture.storage;
+    append(storage, &entries(2..=10, 1)).expect("append");
+    let meta = snapshot_meta(7, 3, voters(&[1, 2]));
+    install(storage, &meta).expect("install");
+    assert_eq!(storage.snapshot_meta(), meta);
+    assert_eq!(storage.first_index(), LogIndex(8));
+    assert_eq!(storage.last_index(), LogIndex(7));
+    assert_eq!(storage.term(LogIndex(7)), Ok(Term(3)));
+    assert!(storage.term(LogIndex(8)).is_err());
+    assert_eq!(storage.entries(LogIndex(8), LogIndex(8), 0), Ok(vec![]));
+    append(storage, &entries(8..=9, 3)).expect("append after it");
+    assert_eq!(
+        storage.entries(LogIndex(8), LogIndex(10), u64::MAX),
+        Ok(entries(8..=9, 3))
+    );
+}
+
+// Goal: a snapshot past the last entry replaces the whole log.
+fn install_past_the_log_drops_every_entry<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1]));
+    let storage = &mut fixture.storage;
+    append(storage, &entries(2..=10, 1)).expect("append");
+    storage.compact(LogIndex(4), voters(&[1])).expect("compact");
+    let meta = snapshot_meta(20, 2, voters(&[1, 2]));
+    install(storage, &meta).expect("install");
+    assert_eq!(storage.snapshot_meta(), meta);
+    assert_eq!(storage.first_index(), LogIndex(21));
+    assert_eq!(storage.last_index(), LogIndex(20));
+    assert_eq!(storage.term(LogIndex(20)), Ok(Term(2)));
+    assert_eq!(storage.term(LogIndex(10)), Err(StorageError::Compacted));
+    assert_eq!(
+        storage.entries(LogIndex(11), LogIndex(12), u64::MAX),
+        Err(StorageError::Compacted)
+    );
+    append(storage, &entries(21..=21, 2)).expect("append after it");
+    assert_eq!(storage.last_index(), LogIndex(21));
+}
+
+// Goal: a joining node's first snapshot gives it its prefix and its
+// membership.
+fn install_into_an_empty_joiner_starts_its_log<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(Membership::default());
+    let storage = &mut fixture.storage;
+    let meta = snapshot_meta(5, 2, voters(&[1, 2, 3]));
+    install(storage, &meta).expect("install");
+    assert_eq!(storage.snapshot_meta(), meta);
+    assert_eq!(storage.first_index(), LogIndex(6));
+    assert_eq!(storage.last_index(), LogIndex(5));
+    assert_eq!(
+        storage.initial_state().expect("state").membership,
+        voters(&[1, 2, 3])
+    );
+}
+
+// Goal: one batch installs, then appends, then sets the hard state: the
+// entries of the batch follow the installed prefix, whether the install
+// kept the suffix (and they then truncate it) or dropped it.
+fn install_entries_and_hard_state_apply_in_order_in_one_batch<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1, 2]));
+    let storage = &mut fixture.storage;
+    append(storage, &entries(2..=12, 1)).expect("append");
+
+    // The log holds (6, 1): 7 stays, 8.. is replaced by the batch.
+    let held = snapshot_meta(6, 1, voters(&[1, 2]));
+    let state = hard_state(3, Some(2), 6);
+    let after = entries(8..=9, 3);
+    storage
+        .persist(&PersistBatch {
+            hard_state: Some(&state),
+            snapshot: Some(&held),
+            entries: &after,
+        })
+        .expect("install, append, hard state");
+    assert_eq!(storage.snapshot_meta(), held);
+    assert_eq!(storage.last_index(), LogIndex(9));
+    let mut expected = entries(7..=7, 1);
+    expected.extend(after);
+    assert_eq!(
+        storage.entries(LogIndex(7), LogIndex(10), u64::MAX),
+        Ok(expected)
+    );
+    assert_eq!(storage.hard_state(), state);
+
+    // The log does not hold (12, 4): everything goes, 13 follows.
+    let replacing = snapshot_meta(12, 4, voters(&[1, 2, 3]));
+    let state = hard_state(4, None, 12);
+    let after = entries(13..=13, 4);
+    storage
+        .persist(&PersistBatch {
+            hard_state: Some(&state),
+            snapshot: Some(&replacing),
+            entries: &after,
+        })
+        .expect("install, append, hard state");
+    assert_eq!(storage.snapshot_meta(), replacing);
+    assert_eq!(storage.first_index(), LogIndex(13));
+    assert_eq!(storage.last_index(), LogIndex(13));
+    assert_eq!(
+        storage.entries(LogIndex(13), LogIndex(14), u64::MAX),
+        Ok(after)
+    );
+    let initial = storage.initial_state().expect("initial state");
+    assert_eq!(initial.hard_state, state);
+    assert_eq!(initial.membership, voters(&[1, 2, 3]));
+}
+
+// Goal: compaction is durable: a restart right after it finds the same
+// prefix, log, hard state and membership.
+fn restart_after_compaction_reads_the_same_state<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1]));
+    let state = hard_state(2, Some(1), 8);
+    fixture
+        .storage
+        .persist(&PersistBatch {
+            hard_state: Some(&state),
+            entries: &entries(2..=10, 2),
+            ..PersistBatch::default()
+        })
+        .expect("persist");
+    fixture
+        .storage
+        .compact(LogIndex(8), voters(&[1, 2]))
+        .expect("compact");
+    let before = observe(&fixture.storage);
+    assert_eq!(before.first_index, LogIndex(9));
+    let mut fixture = fixture.restart();
+    assert_eq!(observe(&fixture.storage), before);
+    // A second compaction, of everything, survives a restart too.
+    fixture
+        .storage
+        .compact(LogIndex(10), voters(&[1, 2, 3]))
+        .expect("compact");
+    let before = observe(&fixture.storage);
+    assert!(before.entries.is_empty());
+    let fixture = fixture.restart();
+    assert_eq!(observe(&fixture.storage), before);
+}
+
+// Goal: an installed snapshot is durable with the batch that installs it.
+fn restart_after_install_reads_the_same_state<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1]));
+    append(&mut fixture.storage, &entries(2..=10, 1)).expect("append");
+    let kept = snapshot_meta(5, 1, voters(&[1, 2]));
+    install(&mut fixture.storage, &kept).expect("install keeping 6..=10");
+    let before = observe(&fixture.storage);
+    assert_eq!(before.entries, entries(6..=10, 1));
+    let mut fixture = fixture.restart();
+    assert_eq!(observe(&fixture.storage), before);
+
+    let replacing = snapshot_meta(30, 5, voters(&[2, 3]));
+    let state = hard_state(5, None, 30);
+    fixture
+        .storage
+        .persist(&PersistBatch {
+            hard_state: Some(&state),
+            snapshot: Some(&replacing),
+            ..PersistBatch::default()
+        })
+        .expect("install replacing the log");
+    let before = observe(&fixture.storage);
+    let fixture = fixture.restart();
+    assert_eq!(observe(&fixture.storage), before);
+    assert_eq!(fixture.storage.snapshot_meta(), replacing);
+    assert_eq!(fixture.storage.hard_state(), state);
+}
+
+// Goal: the membership a node starts with is the later, by index, of the
+// one saved after an applied change and the compacted prefix's.
+fn initial_membership_is_the_later_of_saved_and_prefix<B: Backend>() {
+    let mut fixture = Fixture::<B>::new(voters(&[1]));
+    let membership = |storage: &B| storage.initial_state().expect("state").membership;
+    append(&mut fixture.storage, &entries(2..=12, 1)).expect("append");
+    fixture
+        .storage
+        .save_membership(&voters(&[1, 2]), LogIndex(4))
+        .expect("save");
+    assert_eq!(membership(&fixture.storage), voters(&[1, 2]));
+    // A prefix past the saved change wins.
+    fixture
+        .storage
+        .compact(LogIndex(6), voters(&[1, 2, 3]))
+        .expect("compact");
+    assert_eq!(membership(&fixture.storage), voters(&[1, 2, 3]));
+    // A change saved past the prefix wins, also after a restart.
+    fixture
+        .storage
+        .save_membership(&voters(&[2, 3]), LogIndex(8))
+        .expect("save");
+    assert_eq!(membership(&fixture.storage), voters(&[2, 3]));
+    let mut fixture = fixture.restart();
+    assert_eq!(membership(&fixture.storage), voters(&[2, 3]));
+    assert_eq!(
+        fixture.storage.snapshot_meta().membership,
+        voters(&[1, 2, 3])
+    );
+    // An installed snapshot past the saved change wins.
+    install(&mut fixture.storage, &snapshot_meta(10, 1, voters(&[4]))).expect("install");
+    assert_eq!(membership(&fixture.storage), voters(&[4]));
+    let fixture = fixture.restart();
+    assert_eq!(membership(&fixture.storage), voters(&[4]));
 }

@@ -144,7 +144,8 @@ fn snapshot_chunk(data: Bytes) -> Message {
             term: Term(2),
             membership,
         },
-        offset: 0,
+        cursor: Bytes::new(),
+        next_cursor: Bytes::from_static(b"\0key-7\0"),
         crc32: crc32fast::hash(&data),
         data,
         last: false,
@@ -197,7 +198,8 @@ fn every_message() -> Vec<Message> {
         MessageBody::HeartbeatResponse { read_round: 11 },
         MessageBody::SnapshotChunkResponse {
             snapshot_index: LogIndex(50),
-            next_offset: 1 << 20,
+            snapshot_term: Term(2),
+            next_cursor: Bytes::from_static(b"\0key-7\0"),
         },
         MessageBody::TimeoutNow,
     ];

@@ -51,8 +51,10 @@ pub struct ReplicaOptions {
     pub shard_count: u32,
     /// The duration of a Raft tick.
     pub tick: Duration,
-    /// Snapshot the state and compact the log every this many entries.
-    pub snapshot_interval_entries: u64,
+    /// Compact the log every this many applied entries.
+    pub compact_interval_entries: u64,
+    /// Entries kept below the applied index at compaction.
+    pub compact_keep_entries: u64,
     /// The deadline of one proposal or read barrier inside the replica.
     pub request_timeout: Duration,
 }
@@ -73,7 +75,8 @@ impl ReplicaOptions {
             data_dir,
             shard_count: 64,
             tick: Duration::from_millis(100),
-            snapshot_interval_entries: 1000,
+            compact_interval_entries: 1000,
+            compact_keep_entries: 100,
             request_timeout: Duration::from_secs(5),
         }
     }
@@ -227,7 +230,8 @@ pub enum Stopped {
 fn node_options(options: &ReplicaOptions) -> NodeOptions {
     let mut node = NodeOptions::new(CONTROLLER_GROUP, options.id);
     node.tick = options.tick;
-    node.snapshot_interval_entries = options.snapshot_interval_entries.max(1);
+    node.compact_interval_entries = options.compact_interval_entries.max(1);
+    node.compact_keep_entries = options.compact_keep_entries;
     node.request_timeout = options.request_timeout;
     node
 }

@@ -19,14 +19,17 @@
 //!   invariant of [`ControllerState`].
 //! - Writes are not synced: the Raft log's next synced write covers them
 //!   (one WAL), and the driver compacts the log only with a synced write.
-//! - A snapshot is the encoded [`ControllerState`] (`codec.rs`), cut into
-//!   chunks. The state is held whole in memory anyway (it is small: one
-//!   shard table per configuration), so the snapshot is too; a restore
-//!   treats the chunks as one byte stream, whatever their boundaries. An
-//!   empty snapshot is the bootstrap one (`RocksStorage::bootstrap` records
-//!   the membership at index 1 with no data): it restores the initial state.
-//!   A restore writes nothing until every chunk arrived and the whole
-//!   decodes; then the state and the applied index in one batch.
+//! - A snapshot is the encoded [`ControllerState`] (`codec.rs`), read in
+//!   chunks by byte position. The state is held whole in memory anyway (it
+//!   is small: one shard table per configuration), so the snapshot is too;
+//!   a restore treats the chunks as one byte stream, whatever their
+//!   boundaries. An empty snapshot is the bootstrap one (the log's prefix
+//!   at index 1 carries only the membership): it restores the initial
+//!   state. A restore marks `meta/restoring_snapshot` durably at its start
+//!   and writes nothing else until every chunk arrived and the whole
+//!   decodes; then the state and the applied index in one batch, which
+//!   drops the mark. A restart finds the mark and restores from the
+//!   beginning again (the chunks were held in memory only).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,8 +37,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 
-use raft::core::{Entry, EntryKind, LogIndex, StorageError};
-use raft::driver::StateMachine;
+use raft::app_snapshot;
+use raft::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
+use raft::driver::{EncodedSnapshot, SnapshotSource, StateMachine};
 use raft::storage::{CF_DATA, CF_META};
 
 use crate::codec::{
@@ -48,11 +52,12 @@ use crate::state_machine::{ControllerState, Session};
 use crate::types::Config;
 
 const KEY_APPLIED_INDEX: &[u8] = b"applied_index";
+/// Present while a restore is under way (an `app_snapshot` mark).
+const KEY_RESTORING: &[u8] = b"restoring_snapshot";
+const MARK_LOCATION: &str = "meta/restoring_snapshot";
 const KEY_SHARD_COUNT: &[u8] = b"shard_count";
 const PREFIX_CONFIG: &[u8] = b"config/";
 const PREFIX_SESSION: &[u8] = b"session/";
-/// Snapshot chunks are cut at this size.
-const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
 /// What applying one entry answers its proposer: `None` for entries that
 /// carry no request (a new leader's empty entry, a membership change),
@@ -67,9 +72,11 @@ pub struct ControllerStore {
     shared: Arc<SharedState>,
     /// This replica's id, a metrics label.
     node: u64,
-    /// The bytes of the snapshot being restored, if a restore is under
-    /// way (the state is small and decoded whole).
-    restoring: Option<Vec<u8>>,
+    /// The restore under way (as marked durably), if any.
+    restoring: Option<RestorePoint>,
+    /// The bytes of the snapshot being restored, received so far (the
+    /// state is small and decoded whole).
+    restored: Vec<u8>,
 }
 
 impl ControllerStore {
@@ -97,12 +104,18 @@ impl ControllerStore {
             );
         }
         crate::metrics::observe_config(node, state.latest().num.0, state.latest().groups.len());
+        let restoring = db
+            .get_cf(cf(&db, CF_META), KEY_RESTORING)
+            .map_err(io_error("reading the restore mark"))?
+            .map(|mark| app_snapshot::decode_mark(&mark, MARK_LOCATION))
+            .transpose()?;
         Ok(ControllerStore {
             db,
             applied,
             shared: SharedState::new(state),
             node,
-            restoring: None,
+            restoring,
+            restored: Vec::new(),
         })
     }
 
@@ -164,43 +177,52 @@ impl StateMachine for ControllerStore {
         output
     }
 
-    fn snapshot(&self) -> Box<dyn Iterator<Item = Bytes> + '_> {
+    fn snapshot_source(&self) -> Result<Box<dyn SnapshotSource>, StorageError> {
         let encoded = Bytes::from(self.shared.read(ControllerState::encode_snapshot));
-        let mut offset = 0;
-        Box::new(std::iter::from_fn(move || {
-            if offset >= encoded.len() {
-                return None;
-            }
-            let end = (offset + SNAPSHOT_CHUNK_BYTES).min(encoded.len());
-            let chunk = encoded.slice(offset..end);
-            offset = end;
-            Some(chunk)
-        }))
+        Ok(Box::new(EncodedSnapshot::new(encoded)))
     }
 
-    fn begin_restore(&mut self, _index: LogIndex) -> Result<(), StorageError> {
-        // Nothing is written before `finish_restore`, which writes the
-        // whole state and the applied index in one batch: until then the
-        // stored state is the previous one, at an index below the
-        // snapshot's, so a restart restores again.
+    fn restoring(&self) -> Option<RestorePoint> {
+        self.restoring.clone()
+    }
+
+    fn begin_restore(&mut self, index: LogIndex, term: Term) -> Result<(), StorageError> {
+        // Only the mark is written before `finish_restore`, which writes
+        // the whole state and the applied index in one batch.
+        let point = RestorePoint {
+            index,
+            term,
+            next_cursor: Bytes::new(),
+        };
+        self.db
+            .put_cf(
+                cf(&self.db, CF_META),
+                KEY_RESTORING,
+                app_snapshot::encode_mark(&point),
+            )
+            .map_err(io_error("marking the controller state as being restored"))?;
         self.applied = LogIndex(0);
-        self.restoring = Some(Vec::new());
+        self.restoring = Some(point);
+        self.restored.clear();
         Ok(())
     }
 
-    fn restore_chunk(&mut self, chunk: Bytes) -> Result<(), StorageError> {
-        self.restoring
-            .as_mut()
-            .expect("restore_chunk follows begin_restore")
-            .extend_from_slice(&chunk);
+    fn restore_chunk(&mut self, data: Bytes, _next_cursor: Bytes) -> Result<(), StorageError> {
+        assert!(
+            self.restoring.is_some(),
+            "restore_chunk follows begin_restore"
+        );
+        self.restored.extend_from_slice(&data);
         Ok(())
     }
 
-    fn finish_restore(&mut self, index: LogIndex) -> Result<(), StorageError> {
-        let bytes = self
-            .restoring
-            .take()
-            .expect("finish_restore follows begin_restore");
+    fn finish_restore(&mut self, index: LogIndex, data: Bytes) -> Result<(), StorageError> {
+        assert!(
+            self.restoring.is_some(),
+            "finish_restore follows begin_restore"
+        );
+        let mut bytes = std::mem::take(&mut self.restored);
+        bytes.extend_from_slice(&data);
         let state = if bytes.is_empty() {
             // The bootstrap snapshot (index 1, membership only) has no
             // data; every snapshot this store makes has at least a header.
@@ -221,9 +243,14 @@ impl StateMachine for ControllerStore {
             KEY_APPLIED_INDEX,
             index.0.to_be_bytes(),
         );
+        batch.delete_cf(cf(&self.db, CF_META), KEY_RESTORING);
+        // Synced: the node acknowledges the snapshot to its leader next.
+        let mut synced = rocksdb::WriteOptions::default();
+        synced.set_sync(true);
         self.db
-            .write(batch)
+            .write_opt(batch, &synced)
             .map_err(io_error("writing the restored controller state"))?;
+        self.restoring = None;
         self.applied = index;
         let latest = state.latest();
         crate::metrics::observe_config(self.node, latest.num.0, latest.groups.len());

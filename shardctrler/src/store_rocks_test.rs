@@ -91,12 +91,7 @@ fn a_snapshot_restores_an_equal_durable_state() {
     target.apply(&entry(1, &join(9, 1, 42)));
     // Split the snapshot at odd places: a restore must not rely on the
     // boundaries of the chunks it was given.
-    let bytes: Vec<u8> = source.snapshot().flat_map(|c| c.to_vec()).collect();
-    restore(
-        &mut target,
-        LogIndex(5),
-        bytes.chunks(7).map(Bytes::copy_from_slice),
-    );
+    restore(&mut target, LogIndex(5), read_all(&source, 7));
     let expected = source.shared().read(Clone::clone);
     assert_eq!(target.shared().read(Clone::clone), expected);
     drop(target);
@@ -121,29 +116,29 @@ fn the_stored_shard_count_wins_over_the_option() {
 fn an_empty_snapshot_restores_the_initial_state() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut store = open(dir.path());
-    restore(&mut store, LogIndex(1), std::iter::empty());
+    restore(&mut store, LogIndex(1), vec![Bytes::new()]);
     assert_eq!(store.applied_index(), LogIndex(1));
     assert_eq!(store.shared().read(Clone::clone), ControllerState::new(10));
 }
 
 // Goal: a snapshot cut short does not decode, and the restore changes
-// nothing stored: a reopen finds the previous state at its own index, so
-// the node restores again instead of serving part of a snapshot.
+// nothing stored but its mark: a reopen finds the previous state and the
+// mark, so the node restores again instead of serving part of a snapshot.
 #[test]
 fn a_truncated_snapshot_is_refused_and_changes_nothing() {
     let source_dir = tempfile::tempdir().expect("temp dir");
     let mut source = open(source_dir.path());
     apply_sample(&mut source);
-    let bytes: Vec<u8> = source.snapshot().flat_map(|c| c.to_vec()).collect();
+    let bytes: Vec<u8> = read_all(&source, 1 << 20).concat();
     let target_dir = tempfile::tempdir().expect("temp dir");
     let mut target = open(target_dir.path());
     target.apply(&entry(1, &join(9, 1, 42)));
     let before = target.shared().read(Clone::clone);
-    target.begin_restore(LogIndex(5)).expect("begin");
-    target
-        .restore_chunk(Bytes::copy_from_slice(&bytes[..bytes.len() / 2]))
-        .expect("chunk");
-    let error = target.finish_restore(LogIndex(5)).expect_err("cut short");
+    target.begin_restore(LogIndex(5), Term(2)).expect("begin");
+    let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
+    let error = target
+        .finish_restore(LogIndex(5), half)
+        .expect_err("cut short");
     assert!(
         matches!(
             error,
@@ -156,15 +151,37 @@ fn a_truncated_snapshot_is_refused_and_changes_nothing() {
     );
     drop(target);
     let reopened = open(target_dir.path());
-    assert_eq!(reopened.applied_index(), LogIndex(1));
+    assert_eq!(
+        reopened.restoring().map(|point| (point.index, point.term)),
+        Some((LogIndex(5), Term(2))),
+        "marked as being restored"
+    );
     assert_eq!(reopened.shared().read(Clone::clone), before);
 }
 
-/// Restores `store` from `chunks` as the driver does.
-fn restore(store: &mut ControllerStore, index: LogIndex, chunks: impl Iterator<Item = Bytes>) {
-    store.begin_restore(index).expect("begin");
-    for chunk in chunks {
-        store.restore_chunk(chunk).expect("chunk");
+/// Reads the whole snapshot of `store`, `bytes_max` at a time.
+fn read_all(store: &ControllerStore, bytes_max: u64) -> Vec<Bytes> {
+    let mut source = store.snapshot_source().expect("pin");
+    let mut chunks = Vec::new();
+    let mut cursor = Bytes::new();
+    loop {
+        let piece = source.read(&cursor, bytes_max).expect("read");
+        chunks.push(piece.data);
+        if piece.last {
+            return chunks;
+        }
+        cursor = piece.next_cursor;
     }
-    store.finish_restore(index).expect("finish");
+}
+
+/// Restores `store` from `chunks` (the last one finishing) as the driver
+/// does.
+fn restore(store: &mut ControllerStore, index: LogIndex, mut chunks: Vec<Bytes>) {
+    let last = chunks.pop().expect("one chunk at least");
+    store.begin_restore(index, Term(2)).expect("begin");
+    for chunk in chunks {
+        store.restore_chunk(chunk, Bytes::new()).expect("chunk");
+    }
+    store.finish_restore(index, last).expect("finish");
+    assert_eq!(store.restoring(), None);
 }

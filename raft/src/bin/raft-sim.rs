@@ -2,7 +2,8 @@
 //! failure, with `RUST_LOG=debug` for a trace; `--original-profile` for a
 //! seed found before the profile's later dimensions existed) or many in
 //! parallel (`--seeds N`), reporting seeds per second, the messages the
-//! network damaged, and every failing seed.
+//! network damaged, what compaction, snapshot reads and restores did, and
+//! every failing seed.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use clap::Parser;
+use raft::sim::cluster::SnapshotStats;
 use raft::sim::network::Corrupted;
 use raft::sim::swarm::{SeedReport, SwarmProfile, run_seed, run_seed_with};
 
@@ -72,6 +74,7 @@ struct Totals {
     operations: usize,
     inconclusive: usize,
     corrupted: Corrupted,
+    snapshots: SnapshotStats,
 }
 
 impl Totals {
@@ -79,6 +82,7 @@ impl Totals {
         self.operations += report.operations;
         self.inconclusive += usize::from(report.linearizability_inconclusive);
         self.corrupted += report.corrupted;
+        self.snapshots += report.snapshots;
     }
 
     fn merge(&mut self, other: Totals) {
@@ -86,6 +90,7 @@ impl Totals {
         self.operations += other.operations;
         self.inconclusive += other.inconclusive;
         self.corrupted += other.corrupted;
+        self.snapshots += other.snapshots;
     }
 }
 
@@ -124,6 +129,7 @@ fn run_many(start: u64, count: u64, threads: usize) -> ExitCode {
         operations,
         inconclusive,
         corrupted,
+        snapshots,
     } = totals;
     println!(
         "seeds {start}..{end}: {count} run, {failures} failed, {operations} client operations checked \
@@ -136,6 +142,7 @@ fn run_many(start: u64, count: u64, threads: usize) -> ExitCode {
         corrupted.chunks_broken,
         count as f64 / seconds
     );
+    println!("snapshots (passing seeds): {snapshots:?}");
     if failures == 0 {
         ExitCode::SUCCESS
     } else {

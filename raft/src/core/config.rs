@@ -2,7 +2,7 @@
 //! simulator) decides how long a tick lasts.
 
 use crate::core::inflights::Inflights;
-use crate::core::types::{LogIndex, NodeId};
+use crate::core::types::{LogIndex, NodeId, RestorePoint};
 
 /// The configuration of a [`Node`](crate::core::Node).
 #[derive(Clone, Debug)]
@@ -33,11 +33,20 @@ pub struct Config {
     pub apply_batch_bytes_max: u64,
     /// Size of each snapshot chunk sent to a lagging follower.
     pub snapshot_chunk_bytes: u64,
+    /// Snapshot chunks in flight to one follower before waiting for acks.
+    pub snapshot_chunks_in_flight: usize,
+    /// A snapshot transfer that made no progress for this many ticks is
+    /// resumed from the follower's last acknowledged position (a chunk
+    /// was lost).
+    pub snapshot_stall_ticks: u32,
     /// A learner may be promoted only once its log is within this many
     /// entries of the leader's commit index.
     pub promote_lag_entries_max: u64,
     /// The last index the application has already applied (at restart).
     pub applied: LogIndex,
+    /// The snapshot the application was restoring when the node stopped,
+    /// if any: the node then applies nothing until a snapshot restores.
+    pub restoring: Option<RestorePoint>,
 }
 
 impl Config {
@@ -54,8 +63,11 @@ impl Config {
             message_bytes_max: 1 << 20,
             apply_batch_bytes_max: 4 << 20,
             snapshot_chunk_bytes: 1 << 20,
+            snapshot_chunks_in_flight: 4,
+            snapshot_stall_ticks: 20,
             promote_lag_entries_max: 1000,
             applied: LogIndex(0),
+            restoring: None,
         }
     }
 
@@ -78,8 +90,12 @@ impl Config {
         if self.inflight_messages_max == 0 || self.inflight_bytes_max == 0 {
             return Err("inflight_messages_max and inflight_bytes_max must be positive".into());
         }
-        if self.message_bytes_max == 0 || self.snapshot_chunk_bytes == 0 {
-            return Err("message_bytes_max and snapshot_chunk_bytes must be positive".into());
+        if self.message_bytes_max == 0
+            || self.snapshot_chunk_bytes == 0
+            || self.snapshot_chunks_in_flight == 0
+            || self.snapshot_stall_ticks == 0
+        {
+            return Err("message_bytes_max, snapshot_chunk_bytes, snapshot_chunks_in_flight and snapshot_stall_ticks must be positive".into());
         }
         Ok(())
     }

@@ -57,23 +57,43 @@ pub enum StorageError {
     /// The storage engine failed.
     #[error("storage I/O error: {0}")]
     Io(String),
-    /// Restoring the application from the installed snapshot failed (a
-    /// chunk is corrupt or missing, the stream ends early, or the
-    /// application cannot read what it got). The application's state is
-    /// marked as not restored, so the node refuses to start on it until an
-    /// operator acts: it never serves part of a snapshot.
+    /// Restoring a snapshot into the application failed: it cannot decode
+    /// or write what it got. The application's state stays marked as being
+    /// restored, so the node never serves part of a snapshot; it stops, and
+    /// on a later start it restores again.
     #[error(
-        "cannot restore the snapshot at index {index} (term {term}) at byte {position} of its data: {detail}"
+        "cannot restore the snapshot at index {index} (term {term}) at position {position}: {detail}"
     )]
     SnapshotRestore {
         /// The index of the snapshot.
         index: LogIndex,
         /// The term of the snapshot.
         term: Term,
-        /// How many bytes of the snapshot's data were restored before the
-        /// failure.
-        position: u64,
+        /// Where in the application's state the failing chunk starts.
+        position: String,
         /// What went wrong.
         detail: String,
     },
+    /// The application's state is older than the compacted log: the
+    /// entries that would bring it up to date are gone. Its state was lost
+    /// (a data directory restored from an old backup, a damaged `meta`):
+    /// the replica must be rebuilt from its peers.
+    #[error(
+        "the application's state is at index {applied}, but the log was compacted up to {compacted}: its state was lost; remove this replica's data directory and add it back to rebuild it from its peers"
+    )]
+    StateBehindLog {
+        /// The application's applied index.
+        applied: LogIndex,
+        /// The last index the log compacted away.
+        compacted: LogIndex,
+    },
+}
+
+/// Describes a snapshot position (an application key) for messages:
+/// printable bytes as text, others escaped; "the beginning" when empty.
+pub fn describe_position(cursor: &[u8]) -> String {
+    if cursor.is_empty() {
+        return "the beginning".into();
+    }
+    format!("\"{}\"", cursor.escape_ascii())
 }

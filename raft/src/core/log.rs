@@ -24,6 +24,8 @@ pub struct RaftLog<S: Storage> {
     pub committed: LogIndex,
     /// The highest index handed to the application. Invariant: `<= committed`.
     pub applied: LogIndex,
+    /// A restored snapshot for the storage to install with the next Ready.
+    pub installing: Option<SnapshotMeta>,
 }
 
 /// Panics on a storage error the core cannot recover from.
@@ -42,6 +44,7 @@ impl<S: Storage> RaftLog<S> {
             unstable: Unstable::new(offset),
             committed: snapshot_index,
             applied: snapshot_index,
+            installing: None,
         }
     }
 
@@ -240,9 +243,20 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
-    /// Replaces the log by a snapshot received from the leader.
-    pub fn restore(&mut self, meta: SnapshotMeta) {
-        self.committed = meta.index;
-        self.unstable.restore(meta);
+    /// Installs a snapshot the application restored (§7): if the log holds
+    /// its last entry, the entries after it stay and only the commit index
+    /// advances; otherwise the snapshot replaces the whole log. Either way
+    /// the storage drops the entries it covers when it persists `meta`.
+    pub fn install_snapshot(&mut self, meta: SnapshotMeta) {
+        if self.match_term(meta.index, meta.term) {
+            self.commit_to(meta.index);
+            // The entries the snapshot covers are in the application's
+            // state now: only later ones are still to apply.
+            self.applied = self.applied.max(meta.index);
+        } else {
+            self.committed = meta.index;
+            self.unstable.restore(meta.clone());
+        }
+        self.installing = Some(meta);
     }
 }

@@ -128,7 +128,14 @@ impl<S: Storage> Raft<S> {
             ConfChange::RemoveNode(node) => {
                 self.membership.voters.remove(&node);
                 self.membership.learners.remove(&node);
-                self.progress.remove(&node);
+                if self
+                    .progress
+                    .remove(&node)
+                    .is_some_and(|progress| progress.outgoing.is_some())
+                {
+                    self.snapshot_requests
+                        .push(crate::core::ready::SnapshotRequest::Release { to: node });
+                }
                 if self.lead_transferee == Some(node) {
                     self.abort_leader_transfer();
                 }

@@ -88,8 +88,11 @@ pub enum MessageBody {
     SnapshotChunk {
         /// The snapshot being sent.
         meta: SnapshotMeta,
-        /// Byte offset of `data`.
-        offset: u64,
+        /// Where `data` starts in the application's state (empty: the
+        /// beginning).
+        cursor: Bytes,
+        /// Where the next chunk starts.
+        next_cursor: Bytes,
         /// The chunk's bytes.
         data: Bytes,
         /// crc32 of `data` (crc32fast).
@@ -97,12 +100,17 @@ pub enum MessageBody {
         /// Whether this chunk completes the snapshot.
         last: bool,
     },
-    /// Acknowledges snapshot chunks up to `next_offset`.
+    /// A follower restoring a snapshot tells where it stands: it answers
+    /// every chunk, append and heartbeat so while its application holds a
+    /// partial state, and the leader resumes (the same snapshot) or starts
+    /// a new transfer.
     SnapshotChunkResponse {
-        /// The snapshot being received.
+        /// The snapshot being restored.
         snapshot_index: LogIndex,
-        /// The offset the follower expects next.
-        next_offset: u64,
+        /// Its term.
+        snapshot_term: Term,
+        /// The position of the next chunk the follower needs.
+        next_cursor: Bytes,
     },
     /// Tells the recipient to campaign at once (leadership transfer).
     TimeoutNow,

@@ -27,12 +27,12 @@ mod unstable;
 mod purity_test;
 
 pub use config::Config;
-pub use error::{Error, StorageError};
+pub use error::{Error, StorageError, describe_position};
 pub use message::{Message, MessageBody};
 pub use node::{Node, ProposalId, Status};
 pub use raft::Role;
-pub use ready::{ReadState, Ready, SoftState};
+pub use ready::{ReadState, Ready, SnapshotRequest, SoftState};
 pub use types::{
-    ConfChange, Entry, EntryKind, HardState, LogIndex, Membership, NodeId, SnapshotChunk,
-    SnapshotMeta, Term,
+    ConfChange, Entry, EntryKind, HardState, LogIndex, Membership, NodeId, RestorePoint,
+    SnapshotChunk, SnapshotMeta, Term,
 };

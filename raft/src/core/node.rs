@@ -14,7 +14,9 @@ use crate::core::config::Config;
 use crate::core::message::Message;
 use crate::core::raft::{Raft, Role};
 use crate::core::ready::{Ready, SoftState};
-use crate::core::types::{ConfChange, EntryKind, HardState, LogIndex, Membership, NodeId, Term};
+use crate::core::types::{
+    ConfChange, EntryKind, HardState, LogIndex, Membership, NodeId, SnapshotChunk, Term,
+};
 use crate::storage::Storage;
 
 /// Identifies an accepted proposal: it took effect if and only if the entry
@@ -48,6 +50,9 @@ pub struct Status {
     pub last_index: LogIndex,
     /// The membership as of the applied index.
     pub membership: Membership,
+    /// Whether the application is restoring a snapshot (it then applies
+    /// nothing and the node never campaigns).
+    pub restoring: bool,
 }
 
 /// What the Ready being handled covers, to advance past it.
@@ -144,15 +149,33 @@ impl<S: Storage> Node<S> {
         self.raft.campaign(self.raft.config.pre_vote, false);
     }
 
+    /// Leader: hands over a chunk read for `to` as a
+    /// [`SnapshotRequest::Read`](crate::core::SnapshotRequest::Read) asked.
+    pub fn snapshot_chunk_read(&mut self, to: NodeId, chunk: SnapshotChunk) {
+        self.assert_idle();
+        self.raft.on_snapshot_chunk_read(to, chunk);
+    }
+
+    /// Leader: reports that a read asked for `to` failed (its view is gone
+    /// or unreadable); the transfer starts over.
+    pub fn snapshot_read_failed(&mut self, to: NodeId) {
+        self.assert_idle();
+        self.raft.on_snapshot_read_failed(to);
+    }
+
     /// Returns the work to do, if any. Call [`Node::advance`] once done.
     pub fn ready(&mut self) -> Option<Ready> {
         self.assert_idle();
         self.raft.flush_appends();
         self.raft.flush_read_round();
-        let committed_entries = self
-            .raft
-            .log
-            .next_committed_entries(self.raft.config.apply_batch_bytes_max);
+        // An application holding a partial restore applies nothing.
+        let committed_entries = if self.raft.restoring.is_some() {
+            Vec::new()
+        } else {
+            self.raft
+                .log
+                .next_committed_entries(self.raft.config.apply_batch_bytes_max)
+        };
         for entry in committed_entries
             .iter()
             .filter(|e| e.kind == EntryKind::ConfChange)
@@ -182,8 +205,9 @@ impl<S: Storage> Node<S> {
         let ready = Ready {
             soft_state: (soft_state != self.previous_soft_state).then_some(soft_state),
             hard_state: (hard_state != self.previous_hard_state).then_some(hard_state),
-            snapshot_chunks: std::mem::take(&mut self.raft.snapshot_chunks),
-            snapshot: self.raft.log.unstable.snapshot.clone(),
+            restore_chunks: std::mem::take(&mut self.raft.restore_chunks),
+            snapshot: self.raft.log.installing.take(),
+            snapshot_requests: std::mem::take(&mut self.raft.snapshot_requests),
             entries: self.raft.log.unstable.entries.clone(),
             messages: std::mem::take(&mut self.raft.messages),
             committed_entries,
@@ -229,6 +253,7 @@ impl<S: Storage> Node<S> {
             first_index: self.raft.log.first_index(),
             last_index: self.raft.log.last_index(),
             membership: self.raft.membership.clone(),
+            restoring: self.raft.restoring.is_some(),
         }
     }
 
@@ -262,8 +287,9 @@ impl<S: Storage> Node<S> {
 fn is_empty(ready: &Ready) -> bool {
     ready.soft_state.is_none()
         && ready.hard_state.is_none()
-        && ready.snapshot_chunks.is_empty()
+        && ready.restore_chunks.is_empty()
         && ready.snapshot.is_none()
+        && ready.snapshot_requests.is_empty()
         && ready.entries.is_empty()
         && ready.messages.is_empty()
         && ready.committed_entries.is_empty()

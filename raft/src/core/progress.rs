@@ -5,13 +5,62 @@
 //!   append at a time and waits for the answer (or a heartbeat response).
 //! - `Replicate`: the logs match up to `matched`; the leader streams
 //!   appends optimistically, up to the inflights window (pipelining).
-//! - `Snapshot`: the entries the follower needs are compacted; the leader
-//!   streams a snapshot in chunks and sends no appends meanwhile.
+//! - `Snapshot`: the entries the follower needs are compacted (or its
+//!   application holds a partial restore); the leader streams a snapshot
+//!   in chunks and sends no appends meanwhile.
 //!
-//! Invariant: `matched < next`.
+//! Invariants: `matched < next`; `outgoing` is set exactly in `Snapshot`.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
 
 use crate::core::inflights::Inflights;
-use crate::core::types::LogIndex;
+use crate::core::types::{LogIndex, Term};
+
+/// The leader's side of one snapshot transfer.
+#[derive(Clone, Debug, Default)]
+pub struct OutgoingSnapshot {
+    /// The (index, term) of the view being sent, once its first chunk was
+    /// read.
+    pub snapshot: Option<(LogIndex, Term)>,
+    /// The position of the chunk being read, if a read is outstanding.
+    pub reading: Option<Bytes>,
+    /// The position of the next chunk to read.
+    pub next_read: Bytes,
+    /// Whether the last chunk was read.
+    pub read_all: bool,
+    /// Chunks sent and not acknowledged, as (start, end) positions, in
+    /// order.
+    pub in_flight: VecDeque<(Bytes, Bytes)>,
+    /// Leader ticks since the transfer last made progress.
+    pub stalled_ticks: u32,
+    /// Stalls in a row without progress in between.
+    pub stalls: u32,
+}
+
+impl OutgoingSnapshot {
+    /// Returns the position the follower is known to need next: the start
+    /// of the oldest chunk in flight, or the next to read.
+    pub fn acked_position(&self) -> Bytes {
+        match self.in_flight.front() {
+            Some((start, _)) => start.clone(),
+            None => self
+                .reading
+                .clone()
+                .unwrap_or_else(|| self.next_read.clone()),
+        }
+    }
+
+    /// Forgets the chunks in flight and goes on reading from `position`.
+    pub fn resume_at(&mut self, position: Bytes) {
+        self.in_flight.clear();
+        self.reading = None;
+        self.read_all = false;
+        self.next_read = position;
+        self.stalled_ticks = 0;
+    }
+}
 
 /// The replication state of a follower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +88,8 @@ pub struct Progress {
     pub inflights: Inflights,
     /// In `Snapshot`: the index of the snapshot being sent.
     pub pending_snapshot: LogIndex,
-    /// In `Snapshot`: the offset the follower acknowledged.
-    pub snapshot_offset: u64,
+    /// In `Snapshot`: the transfer's state.
+    pub outgoing: Option<OutgoingSnapshot>,
     /// Heard from within the current CheckQuorum period.
     pub recent_active: bool,
     /// The commit index last sent to the follower.
@@ -57,7 +106,7 @@ impl Progress {
             probe_sent: false,
             inflights,
             pending_snapshot: LogIndex(0),
-            snapshot_offset: 0,
+            outgoing: None,
             recent_active: false,
             commit_sent: LogIndex(0),
         }
@@ -71,6 +120,7 @@ impl Progress {
             self.next = self.matched.next();
         }
         self.state = ProgressState::Probe;
+        self.outgoing = None;
         self.probe_sent = false;
         self.inflights.reset();
     }
@@ -78,16 +128,21 @@ impl Progress {
     /// Enters `Replicate` from the match point.
     pub fn become_replicate(&mut self) {
         self.state = ProgressState::Replicate;
+        self.outgoing = None;
         self.next = self.matched.next();
         self.probe_sent = false;
         self.inflights.reset();
     }
 
-    /// Enters `Snapshot` to send the snapshot at `index`.
-    pub fn become_snapshot(&mut self, index: LogIndex) {
+    /// Enters `Snapshot` for a new transfer (the snapshot's index is known
+    /// once its first chunk is read).
+    pub fn become_snapshot(&mut self) {
         self.state = ProgressState::Snapshot;
-        self.pending_snapshot = index;
-        self.snapshot_offset = 0;
+        self.pending_snapshot = LogIndex(0);
+        self.outgoing = Some(OutgoingSnapshot {
+            reading: Some(Bytes::new()),
+            ..OutgoingSnapshot::default()
+        });
         self.inflights.reset();
     }
 

@@ -21,8 +21,9 @@ use crate::core::message::{Message, MessageBody};
 use crate::core::progress::Progress;
 use crate::core::read_index::ReadOnly;
 use crate::core::ready::ReadState;
+use crate::core::ready::SnapshotRequest;
 use crate::core::types::{
-    Entry, EntryKind, LogIndex, Membership, NodeId, SnapshotChunk, SnapshotMeta, Term,
+    Entry, EntryKind, LogIndex, Membership, NodeId, RestorePoint, SnapshotChunk, Term,
 };
 use crate::core::{Error, HardState};
 use crate::storage::Storage;
@@ -38,15 +39,6 @@ pub enum Role {
     Candidate,
     /// Leads its term.
     Leader,
-}
-
-/// A snapshot being received chunk by chunk.
-#[derive(Clone, Debug)]
-pub struct IncomingSnapshot {
-    /// The snapshot being received.
-    pub meta: SnapshotMeta,
-    /// The offset of the next chunk expected.
-    pub next_offset: u64,
 }
 
 /// The complete Raft state of one node.
@@ -91,10 +83,13 @@ pub struct Raft<S: Storage> {
     /// Leader only: the index of the latest membership change proposed; no
     /// other may be proposed until it is applied.
     pub pending_conf_index: LogIndex,
-    /// Follower only: the snapshot being received.
-    pub incoming_snapshot: Option<IncomingSnapshot>,
-    /// Snapshot chunks to stage in storage with the next Ready.
-    pub snapshot_chunks: Vec<SnapshotChunk>,
+    /// The snapshot the application is restoring, if any: the node then
+    /// applies and appends nothing and never campaigns until it finishes.
+    pub restoring: Option<RestorePoint>,
+    /// Snapshot chunks to restore with the next Ready.
+    pub restore_chunks: Vec<SnapshotChunk>,
+    /// Leader only: snapshot reads and releases for the next Ready.
+    pub snapshot_requests: Vec<SnapshotRequest>,
 }
 
 impl<S: Storage> Raft<S> {
@@ -128,10 +123,9 @@ impl<S: Storage> Raft<S> {
             read_states: Vec::new(),
             lead_transferee: None,
             pending_conf_index: LogIndex(0),
-            incoming_snapshot: initial
-                .staged_snapshot
-                .map(|(meta, next_offset)| IncomingSnapshot { meta, next_offset }),
-            snapshot_chunks: Vec::new(),
+            restoring: config.restoring.clone(),
+            restore_chunks: Vec::new(),
+            snapshot_requests: Vec::new(),
             config,
         };
         raft.reset(hard_state.term);
@@ -147,9 +141,10 @@ impl<S: Storage> Raft<S> {
         }
     }
 
-    /// Returns whether this node may campaign (it is a voter).
+    /// Returns whether this node may campaign: it is a voter, and its
+    /// application is not restoring a snapshot (it could not serve).
     pub fn is_promotable(&self) -> bool {
-        self.membership.voters.contains(&self.id)
+        self.membership.voters.contains(&self.id) && self.restoring.is_none()
     }
 
     /// Queues a message to `to` stamped with the current term.
@@ -247,6 +242,7 @@ impl<S: Storage> Raft<S> {
     }
 
     fn tick_leader(&mut self) {
+        self.tick_snapshot_transfers();
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
         if self.election_elapsed >= self.config.election_ticks {
@@ -312,8 +308,9 @@ impl<S: Storage> Raft<S> {
             MessageBody::SnapshotChunk { .. } => self.on_snapshot_chunk(message),
             MessageBody::SnapshotChunkResponse {
                 snapshot_index,
-                next_offset,
-            } => self.on_snapshot_chunk_response(from, snapshot_index, next_offset),
+                snapshot_term,
+                next_cursor,
+            } => self.on_snapshot_chunk_response(from, snapshot_index, snapshot_term, next_cursor),
             MessageBody::TimeoutNow => self.on_timeout_now(from),
         }
     }

@@ -18,6 +18,7 @@ use crate::core::message::{Message, MessageBody};
 use crate::core::progress::ProgressState;
 use crate::core::quorum::committed_index;
 use crate::core::raft::{Raft, Role};
+use crate::core::ready::SnapshotRequest;
 use crate::core::types::{Entry, EntryKind, LogIndex, NodeId, Term};
 use crate::storage::Storage;
 
@@ -136,6 +137,10 @@ impl<S: Storage> Raft<S> {
         }
         self.leader = Some(message.from);
         self.election_elapsed = 0;
+        if self.restoring.is_some() {
+            self.send_restore_point(message.from);
+            return;
+        }
         if prev_index < self.log.committed {
             // Everything up to our commit index matches the leader already.
             let index = self.log.committed;
@@ -225,9 +230,14 @@ impl<S: Storage> Raft<S> {
         }
         match progress.state {
             ProgressState::Probe => progress.become_replicate(),
-            ProgressState::Snapshot if progress.matched >= progress.pending_snapshot => {
+            ProgressState::Snapshot
+                if progress.pending_snapshot > LogIndex(0)
+                    && progress.matched >= progress.pending_snapshot =>
+            {
                 progress.become_probe();
                 progress.become_replicate();
+                self.snapshot_requests
+                    .push(SnapshotRequest::Release { to: from });
             }
             ProgressState::Replicate => progress.inflights.free_up_to(index),
             ProgressState::Snapshot => {}
@@ -292,6 +302,7 @@ impl<S: Storage> Raft<S> {
         self.election_elapsed = 0;
         self.log.commit_to(commit.min(self.log.last_index()));
         self.send(from, MessageBody::HeartbeatResponse { read_round });
+        self.send_restore_point(from);
     }
 
     /// Leader: a heartbeat answer proves the follower is alive, confirms
@@ -313,10 +324,8 @@ impl<S: Storage> Raft<S> {
         while state == ProgressState::Replicate && progress.inflights.full() {
             progress.inflights.free_first();
         }
-        let lagging = progress.matched < last_index;
-        if state == ProgressState::Snapshot {
-            self.send_snapshot_chunk(from);
-        } else if lagging {
+        // A snapshot transfer resumes on its own (`tick_snapshot_transfers`).
+        if state != ProgressState::Snapshot && progress.matched < last_index {
             self.maybe_send_append(from, true);
         }
         if read_round > 0 && self.membership.voters.contains(&from) {

@@ -1,91 +1,148 @@
 //! Snapshot transfer to followers that fell behind the compacted log
-//! (§7): the leader streams the storage's latest snapshot in bounded chunks,
-//! each checked by crc32; the follower stages chunks through its Ready and
-//! installs the snapshot once the last one arrives.
+//! (§7). The snapshot is the application's own state, read on demand: the
+//! leader asks its owner to pin a view of the state at the applied index
+//! and to read it in bounded chunks, each positioned by an opaque cursor
+//! (the application's keys) and checked by crc32; up to
+//! `snapshot_chunks_in_flight` chunks travel at once. The follower hands
+//! each chunk to its application, which writes it straight into its state
+//! behind a durable "restoring" mark.
 //!
 //! Invariants:
-//! - Chunks are staged strictly in order from offset 0; a chunk that does
-//!   not continue the staged data (or fails its crc32) is refused and the
-//!   follower asks for the offset it expects.
-//! - A follower that restarts mid-transfer resumes after the bytes it had
-//!   staged durably (`InitialState::staged_snapshot`): the leader, which
-//!   restarts its own side at offset 0, is told the offset to continue at.
-//! - A snapshot at or below the follower's commit index is never installed:
-//!   it would roll committed state back.
+//! - A follower restores chunks strictly in cursor order; a chunk that does
+//!   not continue its restore (or fails its crc32) is refused, and the
+//!   follower answers with the position it needs, so the leader resumes
+//!   there (lost, reordered or duplicated chunks, a follower restarted
+//!   mid-restore) or starts over (a different snapshot).
+//! - While its application holds a partial state (`restoring`), a follower
+//!   applies nothing, appends nothing, never campaigns, and answers every
+//!   append and heartbeat with where its restore stands, so whichever node
+//!   leads learns it needs a snapshot.
+//! - A snapshot at or below the follower's commit index is never restored
+//!   unless the follower is restoring: it would roll committed state back.
 //! - A snapshot whose last entry the follower's log already holds is not
-//!   installed either: the log is kept (entries after it may have been
-//!   acknowledged) and only the commit index advances.
+//!   restored either (unless restoring): the log is kept and only the
+//!   commit index advances. When a restore installs such a snapshot, the
+//!   entries after it stay (§7): some may have been acknowledged.
 
+use bytes::Bytes;
 use tracing::{info, warn};
 
-use crate::core::StorageError;
 use crate::core::message::{Message, MessageBody};
-use crate::core::progress::ProgressState;
-use crate::core::raft::{IncomingSnapshot, Raft, Role};
-use crate::core::types::{LogIndex, NodeId, SnapshotChunk, Term};
+use crate::core::progress::{OutgoingSnapshot, ProgressState};
+use crate::core::raft::{Raft, Role};
+use crate::core::ready::SnapshotRequest;
+use crate::core::types::{LogIndex, NodeId, RestorePoint, SnapshotChunk, SnapshotMeta, Term};
 use crate::storage::Storage;
 
 impl<S: Storage> Raft<S> {
-    /// Leader: starts sending the latest snapshot to `to`.
+    /// Leader: starts a new snapshot transfer to `to` (from a new view).
     pub fn send_snapshot(&mut self, to: NodeId) {
-        let meta = self.log.storage.snapshot_meta();
         let Some(progress) = self.progress.get_mut(&to) else {
             return;
         };
-        info!(
-            node = self.id.0,
-            to = to.0,
-            index = meta.index.0,
-            "sending snapshot"
-        );
-        progress.become_snapshot(meta.index);
-        self.send_snapshot_chunk(to);
+        info!(node = self.id.0, to = to.0, "sending a snapshot");
+        progress.become_snapshot();
+        self.snapshot_requests.push(SnapshotRequest::Read {
+            to,
+            snapshot: None,
+            cursor: Bytes::new(),
+        });
     }
 
-    /// Leader: sends the chunk at the offset `to` acknowledged last.
-    pub fn send_snapshot_chunk(&mut self, to: NodeId) {
-        let Some(progress) = self.progress.get(&to) else {
-            return;
-        };
-        if progress.state != ProgressState::Snapshot {
+    /// Leader: the owner read a chunk for `to`; it goes out if it is the
+    /// one the transfer waits for.
+    pub fn on_snapshot_chunk_read(&mut self, to: NodeId, chunk: SnapshotChunk) {
+        if self.role != Role::Leader {
             return;
         }
-        let (index, offset) = (progress.pending_snapshot, progress.snapshot_offset);
-        let meta = self.log.storage.snapshot_meta();
-        let chunk =
-            match self
-                .log
-                .storage
-                .snapshot_chunk(index, offset, self.config.snapshot_chunk_bytes)
-            {
-                Ok(chunk) if meta.index == index => chunk,
-                Ok(_) | Err(StorageError::SnapshotUnavailable(_)) => {
-                    // A newer snapshot replaced the one being sent: start over.
-                    self.send_snapshot(to);
-                    return;
-                }
-                Err(error) => panic!("raft storage failed, stopping the node: {error}"),
-            };
-        let (data, last) = chunk;
-        let crc32 = crc32fast::hash(&data);
+        let Some(outgoing) = self.outgoing_snapshot(to) else {
+            return;
+        };
+        let expected = outgoing.reading.take();
+        let pinned = (chunk.meta.index, chunk.meta.term);
+        if expected.as_ref() != Some(&chunk.cursor)
+            || outgoing.snapshot.is_some_and(|snapshot| snapshot != pinned)
+        {
+            // Superseded by a resume while it was read.
+            self.maybe_read_next(to);
+            return;
+        }
+        outgoing.snapshot = Some(pinned);
+        outgoing
+            .in_flight
+            .push_back((chunk.cursor.clone(), chunk.next_cursor.clone()));
+        if chunk.last {
+            outgoing.read_all = true;
+        } else {
+            outgoing.next_read = chunk.next_cursor.clone();
+        }
+        let progress = self.progress.get_mut(&to).expect("checked above");
+        progress.pending_snapshot = chunk.meta.index;
+        let crc32 = crc32fast::hash(&chunk.data);
         self.send(
             to,
             MessageBody::SnapshotChunk {
-                meta,
-                offset,
-                data,
+                meta: chunk.meta,
+                cursor: chunk.cursor,
+                next_cursor: chunk.next_cursor,
+                data: chunk.data,
                 crc32,
-                last,
+                last: chunk.last,
             },
         );
+        self.maybe_read_next(to);
     }
 
-    /// Leader: the follower acknowledged chunks up to `next_offset`.
+    /// Leader: the owner could not read the view pinned for `to` (it is
+    /// gone, or the read failed); the transfer starts over on the
+    /// follower's next answer.
+    pub fn on_snapshot_read_failed(&mut self, to: NodeId) {
+        if self.role != Role::Leader {
+            return;
+        }
+        if let Some(progress) = self.progress.get_mut(&to)
+            && progress.state == ProgressState::Snapshot
+        {
+            warn!(node = self.id.0, to = to.0, "reading a snapshot failed");
+            progress.become_probe();
+            self.snapshot_requests.push(SnapshotRequest::Release { to });
+        }
+    }
+
+    /// Leader: asks for the next chunk while the window has room.
+    fn maybe_read_next(&mut self, to: NodeId) {
+        let window = self.config.snapshot_chunks_in_flight;
+        let Some(outgoing) = self.outgoing_snapshot(to) else {
+            return;
+        };
+        if outgoing.reading.is_some() || outgoing.read_all || outgoing.in_flight.len() >= window {
+            return;
+        }
+        let cursor = outgoing.next_read.clone();
+        outgoing.reading = Some(cursor.clone());
+        let snapshot = outgoing.snapshot;
+        self.snapshot_requests.push(SnapshotRequest::Read {
+            to,
+            snapshot,
+            cursor,
+        });
+    }
+
+    fn outgoing_snapshot(&mut self, to: NodeId) -> Option<&mut OutgoingSnapshot> {
+        self.progress
+            .get_mut(&to)
+            .filter(|progress| progress.state == ProgressState::Snapshot)
+            .and_then(|progress| progress.outgoing.as_mut())
+    }
+
+    /// Leader: a follower restoring `(index, term)` needs the chunk at
+    /// `next_cursor`.
     pub fn on_snapshot_chunk_response(
         &mut self,
         from: NodeId,
-        snapshot_index: LogIndex,
-        next_offset: u64,
+        index: LogIndex,
+        term: Term,
+        next_cursor: Bytes,
     ) {
         if self.role != Role::Leader {
             return;
@@ -94,22 +151,80 @@ impl<S: Storage> Raft<S> {
             return;
         };
         progress.recent_active = true;
-        if progress.state != ProgressState::Snapshot || progress.pending_snapshot != snapshot_index
-        {
+        if progress.state != ProgressState::Snapshot {
+            // Its application holds a partial state: only a snapshot helps.
+            // (Unless the answer is older than what it is known to hold: a
+            // delayed acknowledgement of a transfer that completed.)
+            if index > progress.matched {
+                self.send_snapshot(from);
+            }
             return;
         }
-        if next_offset == progress.snapshot_offset && next_offset != 0 {
-            return; // A duplicate acknowledgement: the next chunk is out.
+        let Some(outgoing) = progress.outgoing.as_mut() else {
+            return;
+        };
+        if outgoing.snapshot != Some((index, term)) {
+            // Still restoring another snapshot: ours has not reached it.
+            return;
         }
-        progress.snapshot_offset = next_offset;
-        self.send_snapshot_chunk(from);
+        if let Some(acked) = outgoing
+            .in_flight
+            .iter()
+            .position(|(_, end)| *end == next_cursor)
+        {
+            outgoing.in_flight.drain(..=acked);
+            outgoing.stalled_ticks = 0;
+            outgoing.stalls = 0;
+        } else if next_cursor != outgoing.acked_position() {
+            // The follower needs an earlier (or later) position than the
+            // chunks in flight: it lost some or restarted. Resume there.
+            outgoing.resume_at(next_cursor);
+        }
+        self.maybe_read_next(from);
     }
 
-    /// Follower: stages one chunk, or installs the snapshot on the last.
+    /// Leader: resumes transfers that made no progress for
+    /// `snapshot_stall_ticks` (a chunk or its answer was lost).
+    pub fn tick_snapshot_transfers(&mut self) {
+        let stall_ticks = self.config.snapshot_stall_ticks;
+        let (mut resumed, mut restarted) = (Vec::new(), Vec::new());
+        for (&id, progress) in &mut self.progress {
+            if progress.state != ProgressState::Snapshot {
+                continue;
+            }
+            let Some(outgoing) = progress.outgoing.as_mut() else {
+                continue;
+            };
+            outgoing.stalled_ticks += 1;
+            if outgoing.stalled_ticks < stall_ticks {
+                continue;
+            }
+            let position = outgoing.acked_position();
+            let stalls = outgoing.stalls + 1;
+            if position.is_empty() && stalls >= 2 {
+                // Nothing of this view was taken twice over (refused as
+                // older than the follower's log?): a newer view may do.
+                restarted.push(id);
+            } else {
+                outgoing.resume_at(position);
+                outgoing.stalls = stalls;
+                resumed.push(id);
+            }
+        }
+        for id in resumed {
+            self.maybe_read_next(id);
+        }
+        for id in restarted {
+            self.send_snapshot(id);
+        }
+    }
+
+    /// Follower: restores one chunk, or answers where its restore stands.
     pub fn on_snapshot_chunk(&mut self, message: Message) {
         let MessageBody::SnapshotChunk {
             meta,
-            offset,
+            cursor,
+            next_cursor,
             data,
             crc32,
             last,
@@ -123,81 +238,135 @@ impl<S: Storage> Raft<S> {
         }
         self.leader = Some(from);
         self.election_elapsed = 0;
+        if self.restoring.is_none() && self.has_snapshot(from, &meta) {
+            return;
+        }
+        let same = self
+            .restoring
+            .as_ref()
+            .is_some_and(|point| (point.index, point.term) == (meta.index, meta.term));
+        if crc32fast::hash(&data) != crc32 {
+            warn!(
+                node = self.id.0,
+                index = meta.index.0,
+                "snapshot chunk failed its crc32"
+            );
+            self.answer_restore_position(from, &meta, same);
+            return;
+        }
+        if !same && !self.begin_restore(from, &meta, &cursor) {
+            return;
+        }
+        let point = self.restoring.as_mut().expect("restoring");
+        if cursor != point.next_cursor {
+            self.send_restore_point(from);
+            return;
+        }
+        point.next_cursor = next_cursor.clone();
+        let chunk = SnapshotChunk {
+            meta,
+            cursor,
+            next_cursor,
+            data,
+            last,
+        };
+        if last {
+            self.finish_restore(from, chunk);
+        } else {
+            self.restore_chunks.push(chunk);
+            self.send_restore_point(from);
+        }
+    }
+
+    /// Follower, not restoring: answers a snapshot it needs no more (at
+    /// or below its commit index, or whose last entry its log holds) and
+    /// returns whether it did.
+    fn has_snapshot(&mut self, from: NodeId, meta: &SnapshotMeta) -> bool {
         if meta.index <= self.log.committed {
-            self.incoming_snapshot = None;
             let committed = self.log.committed;
             self.send_snapshot_done(from, committed);
-            return;
+            return true;
         }
         if self.log.match_term(meta.index, meta.term) {
             // Our log already holds the snapshot's last entry, hence
             // everything before it: keep the log (entries after it may be
             // acknowledged already) and just learn the commit.
-            self.incoming_snapshot = None;
             self.log.commit_to(meta.index);
             self.send_snapshot_done(from, meta.index);
+            return true;
+        }
+        false
+    }
+
+    /// Follower: starts restoring `meta` from the chunk at `cursor`, or
+    /// answers with the position needed and returns false: only a first
+    /// chunk starts a restore, and only of a snapshot that reaches the
+    /// log's prefix (an older one could not continue it).
+    fn begin_restore(&mut self, from: NodeId, meta: &SnapshotMeta, cursor: &[u8]) -> bool {
+        if !cursor.is_empty() || meta.index < self.log.first_index().prev() {
+            self.answer_restore_position(from, meta, false);
+            return false;
+        }
+        info!(
+            node = self.id.0,
+            index = meta.index.0,
+            term = meta.term.0,
+            "restoring a snapshot"
+        );
+        self.restoring = Some(RestorePoint {
+            index: meta.index,
+            term: meta.term,
+            next_cursor: Bytes::new(),
+        });
+        true
+    }
+
+    /// Follower: the last chunk arrived; the snapshot replaces the log
+    /// (the Ready installs it, then the application finishes).
+    fn finish_restore(&mut self, from: NodeId, chunk: SnapshotChunk) {
+        let meta = chunk.meta.clone();
+        info!(
+            node = self.id.0,
+            index = meta.index.0,
+            term = meta.term.0,
+            "snapshot restored"
+        );
+        self.restore_chunks.push(chunk);
+        self.restoring = None;
+        self.membership = meta.membership.clone();
+        let index = meta.index;
+        self.log.install_snapshot(meta);
+        self.send_snapshot_done(from, index);
+    }
+
+    /// Follower: answers a chunk it could not take with the position it
+    /// needs: where its restore of that snapshot stands, or the beginning.
+    fn answer_restore_position(&mut self, to: NodeId, meta: &SnapshotMeta, same: bool) {
+        if same {
+            self.send_restore_point(to);
             return;
         }
-        self.stage_chunk(
-            from,
-            SnapshotChunk {
-                meta,
-                offset,
-                data,
-                last,
+        self.send(
+            to,
+            MessageBody::SnapshotChunkResponse {
+                snapshot_index: meta.index,
+                snapshot_term: meta.term,
+                next_cursor: Bytes::new(),
             },
-            crc32,
         );
     }
 
-    /// Follower: stages a chunk that continues the transfer (or refuses it
-    /// with the offset expected), and installs the snapshot on the last.
-    fn stage_chunk(&mut self, from: NodeId, chunk: SnapshotChunk, crc32: u32) {
-        let expected = match &self.incoming_snapshot {
-            Some(incoming) if incoming.meta == chunk.meta => incoming.next_offset,
-            _ => 0,
+    /// Follower: tells `to` where the restore in progress stands.
+    pub fn send_restore_point(&mut self, to: NodeId) {
+        let Some(point) = &self.restoring else {
+            return;
         };
-        let index = chunk.meta.index;
-        if chunk.offset != expected || crc32fast::hash(&chunk.data) != crc32 {
-            if chunk.offset == expected {
-                warn!(
-                    node = self.id.0,
-                    index = index.0,
-                    offset = chunk.offset,
-                    "snapshot chunk failed its crc32"
-                );
-            }
-            let response = MessageBody::SnapshotChunkResponse {
-                snapshot_index: index,
-                next_offset: expected,
-            };
-            self.send(from, response);
-            return;
-        }
-        let next_offset = chunk.offset + chunk.data.len() as u64;
-        let (meta, last) = (chunk.meta.clone(), chunk.last);
-        self.snapshot_chunks.push(chunk);
-        if !last {
-            self.incoming_snapshot = Some(IncomingSnapshot { meta, next_offset });
-            self.send(
-                from,
-                MessageBody::SnapshotChunkResponse {
-                    snapshot_index: index,
-                    next_offset,
-                },
-            );
-            return;
-        }
-        self.incoming_snapshot = None;
-        info!(
-            node = self.id.0,
-            index = index.0,
-            term = meta.term.0,
-            "installing snapshot"
-        );
-        self.membership = meta.membership.clone();
-        self.log.restore(meta);
-        self.send_snapshot_done(from, index);
+        let body = MessageBody::SnapshotChunkResponse {
+            snapshot_index: point.index,
+            snapshot_term: point.term,
+            next_cursor: point.next_cursor.clone(),
+        };
+        self.send(to, body);
     }
 
     fn send_snapshot_done(&mut self, to: NodeId, index: LogIndex) {

@@ -184,16 +184,35 @@ pub struct SnapshotMeta {
     pub membership: Membership,
 }
 
-/// One piece of a snapshot received from the leader, to be staged by the
-/// storage until the whole snapshot has arrived.
+/// One piece of a snapshot: the application's state at `meta.index`
+/// from position `cursor` (empty: the beginning) up to `next_cursor`.
+/// Positions are opaque to Raft (the application's keys), so a broken
+/// transfer resumes where the follower's writes stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotChunk {
     /// The snapshot this chunk belongs to.
     pub meta: SnapshotMeta,
-    /// Byte offset of `data` within the snapshot; 0 starts a new transfer.
-    pub offset: u64,
-    /// The bytes.
+    /// Where `data` starts; empty for the first chunk.
+    pub cursor: Bytes,
+    /// Where the next chunk starts.
+    pub next_cursor: Bytes,
+    /// The bytes, in the application's encoding.
     pub data: Bytes,
     /// Whether this is the final chunk.
     pub last: bool,
+}
+
+/// How far a follower got restoring a snapshot into its application: the
+/// snapshot, and the position of the next chunk it needs. The application
+/// keeps it durably until the restore finishes, so a node that stops
+/// mid-restore resumes (same snapshot) or restarts (any other) instead of
+/// serving a partly restored state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestorePoint {
+    /// The index of the snapshot being restored.
+    pub index: LogIndex,
+    /// Its term.
+    pub term: Term,
+    /// The position of the next chunk to restore.
+    pub next_cursor: Bytes,
 }

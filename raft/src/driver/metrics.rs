@@ -19,6 +19,8 @@ pub struct NodeMetrics {
     leader_changes: Counter,
     snapshot_sent: Counter,
     snapshot_received: Counter,
+    snapshot_sent_bytes: Counter,
+    snapshot_received_bytes: Counter,
     append_sent: Counter,
     proposals_committed: Counter,
     proposals_dropped: Counter,
@@ -56,6 +58,8 @@ impl NodeMetrics {
             leader_changes: counter!(names::RAFT_LEADER_CHANGES_TOTAL, &labels),
             snapshot_sent: counter!(names::RAFT_SNAPSHOT_SENT_TOTAL, &labels),
             snapshot_received: counter!(names::RAFT_SNAPSHOT_RECEIVED_TOTAL, &labels),
+            snapshot_sent_bytes: counter!(names::RAFT_SNAPSHOT_SENT_BYTES_TOTAL, &labels),
+            snapshot_received_bytes: counter!(names::RAFT_SNAPSHOT_RECEIVED_BYTES_TOTAL, &labels),
             append_sent: counter!(names::RAFT_APPEND_ENTRIES_SENT_TOTAL, &labels),
             proposals_committed: proposals("committed"),
             proposals_dropped: proposals("dropped"),
@@ -102,12 +106,24 @@ impl NodeMetrics {
         self.snapshot_received.increment(1);
     }
 
+    /// Counts the bytes of a snapshot chunk read for a follower.
+    pub fn snapshot_chunk_sent(&self, bytes: usize) {
+        self.snapshot_sent_bytes.increment(bytes as u64);
+    }
+
+    /// Counts the bytes of a snapshot chunk restored from the leader.
+    pub fn snapshot_chunk_received(&self, bytes: usize) {
+        self.snapshot_received_bytes.increment(bytes as u64);
+    }
+
     /// Counts outgoing appends and snapshot transfers (first chunks).
     pub fn messages_out(&self, messages: &[Message]) {
         for message in messages {
             match &message.body {
                 MessageBody::AppendEntries { .. } => self.append_sent.increment(1),
-                MessageBody::SnapshotChunk { offset: 0, .. } => self.snapshot_sent.increment(1),
+                MessageBody::SnapshotChunk { cursor, .. } if cursor.is_empty() => {
+                    self.snapshot_sent.increment(1)
+                }
                 _ => {}
             }
         }

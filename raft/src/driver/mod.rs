@@ -3,18 +3,16 @@
 //! node through a [`RaftHandle`]; peers' messages arrive on a bounded
 //! channel fed by the transport.
 
-mod background_snapshot;
 mod error;
 mod handle;
 mod join;
 mod metrics;
-mod snapshot_store;
+mod snapshot_reads;
 mod state_machine;
 mod task;
 
 pub use error::ProposeError;
 pub use handle::{ProposalReply, RaftHandle, Request};
 pub use join::{NodeJoinHandle, NodeOutcome, NodePanicked};
-pub use snapshot_store::SnapshotStore;
-pub use state_machine::{SnapshotJob, StateMachine};
+pub use state_machine::{EncodedSnapshot, SnapshotPiece, SnapshotSource, StateMachine};
 pub use task::{NodeOptions, spawn_node};

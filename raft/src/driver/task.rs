@@ -21,17 +21,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{error, info};
 
+use bytes::Bytes;
+
 use crate::core::{
-    Config, Entry, EntryKind, LogIndex, Node, NodeId, Ready, Role, Status, StorageError, Term,
+    Config, Entry, EntryKind, LogIndex, Node, NodeId, Ready, Role, SnapshotChunk, SnapshotMeta,
+    Status, StorageError, Term, describe_position,
 };
-use crate::driver::background_snapshot::{self, BackgroundSnapshot};
 use crate::driver::error::ProposeError;
 use crate::driver::handle::{ProposalReply, RaftHandle, Request};
 use crate::driver::join::NodeJoinHandle;
 use crate::driver::metrics::{NodeMetrics, ProposalOutcome};
-use crate::driver::snapshot_store::SnapshotStore;
+use crate::driver::snapshot_reads::SnapshotReads;
 use crate::driver::state_machine::StateMachine;
-use crate::storage::WrittenSnapshot;
+use crate::storage::Storage;
 use crate::transport::{InboundReceiver, Transport};
 
 /// How a node runs.
@@ -56,17 +58,16 @@ pub struct NodeOptions {
     pub proposal_bytes_in_flight_max: u64,
     /// Deadline of a request made through the handle.
     pub request_timeout: Duration,
-    /// Take a snapshot (and compact the log) once this many entries were
-    /// applied since the last one and, if the last snapshot holds more
-    /// than 1 MiB, their bytes reach its size: copying a large state then
-    /// costs at most one byte per byte logged, and the log stays within
-    /// the state's size (plus what is applied while a background copy
-    /// runs) or this many entries, whichever is larger.
-    pub snapshot_interval_entries: u64,
-    /// How fast a snapshot written on its own thread may copy the state,
-    /// in bytes per second (0: unlimited). Spreading the copy keeps the
-    /// node's latency steady on a machine without idle cores.
-    pub snapshot_bytes_per_second: u64,
+    /// Compact the log once this many entries were applied since the last
+    /// compaction (or `compact_interval_bytes` of them). Compaction only
+    /// drops log entries: the application's state is the snapshot.
+    pub compact_interval_entries: u64,
+    /// Compact the log once this many bytes of entries were applied since
+    /// the last compaction.
+    pub compact_interval_bytes: u64,
+    /// Entries kept below the applied index at compaction, so a follower
+    /// a little behind catches up from the log rather than by snapshot.
+    pub compact_keep_entries: u64,
 }
 
 impl NodeOptions {
@@ -82,16 +83,12 @@ impl NodeOptions {
             proposals_in_flight_max: 10_000,
             proposal_bytes_in_flight_max: 64 << 20,
             request_timeout: Duration::from_secs(5),
-            snapshot_interval_entries: 10_000,
-            snapshot_bytes_per_second: 32 << 20,
+            compact_interval_entries: 10_000,
+            compact_interval_bytes: 256 << 20,
+            compact_keep_entries: 1_000,
         }
     }
 }
-
-/// A state this small is copied at every snapshot interval: the copy is
-/// cheap, and the byte condition would space the snapshots of a state that
-/// grows with every entry (the controller's history) ever further apart.
-const SMALL_SNAPSHOT_BYTES: u64 = 1 << 20;
 
 /// A proposal waiting for its index to apply.
 struct PendingProposal<O> {
@@ -102,7 +99,7 @@ struct PendingProposal<O> {
 }
 
 /// The node's task state.
-pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
+pub struct NodeTask<S: Storage + Send + 'static, M: StateMachine> {
     node: Node<S>,
     machine: M,
     transport: Arc<dyn Transport>,
@@ -120,11 +117,14 @@ pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
     status: watch::Sender<Status>,
     metrics: NodeMetrics,
     last_role: Role,
-    /// Bytes of the entries applied since the last snapshot (after a
-    /// restart, counted as if the log already reached the snapshot's size).
-    log_bytes_since_snapshot: u64,
-    /// The snapshot being written by another thread, if any (at most one).
-    snapshot_in_progress: Option<BackgroundSnapshot>,
+    /// Bytes of the entries applied since the last compaction.
+    log_bytes_since_compaction: u64,
+    /// The index of the last membership change applied (the applied index
+    /// at start, not knowing better): compaction never passes it, so the
+    /// membership it records is the one in force at its index.
+    last_conf_change: LogIndex,
+    /// Leader: the pinned views of snapshots being sent.
+    snapshot_reads: SnapshotReads,
 }
 
 /// Starts a node on a thread of its own (named `raft-<group>-<id>`, with a
@@ -133,17 +133,18 @@ pub struct NodeTask<S: SnapshotStore, M: StateMachine> {
 /// Returns the application's handle and the node's join handle, which
 /// resolves when the node stops (storage failure, [`NodeJoinHandle::abort`],
 /// or every application handle dropped).
-pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
+pub fn spawn_node<S: Storage + Send + 'static, M: StateMachine>(
     mut options: NodeOptions,
     storage: S,
     mut machine: M,
     transport: Arc<dyn Transport>,
     inbound: InboundReceiver,
 ) -> Result<(RaftHandle<M::Output>, NodeJoinHandle), crate::core::Error> {
-    if machine.applied_index() < storage.snapshot_meta().index {
-        restore_machine(&storage, &mut machine)?;
+    options.raft.restoring = machine.restoring();
+    if options.raft.restoring.is_none() {
+        catch_up_with_prefix(&storage, &mut machine)?;
+        options.raft.applied = machine.applied_index();
     }
-    options.raft.applied = machine.applied_index();
     let id = options.raft.id;
     let seed = id.0 ^ u64::from(std::process::id()) ^ nanos_now();
     let node = Node::new(options.raft.clone(), storage, seed)?;
@@ -157,7 +158,8 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
     );
     let metrics = NodeMetrics::new(options.group, id);
     let thread_name = format!("raft-{}-{}", options.group, id.0);
-    let log_bytes_since_snapshot = node.storage().snapshot_size_bytes();
+    let last_conf_change = options.raft.applied;
+    let snapshot_reads = SnapshotReads::new(options.raft.snapshot_chunk_bytes);
     let task = NodeTask {
         node,
         machine,
@@ -172,8 +174,9 @@ pub fn spawn_node<S: SnapshotStore, M: StateMachine>(
         status: status_sender,
         metrics,
         last_role: Role::Follower,
-        log_bytes_since_snapshot,
-        snapshot_in_progress: None,
+        log_bytes_since_compaction: 0,
+        last_conf_change,
+        snapshot_reads,
         options,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -197,55 +200,48 @@ fn nanos_now() -> u64 {
         .map_or(0, |elapsed| elapsed.as_nanos() as u64)
 }
 
-/// Restores the application from the installed snapshot, chunk by chunk.
-/// The application's state is marked as being restored until every chunk
-/// was read (each checked by the storage) and taken: a failure at any
-/// point leaves it marked, so the node stops here and refuses to start on
-/// it later, instead of serving part of a snapshot.
+/// Checks that the application's state reaches the log's compacted
+/// prefix, so the log holds every entry it has yet to apply. A fresh
+/// application at index 0 over a bootstrapped log (whose prefix, index 1,
+/// carries only the membership) takes the empty state at index 1.
 ///
 /// # Errors
-/// [`StorageError::SnapshotRestore`] naming the snapshot and how far the
-/// restore got, or [`StorageError::Io`] if the storage failed.
-fn restore_machine<S: SnapshotStore, M: StateMachine>(
+/// [`StorageError::StateBehindLog`] if the state is older than the prefix.
+fn catch_up_with_prefix<S: Storage, M: StateMachine>(
     storage: &S,
     machine: &mut M,
 ) -> Result<(), StorageError> {
-    let meta = storage.snapshot_meta();
-    let mut position = 0u64;
-    // An I/O failure (a full disk) stays one: it is the environment's, not
-    // the snapshot's, and the same data may restore once it is fixed.
-    let failed = |position: u64, cause: StorageError| match cause {
-        StorageError::Io(_) => cause,
-        cause => StorageError::SnapshotRestore {
-            index: meta.index,
-            term: meta.term,
-            position,
-            detail: cause.to_string(),
-        },
-    };
-    machine
-        .begin_restore(meta.index)
-        .map_err(|cause| failed(position, cause))?;
-    for chunk in storage.snapshot_chunks() {
-        let chunk = chunk.map_err(|cause| failed(position, cause))?;
-        let length = chunk.len() as u64;
-        machine
-            .restore_chunk(chunk)
-            .map_err(|cause| failed(position, cause))?;
-        position += length;
+    let prefix = storage.snapshot_meta();
+    let applied = machine.applied_index();
+    if applied >= prefix.index {
+        return Ok(());
     }
-    machine
-        .finish_restore(meta.index)
-        .map_err(|cause| failed(position, cause))?;
-    assert_eq!(
-        machine.applied_index(),
-        meta.index,
-        "a finished restore applies the snapshot's index"
-    );
-    Ok(())
+    if applied == LogIndex(0) && prefix.index == LogIndex(1) {
+        machine.begin_restore(prefix.index, prefix.term)?;
+        return machine.finish_restore(prefix.index, Bytes::new());
+    }
+    Err(StorageError::StateBehindLog {
+        applied,
+        compacted: prefix.index,
+    })
 }
 
-impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
+/// Wraps an application's failure to restore a chunk of the snapshot
+/// `(index, term)` that starts at `cursor`. An I/O failure (a full disk)
+/// stays one: it is the environment's, not the snapshot's.
+fn restore_failed(index: LogIndex, term: Term, cursor: &[u8], cause: StorageError) -> StorageError {
+    match cause {
+        StorageError::Io(_) => cause,
+        cause => StorageError::SnapshotRestore {
+            index,
+            term,
+            position: describe_position(cursor),
+            detail: cause.to_string(),
+        },
+    }
+}
+
+impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
     async fn run(mut self, stop: Arc<Notify>) -> Result<(), StorageError> {
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -255,12 +251,13 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
                     info!(group = self.options.group, node = self.options.raft.id.0, "stopped");
                     return Ok(());
                 }
-                result = background_snapshot::written(&mut self.snapshot_in_progress) => {
-                    if let Err(failure) = self.install_snapshot(result) {
-                        error!(group = self.options.group, node = self.options.raft.id.0, %failure, "snapshot failed, node stops");
-                        return Err(failure);
+                (to, read) = self.snapshot_reads.next_done() => match read {
+                    Ok(chunk) => {
+                        self.metrics.snapshot_chunk_sent(chunk.data.len());
+                        self.node.snapshot_chunk_read(to, chunk);
                     }
-                }
+                    Err(_) => self.node.snapshot_read_failed(to),
+                },
                 _ = ticker.tick() => self.node.tick(),
                 Some(message) = self.inbound.recv() => {
                     self.node.step(message);
@@ -392,6 +389,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
             self.metrics.messages_out(&early);
             self.transport.send(early);
         }
+        let finishing = self.restore_chunks(&mut ready.restore_chunks)?;
         let batch = ready.persist_batch();
         if !batch.is_empty() {
             let synced = batch.must_sync(&self.node.storage().hard_state());
@@ -401,29 +399,47 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
                 self.metrics.fsync(started.elapsed());
             }
         }
+        if let Some(last) = finishing {
+            let meta = last.meta;
+            self.machine
+                .finish_restore(meta.index, last.data)
+                .map_err(|cause| restore_failed(meta.index, meta.term, &last.cursor, cause))?;
+            assert_eq!(
+                self.machine.applied_index(),
+                meta.index,
+                "a finished restore applies the snapshot's index"
+            );
+            info!(
+                group = self.options.group,
+                node = self.options.raft.id.0,
+                index = meta.index.0,
+                "restored a snapshot"
+            );
+            self.answer_proposals_replaced_by(meta.index);
+            self.log_bytes_since_compaction = 0;
+            self.last_conf_change = meta.index;
+            self.metrics.snapshot_received();
+        }
         if let Some(soft) = ready.soft_state {
             self.on_role_change(soft.role);
         }
         self.metrics.messages_out(&ready.messages);
         self.transport.send(ready.messages);
-        if let Some(meta) = &ready.snapshot {
-            info!(
-                group = self.options.group,
-                node = self.options.raft.id.0,
-                index = meta.index.0,
-                "restoring from snapshot"
-            );
-            assert_eq!(
-                &self.node.storage().snapshot_meta(),
-                meta,
-                "the storage installed the Ready's snapshot"
-            );
-            restore_machine(self.node.storage(), &mut self.machine)?;
-            self.answer_proposals_replaced_by(meta.index);
-            self.log_bytes_since_snapshot = 0;
-            self.metrics.snapshot_received();
-        }
         self.apply(&ready.committed_entries)?;
+        for request in std::mem::take(&mut ready.snapshot_requests) {
+            let node = &self.node;
+            let machine = &self.machine;
+            self.snapshot_reads.serve(request, machine, || {
+                let index = machine.applied_index();
+                SnapshotMeta {
+                    index,
+                    term: node
+                        .term_at(index)
+                        .expect("the applied entry is in the log or its prefix"),
+                    membership: node.status().membership,
+                }
+            });
+        }
         self.reads_applying
             .extend(ready.read_states.iter().filter_map(|read| {
                 self.reads_confirming
@@ -432,11 +448,44 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
             }));
         self.node.advance();
         self.answer_reads();
-        self.maybe_snapshot()
+        self.maybe_compact()
+    }
+
+    /// Hands the chunks of a restore to the application, except a last
+    /// one, which it returns: that one finishes the restore only once the
+    /// storage installed the snapshot (the Ready contract's order).
+    fn restore_chunks(
+        &mut self,
+        chunks: &mut Vec<SnapshotChunk>,
+    ) -> Result<Option<SnapshotChunk>, StorageError> {
+        let last = chunks.pop_if(|chunk| chunk.last);
+        for chunk in chunks.drain(..).chain(last.iter().cloned()) {
+            let meta = &chunk.meta;
+            let failed = |cause| restore_failed(meta.index, meta.term, &chunk.cursor, cause);
+            if chunk.cursor.is_empty() {
+                info!(
+                    group = self.options.group,
+                    node = self.options.raft.id.0,
+                    index = meta.index.0,
+                    "restoring a snapshot"
+                );
+                self.machine
+                    .begin_restore(meta.index, meta.term)
+                    .map_err(failed)?;
+            }
+            if !chunk.last {
+                self.metrics.snapshot_chunk_received(chunk.data.len());
+                self.machine
+                    .restore_chunk(chunk.data.clone(), chunk.next_cursor.clone())
+                    .map_err(failed)?;
+            }
+        }
+        Ok(last)
     }
 
     fn on_role_change(&mut self, role: Role) {
         if self.last_role == Role::Leader && role != Role::Leader {
+            self.snapshot_reads.clear();
             let leader_hint = self.node.status().leader;
             for (_, reply) in std::mem::take(&mut self.reads_confirming) {
                 let _ = reply.send(Err(ProposeError::NotLeader { leader_hint }));
@@ -453,13 +502,14 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
     /// proposals the run decided.
     fn apply(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let leader_hint = self.node.leader();
-        self.log_bytes_since_snapshot += entries.iter().map(Entry::size_bytes).sum::<u64>();
+        self.log_bytes_since_compaction += entries.iter().map(Entry::size_bytes).sum::<u64>();
         for run in entries.split_inclusive(|entry| entry.kind == EntryKind::ConfChange) {
             let outputs = self.machine.apply_batch(run);
             assert_eq!(outputs.len(), run.len(), "one answer per entry");
             if let Some(last) = run.last()
                 && last.kind == EntryKind::ConfChange
             {
+                self.last_conf_change = last.index;
                 let membership = self.node.status().membership;
                 self.node
                     .storage_mut()
@@ -521,68 +571,30 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
         }
     }
 
-    /// Snapshots the application and compacts the log once enough entries
-    /// and bytes were applied since the last snapshot (see
-    /// [`NodeOptions::snapshot_interval_entries`]): on another thread when
-    /// the application and the storage both can, else on this one. The
-    /// compaction write is synced, and the application shares the
-    /// database's single WAL, so the application state it covers is
-    /// durable first.
-    fn maybe_snapshot(&mut self) -> Result<(), StorageError> {
+    /// Compacts the log once enough entries or bytes were applied since
+    /// the last compaction (see [`NodeOptions::compact_interval_entries`]):
+    /// drops the entries up to `compact_keep_entries` below the applied
+    /// index, never past the last membership change applied. Nothing is
+    /// copied: the application's state is the snapshot, and the synced
+    /// compaction write makes it durable first (one database, one WAL).
+    fn maybe_compact(&mut self) -> Result<(), StorageError> {
         let applied = self.machine.applied_index();
-        let snapshot_index = self.node.storage().snapshot_meta().index;
-        let snapshot_bytes = self.node.storage().snapshot_size_bytes();
-        if self.snapshot_in_progress.is_some()
-            || applied.0 < snapshot_index.0 + self.options.snapshot_interval_entries
-            || (snapshot_bytes > SMALL_SNAPSHOT_BYTES
-                && self.log_bytes_since_snapshot < snapshot_bytes)
-        {
+        let prefix = self.node.storage().snapshot_meta().index;
+        let due = applied.0 >= prefix.0 + self.options.compact_interval_entries
+            || self.log_bytes_since_compaction >= self.options.compact_interval_bytes;
+        if !due || self.node.status().restoring {
             return Ok(());
         }
-        self.log_bytes_since_snapshot = 0;
+        let index = LogIndex(applied.0.saturating_sub(self.options.compact_keep_entries))
+            .max(self.last_conf_change)
+            .min(applied);
+        if index <= prefix {
+            return Ok(());
+        }
+        self.log_bytes_since_compaction = 0;
         let membership = self.node.status().membership;
-        if let Some(job) = self.machine.snapshot_job()
-            && let Some(writer) = self.node.storage_mut().snapshot_writer()
-        {
-            let name = format!(
-                "raft-{}-{}-snapshot",
-                self.options.group, self.options.raft.id.0
-            );
-            self.snapshot_in_progress = Some(BackgroundSnapshot::start(
-                name,
-                applied,
-                membership,
-                job,
-                writer,
-                self.options.snapshot_bytes_per_second,
-            )?);
-            return Ok(());
-        }
-        let mut chunks = self.machine.snapshot();
-        let storage = self.node.storage_mut();
-        storage.compact_to_snapshot(applied, membership, &mut chunks)?;
-        self.log_compacted(applied);
-        Ok(())
-    }
-
-    /// Installs the snapshot another thread finished writing, unless a
-    /// later one was installed meanwhile.
-    fn install_snapshot(
-        &mut self,
-        written: Result<WrittenSnapshot, StorageError>,
-    ) -> Result<(), StorageError> {
-        let snapshot = self
-            .snapshot_in_progress
-            .take()
-            .expect("a snapshot was in progress");
-        let installed = self.node.storage_mut().install_written(
-            written?,
-            snapshot.index,
-            snapshot.membership.clone(),
-        )?;
-        if installed {
-            self.log_compacted(snapshot.index);
-        }
+        self.node.storage_mut().compact(index, membership)?;
+        self.log_compacted(index);
         Ok(())
     }
 
@@ -591,7 +603,7 @@ impl<S: SnapshotStore, M: StateMachine> NodeTask<S, M> {
             group = self.options.group,
             node = self.options.raft.id.0,
             index = index.0,
-            "log compacted to a snapshot"
+            "log compacted"
         );
     }
 }

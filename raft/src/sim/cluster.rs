@@ -1,18 +1,27 @@
-//! A simulated cluster: Raft cores over [`MemStorage`] "disks", a seeded
+//! A simulated cluster: Raft cores over [`MemStorage`] "disks", each with
+//! its application ([`AppStore`]) in the same database, a seeded
 //! [`Network`], virtual time in ticks, crash and restart, all in one
-//! thread. Each node's Ready is handled exactly per the contract (persist,
-//! send, apply, advance), with optional crashes before and after the
-//! persist, and (for the Figure 8 profiles) right after a node takes
-//! office or a leader's commit index advances; invariants are checked as
-//! the Readies are handled, and after each one on the node's whole state
-//! (see [`crate::sim::invariants`]).
+//! thread. Each node's Ready is handled exactly per the contract of
+//! `core::ready` (restore chunks, persist, finish the restore, send,
+//! apply, serve snapshot reads, advance), with optional crashes before
+//! and after the persist, at each step of a follower's restore, and (for
+//! the Figure 8 profiles) right after a node takes office or a leader's
+//! commit index advances; invariants are checked as the Readies are
+//! handled, and after each one on the node's whole state (see
+//! [`crate::sim::invariants`]). The application side of a Ready (restore,
+//! apply, compaction, snapshot reads) lives in `cluster/application.rs`.
 //!
 //! Invariants:
 //! - Everything is driven by `seed`: same seed and same calls, same run
 //!   (checked by a trace hash).
-//! - A crash loses exactly what was not persisted: the core, the unsent
-//!   messages and the application state (rebuilt from the snapshot and the
-//!   log on restart).
+//! - A process crash loses the core, the unsent messages, the pinned
+//!   snapshot views and the pending snapshot reads; the disk and the
+//!   application's state survive it. A power failure also loses the log's
+//!   and the application's writes made after the node's last synced write.
+//! - A node restarts with `Config.applied` and `Config.restoring` read
+//!   from its application's state, never from the log.
+
+mod application;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -23,12 +32,14 @@ use rand::{Rng, SeedableRng};
 
 use crate::core::{
     ConfChange, Config, Entry, EntryKind, LogIndex, Membership, Message, MessageBody, Node, NodeId,
-    ProposalId, ReadState, Ready, Role, Term,
+    ProposalId, ReadState, Ready, Role, SnapshotChunk, Term,
 };
+use crate::sim::app::AppStore;
 use crate::sim::invariants::commit_safety::ElectionView;
 use crate::sim::invariants::{Invariants, Violation};
-use crate::sim::kv::KvState;
+use crate::sim::kv::{KvState, KvWrite};
 use crate::sim::network::{Network, NetworkFaults};
+use crate::sim::snapshot_reads::SnapshotReads;
 use crate::storage::{MemStorage, Storage};
 
 /// More messages in flight than this means the nodes feed each other
@@ -48,10 +59,30 @@ pub struct ClusterConfig {
     pub pre_vote: bool,
     /// Whether CheckQuorum is on.
     pub check_quorum: bool,
-    /// Take a snapshot every this many applied entries (0: never).
-    pub snapshot_interval: u64,
-    /// Snapshot chunk size, in bytes.
+    /// Compact the log once this many entries were applied past its
+    /// compacted prefix (0: never).
+    pub compaction_interval: u64,
+    /// Compaction keeps up to this many applied entries in the log (drawn
+    /// per compaction), but never drops the last membership change
+    /// applied.
+    pub compaction_tail_max: u64,
+    /// Snapshot chunk size, in bytes (at least one whole record).
     pub snapshot_chunk_bytes: u64,
+    /// Snapshot chunks in flight to one follower.
+    pub snapshot_chunks_in_flight: usize,
+    /// Leader ticks without progress before a snapshot transfer resumes.
+    pub snapshot_stall_ticks: u32,
+    /// A leader answers each snapshot read 0 to this many ticks late.
+    pub snapshot_read_delay_ticks_max: u64,
+    /// Probability that a snapshot read fails.
+    pub snapshot_read_fail: f64,
+    /// Probability that a leader asked to pin a new view for a follower
+    /// keeps reading the one it pinned earlier (a stale, older state).
+    pub snapshot_read_stale: f64,
+    /// Probability of a crash at each step of a follower's restore:
+    /// chunks written but the snapshot not installed, installed but the
+    /// restore not finished, finished but nothing sent.
+    pub crash_in_restore: f64,
     /// Entry bytes per append message.
     pub message_bytes_max: u64,
     /// Append messages in flight per follower.
@@ -79,8 +110,15 @@ impl ClusterConfig {
             heartbeat_ticks: 2,
             pre_vote: true,
             check_quorum: true,
-            snapshot_interval: 0,
+            compaction_interval: 0,
+            compaction_tail_max: 0,
             snapshot_chunk_bytes: 64,
+            snapshot_chunks_in_flight: 4,
+            snapshot_stall_ticks: 20,
+            snapshot_read_delay_ticks_max: 0,
+            snapshot_read_fail: 0.0,
+            snapshot_read_stale: 0.0,
+            crash_in_restore: 0.0,
             message_bytes_max: 4096,
             inflight_messages_max: 16,
             inflight_bytes_max: u64::MAX,
@@ -110,14 +148,88 @@ pub enum NodeEvent {
     },
 }
 
+/// What the snapshot machinery did in a run: how often each path of
+/// compaction, snapshot reads and restores ran (coverage, for reports).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    /// Log compactions.
+    pub compactions: u64,
+    /// Views a leader pinned for a follower.
+    pub views_pinned: u64,
+    /// Requests to pin a new view answered from a stale one.
+    pub stale_views: u64,
+    /// Snapshot reads answered with a failure.
+    pub reads_failed: u64,
+    /// Snapshot chunks read and handed to the core.
+    pub chunks_read: u64,
+    /// Restores begun by a follower's application.
+    pub restores_begun: u64,
+    /// Chunks written by a follower's application (last ones included).
+    pub chunks_restored: u64,
+    /// Restores finished.
+    pub restores_finished: u64,
+    /// Crashes at a step of a restore.
+    pub crashes_in_restore: u64,
+    /// Restarts of a node whose application was restoring.
+    pub restarts_restoring: u64,
+}
+
+impl std::ops::AddAssign for SnapshotStats {
+    fn add_assign(&mut self, other: SnapshotStats) {
+        self.compactions += other.compactions;
+        self.views_pinned += other.views_pinned;
+        self.stale_views += other.stale_views;
+        self.reads_failed += other.reads_failed;
+        self.chunks_read += other.chunks_read;
+        self.restores_begun += other.restores_begun;
+        self.chunks_restored += other.chunks_restored;
+        self.restores_finished += other.restores_finished;
+        self.crashes_in_restore += other.crashes_in_restore;
+        self.restarts_restoring += other.restarts_restoring;
+    }
+}
+
+/// How a node goes down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashKind {
+    /// The process dies: the disk and the application's database keep
+    /// every write.
+    Process,
+    /// The machine loses power: the writes after the last synced one are
+    /// lost too.
+    PowerFailure,
+}
+
+/// A point of a follower's restore (the Ready contract's steps 1 to 4)
+/// where a crash can be armed ([`Cluster::arm_crash`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// The Ready's chunks were written (step 1), the snapshot not yet
+    /// installed by the storage (step 2).
+    RestoreWritten,
+    /// The storage installed the snapshot (step 2), the application has
+    /// not finished the restore (step 3).
+    SnapshotInstalled,
+    /// The restore finished (step 3), no message was sent (step 4).
+    Restored,
+}
+
 /// One simulated server.
 pub struct SimNode {
     /// The running core, or `None` while crashed.
     node: Option<Node<MemStorage>>,
     /// The disk while crashed.
     disk: Option<MemStorage>,
-    /// The application state (lost on crash).
-    pub kv: KvState,
+    /// The application, in the same database as the log: it survives a
+    /// process crash.
+    app: AppStore,
+    /// The leader's pinned views and pending snapshot reads (lost on
+    /// crash).
+    snapshot_reads: SnapshotReads,
+    /// The index of the last membership change the application applied
+    /// (or an index at or after it): compaction never drops it, so the
+    /// membership it records is the one in force at its index.
+    last_conf_change: LogIndex,
     /// Grows on each restart; lets clients notice a crash.
     pub incarnation: u64,
     /// Removed from the group and shut down for good.
@@ -128,6 +240,26 @@ impl SimNode {
     /// Returns the running core, if up.
     pub fn core(&self) -> Option<&Node<MemStorage>> {
         self.node.as_ref()
+    }
+
+    /// Returns the application's state (it survives crashes).
+    pub fn state(&self) -> &KvState {
+        self.app.state()
+    }
+
+    /// Returns the application's state as a power failure would leave it.
+    pub fn durable_state(&self) -> &KvState {
+        self.app.durable_state()
+    }
+
+    /// Returns the storage, running or not.
+    pub fn storage(&self) -> Option<&MemStorage> {
+        self.node.as_ref().map(Node::storage).or(self.disk.as_ref())
+    }
+
+    /// Returns how many snapshot views the node holds pinned.
+    pub fn pinned_views(&self) -> usize {
+        self.snapshot_reads.pinned()
     }
 }
 
@@ -143,14 +275,18 @@ pub struct Cluster {
     pub now: u64,
     /// The checkers.
     pub invariants: Invariants,
+    /// What the snapshot machinery did so far.
+    pub snapshot_stats: SnapshotStats,
     /// Events since the last `take_events`.
     events: Vec<NodeEvent>,
     /// Removed nodes still running, with the index of their removal: an
     /// operator shuts one down once every other node applied it.
     removals: BTreeMap<NodeId, LogIndex>,
     /// A violation found outside a step (a node restarting without a vote
-    /// it acted on), reported by the next step.
+    /// it acted on, or behind its log), reported by the next step.
     pending_violation: Option<Violation>,
+    /// Crashes armed by scenarios, one per node, fired once.
+    armed_crashes: BTreeMap<NodeId, (CrashPoint, CrashKind)>,
     rng: SmallRng,
     seed: u64,
     trace: DefaultHasher,
@@ -165,9 +301,11 @@ impl Cluster {
             network: Network::new(faults),
             now: 0,
             invariants: Invariants::default(),
+            snapshot_stats: SnapshotStats::default(),
             events: Vec::new(),
             removals: BTreeMap::new(),
             pending_violation: None,
+            armed_crashes: BTreeMap::new(),
             rng: SmallRng::seed_from_u64(seed),
             seed,
             trace: DefaultHasher::new(),
@@ -187,7 +325,9 @@ impl Cluster {
             SimNode {
                 node: None,
                 disk: Some(storage),
-                kv: KvState::default(),
+                app: AppStore::default(),
+                snapshot_reads: SnapshotReads::default(),
+                last_conf_change: LogIndex(0),
                 incarnation: 0,
                 decommissioned: false,
             },
@@ -202,6 +342,8 @@ impl Cluster {
         config.pre_vote = self.config.pre_vote;
         config.check_quorum = self.config.check_quorum;
         config.snapshot_chunk_bytes = self.config.snapshot_chunk_bytes;
+        config.snapshot_chunks_in_flight = self.config.snapshot_chunks_in_flight;
+        config.snapshot_stall_ticks = self.config.snapshot_stall_ticks;
         config.message_bytes_max = self.config.message_bytes_max;
         config.inflight_messages_max = self.config.inflight_messages_max;
         config.inflight_bytes_max = self.config.inflight_bytes_max;
@@ -209,21 +351,66 @@ impl Cluster {
         config
     }
 
+    /// Starts `id` from its disk and its application's state, checking
+    /// that they fit together (violations are reported by the next step).
     fn start(&mut self, id: NodeId) {
-        let config = self.node_config(id);
+        let mut config = self.node_config(id);
         let seed = self.seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.now.rotate_left(32);
         let sim = self.nodes.get_mut(&id).expect("node exists");
         let disk = sim.disk.take().expect("a stopped node has its disk");
-        if let Err(violation) = self.invariants.check_restart_votes(id, disk.hard_state()) {
+        let votes = self.invariants.check_restart_votes(id, disk.hard_state());
+        self.invariants.commit_advanced(id, LogIndex(0));
+        let compacted = disk.snapshot_meta();
+        let state = sim.app.state();
+        if state.restoring.is_none()
+            && state.applied == LogIndex(0)
+            && compacted.index == LogIndex(1)
+        {
+            // The bootstrap prefix carries no application data: a fresh
+            // application takes the empty state at its index.
+            bootstrap_restore(&mut sim.app, compacted.clone());
+        }
+        let state = sim.app.state();
+        let (applied, restoring) = (state.applied, state.restoring.clone());
+        self.snapshot_stats.restarts_restoring += u64::from(restoring.is_some());
+        let covers = self.invariants.check_state_covers_log(
+            id,
+            applied,
+            restoring.is_some(),
+            compacted.index,
+            "restarted",
+        );
+        // A partial restore is no state at any index: only a whole one is
+        // checked against the reference.
+        let digest = match restoring {
+            Some(_) => Ok(()),
+            None => self
+                .invariants
+                .check_state(id, applied, state.digest(), "restarted with"),
+        };
+        config.applied = applied;
+        config.restoring = restoring.clone();
+        sim.last_conf_change = applied;
+        sim.incarnation += 1;
+        let node = Node::new(config, disk, seed).expect("simulator configuration is valid");
+        let status = node.status();
+        sim.node = Some(node);
+        let mark = self.invariants.check_restore_mark(
+            id,
+            (status.restoring, status.applied),
+            (restoring.is_some(), applied),
+        );
+        self.invariants.observe_restart(id, applied);
+        for result in [votes, covers, mark, digest] {
+            self.defer(result);
+        }
+    }
+
+    /// Keeps the first violation found outside a step for the next step.
+    fn defer(&mut self, result: Result<(), Violation>) {
+        if let Err(violation) = result {
             self.pending_violation.get_or_insert(violation);
         }
-        self.invariants.commit_advanced(id, LogIndex(0));
-        sim.kv = KvState::decode(&disk.snapshot_data());
-        let snapshot = disk.snapshot_meta();
-        sim.kv.applied = snapshot.index;
-        sim.incarnation += 1;
-        sim.node = Some(Node::new(config, disk, seed).expect("simulator configuration is valid"));
-        self.invariants.observe_restart(id, snapshot.index);
     }
 
     /// Returns the ids of running nodes.
@@ -275,21 +462,63 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// Crashes `id`: its core, unsent messages and application state are
-    /// lost; its disk keeps what was persisted, and half the crashes are
-    /// power failures that also lose the writes after the last synced one.
+    /// Crashes `id`; half the crashes are power failures (see
+    /// [`Cluster::crash_as`]).
     pub fn crash(&mut self, id: NodeId) {
-        let power_failure = self.rng.random_bool(0.5);
+        let kind = if self.rng.random_bool(0.5) {
+            CrashKind::PowerFailure
+        } else {
+            CrashKind::Process
+        };
+        self.crash_as(id, kind);
+    }
+
+    /// Crashes `id`: its core, unsent messages, pinned views and pending
+    /// snapshot reads are lost; its disk and application keep what was
+    /// written, except, on a power failure, what was written after the
+    /// last synced write.
+    pub fn crash_as(&mut self, id: NodeId, kind: CrashKind) {
         if let Some(sim) = self.nodes.get_mut(&id)
             && let Some(node) = sim.node.take()
         {
             let mut disk = node.into_storage();
-            if power_failure {
+            if kind == CrashKind::PowerFailure {
                 disk.lose_unsynced();
+                sim.app.lose_unsynced();
             }
             sim.disk = Some(disk);
-            sim.kv = KvState::default();
+            sim.snapshot_reads.clear();
         }
+    }
+
+    /// Arms a crash of `id` the next time its restore reaches `point`
+    /// (one crash per node at a time; arming again replaces it).
+    pub fn arm_crash(&mut self, id: NodeId, point: CrashPoint, kind: CrashKind) {
+        self.armed_crashes.insert(id, (point, kind));
+    }
+
+    /// Returns whether a crash armed for `id` has yet to fire.
+    pub fn crash_armed(&self, id: NodeId) -> bool {
+        self.armed_crashes.contains_key(&id)
+    }
+
+    /// Crashes `id` if a crash is armed at `point` or the profile's
+    /// `crash_in_restore` draws one; returns whether it crashed.
+    fn crash_in_restore(&mut self, id: NodeId, point: CrashPoint) -> bool {
+        let armed = self
+            .armed_crashes
+            .get(&id)
+            .is_some_and(|&(armed, _)| armed == point);
+        if armed {
+            let (_, kind) = self.armed_crashes.remove(&id).expect("checked");
+            self.crash_as(id, kind);
+        } else if self.roll(self.config.crash_in_restore) {
+            self.crash(id);
+        } else {
+            return false;
+        }
+        self.snapshot_stats.crashes_in_restore += 1;
+        true
     }
 
     /// Restarts a crashed node from its disk.
@@ -345,6 +574,13 @@ impl Cluster {
             let to = message.to;
             if self.is_live(to) {
                 (message.from, message.to, message.term).hash(&mut self.trace);
+                tracing::debug!(
+                    tick = self.now,
+                    from = message.from.0,
+                    to = message.to.0,
+                    message = ?message.body,
+                    "deliver"
+                );
                 self.core_mut(to).expect("live").step(message);
                 self.process_ready(to)?;
             }
@@ -422,6 +658,7 @@ impl Cluster {
     /// Handles every Ready of `id` until it has none (or crashes).
     pub fn process_ready(&mut self, id: NodeId) -> Result<(), Violation> {
         loop {
+            self.serve_snapshot_reads(id)?;
             let Some(core) = self.core_mut(id) else {
                 return Ok(());
             };
@@ -449,25 +686,14 @@ impl Cluster {
             self.crash(id);
             return Ok(false);
         }
-        let core = self.core_mut(id).expect("live");
-        let previous_term = ready
-            .entries
-            .first()
-            .and_then(|e| core.term_at(e.index.prev()))
-            .unwrap_or_default();
-        core.storage_mut()
-            .persist(&ready.persist_batch())
-            .expect("memory storage accepts the core's batches");
-        self.invariants
-            .observe_persisted(id, &ready.entries, previous_term)?;
-        if self.roll_crash() {
-            self.crash(id);
+        if !self.persist_and_restore(id, &mut ready)? {
             return Ok(false);
         }
         for message in &ready.messages {
             self.send(message.clone())?;
         }
         self.apply(id, &ready)?;
+        self.queue_snapshot_requests(id, std::mem::take(&mut ready.snapshot_requests));
         let reads = ready
             .read_states
             .iter()
@@ -475,7 +701,7 @@ impl Cluster {
         self.events.extend(reads);
         let core = self.core_mut(id).expect("live");
         core.advance();
-        self.maybe_snapshot(id)?;
+        self.maybe_compact(id)?;
         let commit_advanced = self.check_node(id)?;
         let took_office = ready
             .soft_state
@@ -487,6 +713,62 @@ impl Cluster {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Steps 1 to 3 of the contract: hands the restore chunks but a last
+    /// one to the application, persists, then finishes the restore with
+    /// the last chunk; with a crash point after each. Returns false if the
+    /// node crashed.
+    fn persist_and_restore(&mut self, id: NodeId, ready: &mut Ready) -> Result<bool, Violation> {
+        let restoring = !ready.restore_chunks.is_empty();
+        let finishing = self.restore_chunks(id, std::mem::take(&mut ready.restore_chunks))?;
+        if restoring && self.crash_in_restore(id, CrashPoint::RestoreWritten) {
+            return Ok(false);
+        }
+        self.persist(id, ready)?;
+        if self.roll_crash() {
+            self.crash(id);
+            return Ok(false);
+        }
+        let Some(last) = finishing else {
+            return Ok(true);
+        };
+        if self.crash_in_restore(id, CrashPoint::SnapshotInstalled) {
+            return Ok(false);
+        }
+        self.finish_restore(id, last)?;
+        Ok(!self.crash_in_restore(id, CrashPoint::Restored))
+    }
+
+    /// Step 2: persists the Ready's batch; a synced write also makes the
+    /// application's writes so far durable (one database).
+    fn persist(&mut self, id: NodeId, ready: &Ready) -> Result<(), Violation> {
+        let sim = self.nodes.get_mut(&id).expect("live");
+        let core = sim.node.as_mut().expect("live");
+        let previous_term = ready
+            .entries
+            .first()
+            .and_then(|e| core.term_at(e.index.prev()))
+            .unwrap_or_default();
+        let batch = ready.persist_batch();
+        let synced = batch.must_sync(&core.storage().hard_state());
+        core.storage_mut()
+            .persist(&batch)
+            .expect("memory storage accepts the core's batches");
+        if synced {
+            sim.app.sync();
+        }
+        let compacted = core.storage().snapshot_meta().index;
+        let state = sim.app.state();
+        self.invariants.check_state_covers_log(
+            id,
+            state.applied,
+            state.restoring.is_some(),
+            compacted,
+            "persisted a Ready",
+        )?;
+        self.invariants
+            .observe_persisted(id, &ready.entries, previous_term)
     }
 
     /// Hands `message` to the network, recording the vote it acts on, if
@@ -518,8 +800,22 @@ impl Cluster {
     /// completeness and, when its commit index advanced, commit safety.
     /// Returns whether it leads and its commit index advanced.
     fn check_node(&mut self, id: NodeId) -> Result<bool, Violation> {
-        let core = self.nodes[&id].node.as_ref().expect("live");
+        let sim = &self.nodes[&id];
+        let core = sim.node.as_ref().expect("live");
         let status = core.status();
+        let state = sim.app.state();
+        self.invariants.check_restore_mark(
+            id,
+            (status.restoring, status.applied),
+            (state.restoring.is_some(), state.applied),
+        )?;
+        self.invariants.check_state_covers_log(
+            id,
+            state.applied,
+            state.restoring.is_some(),
+            core.storage().snapshot_meta().index,
+            "handled a Ready",
+        )?;
         self.invariants
             .observe_commit(id, status.term, status.commit, |index| core.term_at(index))?;
         let advanced = self.invariants.commit_advanced(id, status.commit);
@@ -548,7 +844,7 @@ impl Cluster {
         self.nodes
             .iter()
             .filter_map(|(&id, sim)| {
-                let storage = sim.node.as_ref().map(Node::storage).or(sim.disk.as_ref())?;
+                let storage = sim.storage()?;
                 let snapshot = storage.snapshot_meta();
                 let last_index = storage.last_index();
                 let last_term = storage.term(last_index).unwrap_or(snapshot.term);
@@ -590,8 +886,11 @@ impl Cluster {
         probability > 0.0 && self.rng.random_bool(probability)
     }
 
-    /// Checks the role-related invariants before a Ready is persisted.
+    /// Checks the role-related invariants before a Ready is persisted,
+    /// and that a snapshot to install comes with the last chunk of its
+    /// restore (and only then).
     fn check_ready(&mut self, id: NodeId, ready: &Ready) -> Result<(), Violation> {
+        check_restore_chunks(id, ready)?;
         let core = self.nodes[&id].node.as_ref().expect("live");
         let status = core.status();
         if status.role != Role::Leader {
@@ -606,58 +905,6 @@ impl Cluster {
         {
             self.invariants
                 .check_leading(id, &status, |index| core.term_at(index))?;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, id: NodeId, ready: &Ready) -> Result<(), Violation> {
-        if let Some(meta) = &ready.snapshot {
-            let data = self.core(id).expect("live").storage().snapshot_data();
-            self.invariants
-                .observe_snapshot_data(id, meta.index, &data)?;
-            let sim = self.nodes.get_mut(&id).expect("live");
-            sim.kv = KvState::decode(&data);
-            sim.kv.applied = meta.index;
-            self.invariants
-                .observe_restored(id, meta.index, meta.term)?;
-        }
-        for entry in &ready.committed_entries {
-            self.invariants.observe_applied(id, entry)?;
-            entry.index.hash(&mut self.trace);
-            entry.term.hash(&mut self.trace);
-            let sim = self.nodes.get_mut(&id).expect("live");
-            sim.kv.apply(entry.index, &entry.data);
-            if entry.kind == EntryKind::ConfChange {
-                // As the driver does: a synced write once a change applies.
-                let core = sim.node.as_mut().expect("live");
-                let membership = core.status().membership;
-                core.storage_mut()
-                    .save_membership(&membership, entry.index)
-                    .expect("memory storage");
-                if let Some(ConfChange::RemoveNode(removed)) = ConfChange::decode(&entry.data) {
-                    self.removals.entry(removed).or_insert(entry.index);
-                }
-            }
-            self.events.push(NodeEvent::Applied {
-                node: id,
-                entry: entry.clone(),
-            });
-        }
-        Ok(())
-    }
-
-    fn maybe_snapshot(&mut self, id: NodeId) -> Result<(), Violation> {
-        let interval = self.config.snapshot_interval;
-        let sim = self.nodes.get_mut(&id).expect("live");
-        let applied = sim.kv.applied;
-        let core = sim.node.as_mut().expect("live");
-        let snapshot_index = core.storage().snapshot_meta().index;
-        if interval > 0 && applied.0 >= snapshot_index.0 + interval {
-            let membership = core.status().membership;
-            let data = sim.kv.encode();
-            self.invariants.observe_snapshot_data(id, applied, &data)?;
-            core.storage_mut()
-                .create_snapshot(applied, membership, data);
         }
         Ok(())
     }
@@ -728,4 +975,50 @@ fn membership_after(
         }
     }
     membership
+}
+
+/// Writes the empty state at the bootstrap prefix into a fresh
+/// application, as a restore of no chunk but an empty last one.
+fn bootstrap_restore(app: &mut AppStore, prefix: crate::core::SnapshotMeta) {
+    let (index, term) = (prefix.index, prefix.term);
+    let last = SnapshotChunk {
+        meta: prefix,
+        cursor: Bytes::new(),
+        next_cursor: Bytes::new(),
+        data: Bytes::new(),
+        last: true,
+    };
+    for write in [
+        KvWrite::BeginRestore { index, term },
+        KvWrite::FinishRestore(last),
+    ] {
+        app.write(write)
+            .expect("a fresh application takes the bootstrap state");
+    }
+}
+
+/// Checks the shape the contract gives a Ready's restore: only its final
+/// chunk may be a last one, and `snapshot` is set exactly when it is,
+/// describing that chunk's snapshot.
+fn check_restore_chunks(id: NodeId, ready: &Ready) -> Result<(), Violation> {
+    let chunks = &ready.restore_chunks;
+    let finishing = chunks.last().filter(|chunk| chunk.last);
+    let early_last = chunks.iter().rev().skip(1).any(|chunk| chunk.last);
+    let matches = match (finishing, &ready.snapshot) {
+        (Some(chunk), Some(meta)) => chunk.meta == *meta,
+        (None, None) => true,
+        _ => false,
+    };
+    if matches && !early_last {
+        return Ok(());
+    }
+    Err(Violation {
+        invariant: "ready_contract",
+        detail: format!(
+            "node {id}: a Ready restores {} chunks (last flags {:?}) with snapshot {:?}",
+            chunks.len(),
+            chunks.iter().map(|chunk| chunk.last).collect::<Vec<_>>(),
+            ready.snapshot
+        ),
+    })
 }

@@ -1,14 +1,25 @@
 //! The replicated application the simulator runs on each node: a key/value
-//! register map with Put, Append and Get, encoded into log entries.
+//! register map with Put, Append and Get, encoded into log entries. Its
+//! state is also its snapshot (issue 15 §2): a leader reads a pinned copy
+//! in chunks of whole records ordered by key, and a follower writes the
+//! chunks straight into its map behind a restore mark.
 //!
-//! Invariant: `applied` is the index of the last entry applied to `values`
-//! (or of the snapshot they were restored from).
+//! Invariants:
+//! - Outside a restore, `applied` is the index of the last entry applied to
+//!   `values` (or of the snapshot they were restored from).
+//! - During a restore (`restoring` set), `applied` is 0 and `values` hold
+//!   exactly the records of the chunks before `restoring.next_cursor`:
+//!   every write checks that it continues the restore it belongs to, so a
+//!   chunk out of order is reported, never written.
+//! - A chunk cursor is a key: a chunk holds the records with keys from its
+//!   cursor (inclusive) up to its next cursor (exclusive), in key order.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use bytes::Bytes;
 
-use crate::core::LogIndex;
+use crate::core::{LogIndex, RestorePoint, SnapshotChunk, Term};
 
 /// A write the simulated clients propose.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,23 +83,94 @@ fn take_string(cursor: &mut &[u8]) -> Option<String> {
     Some(text)
 }
 
+/// Returns the encoded size of one (key, value) record, in bytes.
+fn record_size_bytes(key: &str, value: &str) -> u64 {
+    8 + key.len() as u64 + value.len() as u64
+}
+
+/// One write of the application to its database, in the order it was
+/// made: what a power failure may lose (see [`crate::sim::app`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvWrite {
+    /// Applies the committed entry at `index` carrying `data`.
+    Apply {
+        /// The entry's index.
+        index: LogIndex,
+        /// The entry's payload.
+        data: Bytes,
+    },
+    /// Drops the state and marks it as being restored from the snapshot
+    /// `(index, term)`, from its beginning.
+    BeginRestore {
+        /// The snapshot's index.
+        index: LogIndex,
+        /// The snapshot's term.
+        term: Term,
+    },
+    /// Writes a chunk of the restore under way that is not its last.
+    RestoreChunk(SnapshotChunk),
+    /// Writes the last chunk, drops the mark and makes the snapshot's
+    /// index the applied index.
+    FinishRestore(SnapshotChunk),
+}
+
 /// The state machine of one node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvState {
     /// The values.
     pub values: BTreeMap<String, String>,
-    /// The index of the last entry applied.
+    /// The index of the last entry applied (0 while restoring).
     pub applied: LogIndex,
+    /// The restore under way, durably marked with the state: the snapshot
+    /// and the position of the next chunk it needs.
+    pub restoring: Option<RestorePoint>,
 }
 
 impl KvState {
+    /// Makes one write; returns why it cannot be made (an entry out of
+    /// order, a chunk that does not continue the restore) without changing
+    /// anything.
+    pub fn write(&mut self, write: &KvWrite) -> Result<(), String> {
+        match write {
+            KvWrite::Apply { index, data } => self.apply(*index, data),
+            KvWrite::BeginRestore { index, term } => {
+                self.values.clear();
+                self.applied = LogIndex(0);
+                self.restoring = Some(RestorePoint {
+                    index: *index,
+                    term: *term,
+                    next_cursor: Bytes::new(),
+                });
+                Ok(())
+            }
+            KvWrite::RestoreChunk(chunk) => {
+                let records = self.check_continues(chunk)?;
+                self.values.extend(records);
+                let point = self.restoring.as_mut().expect("checked above");
+                point.next_cursor = chunk.next_cursor.clone();
+                Ok(())
+            }
+            KvWrite::FinishRestore(chunk) => {
+                let records = self.check_continues(chunk)?;
+                self.values.extend(records);
+                self.restoring = None;
+                self.applied = chunk.meta.index;
+                Ok(())
+            }
+        }
+    }
+
     /// Applies one committed entry's payload.
-    pub fn apply(&mut self, index: LogIndex, data: &[u8]) {
-        assert!(
-            index > self.applied,
-            "entry {index} applied after {}",
-            self.applied
-        );
+    fn apply(&mut self, index: LogIndex, data: &[u8]) -> Result<(), String> {
+        if let Some(point) = &self.restoring {
+            return Err(format!(
+                "entry {index} applied while restoring the snapshot at {}",
+                point.index
+            ));
+        }
+        if index != self.applied.next() {
+            return Err(format!("entry {index} applied after {}", self.applied));
+        }
         self.applied = index;
         match KvCommand::decode(data) {
             Some((_, KvCommand::Put { key, value })) => {
@@ -99,6 +181,46 @@ impl KvState {
             }
             None => {}
         }
+        Ok(())
+    }
+
+    /// Returns the records of `chunk` if it continues the restore under
+    /// way: same snapshot, starting where the last chunk ended, with keys
+    /// in its range and in order.
+    fn check_continues(&self, chunk: &SnapshotChunk) -> Result<Vec<(String, String)>, String> {
+        let Some(point) = &self.restoring else {
+            return Err(format!(
+                "a chunk of the snapshot at {} arrived with no restore under way",
+                chunk.meta.index
+            ));
+        };
+        if (point.index, point.term) != (chunk.meta.index, chunk.meta.term)
+            || point.next_cursor != chunk.cursor
+        {
+            return Err(format!(
+                "chunk of snapshot ({}, {}) at cursor {:?} does not continue the restore of ({}, {}) at {:?}",
+                chunk.meta.index,
+                chunk.meta.term,
+                chunk.cursor,
+                point.index,
+                point.term,
+                point.next_cursor
+            ));
+        }
+        let records = decode_records(&chunk.data)
+            .ok_or_else(|| format!("malformed chunk at cursor {:?}", chunk.cursor))?;
+        let in_range = |key: &str| {
+            key.as_bytes() >= &chunk.cursor[..]
+                && (chunk.last || key.as_bytes() < &chunk.next_cursor[..])
+        };
+        let ordered = records.windows(2).all(|pair| pair[0].0 < pair[1].0);
+        if !ordered || !records.iter().all(|(key, _)| in_range(key)) {
+            return Err(format!(
+                "chunk at cursor {:?} holds records outside [{:?}, {:?}) or out of order",
+                chunk.cursor, chunk.cursor, chunk.next_cursor
+            ));
+        }
+        Ok(records)
     }
 
     /// Returns the value of `key` (empty if missing).
@@ -106,33 +228,147 @@ impl KvState {
         self.values.get(key).cloned().unwrap_or_default()
     }
 
-    /// Encodes the state as snapshot data.
-    pub fn encode(&self) -> Bytes {
-        let mut buffer = Vec::new();
-        buffer.extend_from_slice(&self.applied.0.to_be_bytes());
-        for (key, value) in &self.values {
-            put_string(&mut buffer, key);
-            put_string(&mut buffer, value);
+    /// Reads the chunk of records starting at key `cursor` (empty: the
+    /// beginning): whole records, at most `bytes_max` bytes of them but at
+    /// least one. Returns the chunk's bytes, the next cursor (the first
+    /// key left out; for the last chunk, its last key followed by a zero
+    /// byte) and whether it is the last chunk; `None` if `cursor` is not a
+    /// key this application makes.
+    pub fn read_chunk(&self, cursor: &[u8], bytes_max: u64) -> Option<(Bytes, Bytes, bool)> {
+        let start = std::str::from_utf8(cursor).ok()?;
+        let mut data = Vec::new();
+        let mut total = 0u64;
+        let mut last_key: Option<&str> = None;
+        let range = (Bound::Included(start), Bound::Unbounded);
+        for (key, value) in self.values.range::<str, _>(range) {
+            let size = record_size_bytes(key, value);
+            if last_key.is_some() && total + size > bytes_max {
+                return Some((
+                    Bytes::from(data),
+                    Bytes::copy_from_slice(key.as_bytes()),
+                    false,
+                ));
+            }
+            put_string(&mut data, key);
+            put_string(&mut data, value);
+            total += size;
+            last_key = Some(key);
         }
-        Bytes::from(buffer)
+        let next_cursor = match last_key {
+            Some(key) => {
+                let mut next = key.as_bytes().to_vec();
+                next.push(0);
+                Bytes::from(next)
+            }
+            None => Bytes::copy_from_slice(cursor),
+        };
+        Some((Bytes::from(data), next_cursor, true))
     }
 
-    /// Decodes snapshot data written by [`KvState::encode`].
-    ///
-    /// # Panics
-    /// Panics on malformed data: the simulator's storage never corrupts.
-    pub fn decode(data: &[u8]) -> KvState {
-        if data.is_empty() {
-            return KvState::default();
+    /// Returns the encoded size of all records, in bytes (what a snapshot
+    /// transfer carries).
+    pub fn records_size_bytes(&self) -> u64 {
+        self.values
+            .iter()
+            .map(|(key, value)| record_size_bytes(key, value))
+            .sum()
+    }
+
+    /// Returns the digest of `values` (see [`StateDigest`]).
+    pub fn digest(&self) -> u64 {
+        let mut digest = StateDigest::default();
+        for (key, value) in &self.values {
+            digest.put(key, value);
         }
-        let applied = LogIndex(u64::from_be_bytes(data[..8].try_into().expect("8 bytes")));
-        let mut cursor = &data[8..];
-        let mut values = BTreeMap::new();
-        while !cursor.is_empty() {
-            let key = take_string(&mut cursor).expect("well-formed snapshot key");
-            let value = take_string(&mut cursor).expect("well-formed snapshot value");
-            values.insert(key, value);
-        }
-        KvState { values, applied }
+        digest.value()
     }
 }
+
+/// Decodes the records of a chunk; `None` if malformed.
+fn decode_records(data: &[u8]) -> Option<Vec<(String, String)>> {
+    let mut cursor = data;
+    let mut records = Vec::new();
+    while !cursor.is_empty() {
+        let key = take_string(&mut cursor)?;
+        let value = take_string(&mut cursor)?;
+        records.push((key, value));
+    }
+    Some(records)
+}
+
+/// The modulus of the value hashes: the Mersenne prime 2^61 - 1.
+const DIGEST_MODULUS: u64 = (1 << 61) - 1;
+/// The base of the value hashes.
+const DIGEST_BASE: u64 = 1_000_003;
+
+/// An order-independent digest of a register map that follows Put and
+/// Append in time proportional to the write (not to the value), so the
+/// invariants can keep the reference state's digest at every index.
+///
+/// Invariant: `total` is the wrapping sum of `entry_digest(key, hash)`
+/// over `hashes`, where each hash is the polynomial hash of the key's
+/// value (Horner's rule mod 2^61 - 1), which an Append extends.
+#[derive(Clone, Debug, Default)]
+pub struct StateDigest {
+    hashes: BTreeMap<String, u64>,
+    total: u64,
+}
+
+impl StateDigest {
+    /// Follows one command.
+    pub fn apply(&mut self, command: &KvCommand) {
+        match command {
+            KvCommand::Put { key, value } => self.put(key, value),
+            KvCommand::Append { key, value } => {
+                let old = self.hashes.get(key).copied();
+                self.set(key, old, extend_hash(old.unwrap_or(0), value));
+            }
+        }
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: &str, value: &str) {
+        let old = self.hashes.get(key).copied();
+        self.set(key, old, extend_hash(0, value));
+    }
+
+    fn set(&mut self, key: &str, old: Option<u64>, hash: u64) {
+        if let Some(old) = old {
+            self.total = self.total.wrapping_sub(entry_digest(key, old));
+        }
+        self.total = self.total.wrapping_add(entry_digest(key, hash));
+        self.hashes.insert(key.to_string(), hash);
+    }
+
+    /// Returns the digest.
+    pub fn value(&self) -> u64 {
+        self.total
+    }
+}
+
+/// Returns the hash of a value extended by `suffix`.
+fn extend_hash(hash: u64, suffix: &str) -> u64 {
+    suffix.bytes().fold(hash, |hash, byte| {
+        let next = u128::from(hash) * u128::from(DIGEST_BASE) + u128::from(byte) + 1;
+        (next % u128::from(DIGEST_MODULUS)) as u64
+    })
+}
+
+/// Mixes a key and its value's hash into one well-spread word.
+fn entry_digest(key: &str, hash: u64) -> u64 {
+    let key_hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, byte| {
+        (h ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    splitmix64(key_hash ^ splitmix64(hash))
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+#[path = "kv_test.rs"]
+mod kv_test;

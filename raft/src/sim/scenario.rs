@@ -4,16 +4,20 @@
 //! Every wait returns an error naming what did not happen in time. Under
 //! crashes and unreliable networks, puts are re-proposed until acknowledged
 //! (`put_acknowledged`), and the fate of each put can be checked on every
-//! member once they caught up (`expect_put_outcome`).
+//! member once they caught up (`expect_put_outcome`), as can each member's
+//! whole application state against the leader's
+//! (`expect_states_match_leader`). Crashes can be armed at a step of a
+//! follower's restore (`Cluster::arm_crash`).
 
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
-use crate::core::{LogIndex, NodeId, ProposalId, Role, Term};
+use crate::core::{LogIndex, NodeId, ProposalId, RestorePoint, Role, Term};
 use crate::sim::cluster::Cluster;
 use crate::sim::invariants::Violation;
 use crate::sim::kv::KvCommand;
+use crate::storage::Storage;
 
 /// Why a scenario step failed.
 pub type ScenarioResult<T> = Result<T, String>;
@@ -70,8 +74,9 @@ impl Cluster {
         match self.run_until(ticks_max, condition) {
             Ok(true) => Ok(()),
             Ok(false) => Err(format!(
-                "{what}: not within {ticks_max} ticks (now tick {})",
-                self.now
+                "{what}: not within {ticks_max} ticks (now tick {}); nodes: {}",
+                self.now,
+                self.describe()
             )),
             Err(broken) => Err(violation(broken)),
         }
@@ -160,8 +165,70 @@ impl Cluster {
     pub fn value_on(&self, id: NodeId, key: &str) -> String {
         self.nodes
             .get(&id)
-            .map(|n| n.kv.get(key))
+            .map(|n| n.state().get(key))
             .unwrap_or_default()
+    }
+
+    /// Returns the restore `id`'s application has under way (it survives
+    /// crashes), if any.
+    pub fn restore_point(&self, id: NodeId) -> Option<RestorePoint> {
+        self.nodes
+            .get(&id)
+            .and_then(|n| n.state().restoring.clone())
+    }
+
+    /// Returns the compacted prefix of `id`'s log (running or not).
+    pub fn compacted_prefix(&self, id: NodeId) -> Option<LogIndex> {
+        let storage = self.nodes.get(&id)?.storage()?;
+        Some(storage.snapshot_meta().index)
+    }
+
+    /// Checks that every live member's application holds the leader's
+    /// state, at the same applied index (meaningful once they caught up).
+    pub fn expect_states_match_leader(&self) -> ScenarioResult<()> {
+        let leader = self.leader().ok_or("no leader")?;
+        let expected = self.nodes[&leader].state();
+        for id in self.live_ids() {
+            let member = self
+                .core(id)
+                .is_some_and(|core| core.status().membership.contains(id));
+            let state = self.nodes[&id].state();
+            if member && state != expected {
+                return Err(format!(
+                    "node {id} holds {:?} at {} (restoring {:?}), the leader {leader} holds {:?} at {} (tick {})",
+                    state.values,
+                    state.applied,
+                    state.restoring,
+                    expected.values,
+                    expected.applied,
+                    self.now
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns one line per node: role, term, commit and applied indexes,
+    /// the restore its application has under way, log and membership.
+    pub fn describe(&self) -> String {
+        let lines: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(id, sim)| match sim.core() {
+                Some(core) => {
+                    let s = core.status();
+                    format!(
+                        "[{id}: {:?} term {} leader {:?} commit {} applied {} restoring {:?} log {}..={} voters {:?} learners {:?}]",
+                        s.role, s.term, s.leader, s.commit, s.applied,
+                        sim.state().restoring.as_ref().map(|point| (point.index, point.term)),
+                        s.first_index, s.last_index, s.membership.voters, s.membership.learners
+                    )
+                }
+                None if sim.decommissioned => format!("[{id}: decommissioned]"),
+                None => format!("[{id}: down]"),
+            })
+            .collect();
+        lines.join(" ")
     }
 
     /// Returns the commit index of `id` (0 if down).
@@ -236,8 +303,9 @@ impl Cluster {
             Some((_, proposal)) if self.applied_count(proposal) >= count => Ok(proposal),
             _ => Err(format!(
                 "put {key}={value} applied by {count} nodes: not within {ticks_max} ticks \
-                 (now tick {}, last proposal {pending:?})",
-                self.now
+                 (now tick {}, last proposal {pending:?}); nodes: {}",
+                self.now,
+                self.describe()
             )),
         }
     }

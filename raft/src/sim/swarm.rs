@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::core::{ConfChange, NodeId, Role};
-use crate::sim::cluster::{Cluster, ClusterConfig};
+use crate::sim::cluster::{Cluster, ClusterConfig, SnapshotStats};
 use crate::sim::invariants::Violation;
 use crate::sim::linearizability::{CheckResult, check_kv_history};
 use crate::sim::network::{Corrupted, NetworkFaults};
@@ -49,10 +49,27 @@ pub struct SwarmProfile {
     pub wander: f64,
     /// Ticks a client waits for an answer before giving up.
     pub client_timeout_ticks: u64,
-    /// Entries between snapshots (0: never).
-    pub snapshot_interval: u64,
-    /// Snapshot chunk size.
+    /// Entries applied between log compactions (0: never).
+    pub compaction_interval: u64,
+    /// Applied entries a compaction may leave in the log (drawn per
+    /// compaction up to this).
+    pub compaction_tail_max: u64,
+    /// Snapshot chunk size (at least one whole record per chunk).
     pub snapshot_chunk_bytes: u64,
+    /// Snapshot chunks in flight per follower (the transfer window).
+    pub snapshot_chunks_in_flight: usize,
+    /// Leader ticks without progress before a snapshot transfer resumes.
+    pub snapshot_stall_ticks: u32,
+    /// Snapshot reads are answered up to this many ticks late.
+    pub snapshot_read_delay_ticks_max: u64,
+    /// Probability that a snapshot read fails.
+    pub snapshot_read_fail: f64,
+    /// Probability that a leader keeps a stale view instead of pinning a
+    /// new one.
+    pub snapshot_read_stale: f64,
+    /// Probability of a crash at each step of a follower's restore (see
+    /// [`ClusterConfig::crash_in_restore`]).
+    pub crash_in_restore: f64,
     /// Entry bytes per append message (small values split catch-up into
     /// many partial appends).
     pub message_bytes_max: u64,
@@ -85,8 +102,10 @@ impl SwarmProfile {
     /// Draws a profile from `seed`. The dimensions added later (corruption,
     /// broken snapshot streams, the Figure 8 mode, paired membership
     /// changes, a byte-bounded in-flight window) come from a second stream,
-    /// so a seed drawing none of them runs exactly as it did before they
-    /// existed.
+    /// and those of snapshots on demand (compaction tail, chunk size,
+    /// transfer window and stall, late, failed and stale snapshot reads,
+    /// crashes inside a restore) from a third, so each stream draws what
+    /// it drew before the next existed.
     pub fn draw(seed: u64) -> SwarmProfile {
         let mut profile = SwarmProfile::draw_original(seed);
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x4649_4738_0000_0000);
@@ -121,7 +140,40 @@ impl SwarmProfile {
         if rng.random_bool(0.3) {
             profile.inflight_bytes_max = rng.random_range(1..256);
         }
+        profile.draw_snapshot_dimension(seed);
         profile
+    }
+
+    /// Draws the snapshot dimension (issue 15 §2): how much of the applied
+    /// log compaction keeps, chunk size (down to one record per chunk),
+    /// the transfer window and stall timeout, snapshot reads answered
+    /// late, failing or from a stale view, and crashes at each step of a
+    /// follower's restore.
+    fn draw_snapshot_dimension(&mut self, seed: u64) {
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x534E_4150_0000_0000);
+        if self.compaction_interval == 0 && rng.random_bool(0.3) {
+            self.compaction_interval = rng.random_range(2..20);
+        }
+        if rng.random_bool(0.5) {
+            self.compaction_tail_max = rng.random_range(1..50);
+        }
+        if rng.random_bool(0.3) {
+            self.snapshot_chunk_bytes = rng.random_range(1..16);
+        }
+        self.snapshot_chunks_in_flight = [1, 1, 2, 4, 8, 16][rng.random_range(0..6)];
+        self.snapshot_stall_ticks = rng.random_range(2..40);
+        if rng.random_bool(0.4) {
+            self.snapshot_read_delay_ticks_max = rng.random_range(1..10);
+        }
+        if rng.random_bool(0.3) {
+            self.snapshot_read_fail = rng.random_range(0.0..0.3);
+        }
+        if rng.random_bool(0.3) {
+            self.snapshot_read_stale = rng.random_range(0.0..0.5);
+        }
+        if rng.random_bool(0.4) {
+            self.crash_in_restore = rng.random_range(0.0..0.3);
+        }
     }
 
     /// Draws the profile `seed` had before the later dimensions existed
@@ -155,12 +207,19 @@ impl SwarmProfile {
             request_rate: rng.random_range(0.1..1.0),
             wander: rng.random_range(0.0..0.3),
             client_timeout_ticks: rng.random_range(10..80),
-            snapshot_interval: if rng.random_bool(0.6) {
+            compaction_interval: if rng.random_bool(0.6) {
                 rng.random_range(5..100)
             } else {
                 0
             },
+            compaction_tail_max: 0,
             snapshot_chunk_bytes: rng.random_range(16..512),
+            snapshot_chunks_in_flight: 4,
+            snapshot_stall_ticks: 20,
+            snapshot_read_delay_ticks_max: 0,
+            snapshot_read_fail: 0.0,
+            snapshot_read_stale: 0.0,
+            crash_in_restore: 0.0,
             message_bytes_max: if rng.random_bool(0.5) {
                 rng.random_range(1..256)
             } else {
@@ -209,6 +268,8 @@ pub struct SeedReport {
     /// Messages damaged in flight and snapshot chunks lost to broken
     /// streams.
     pub corrupted: Corrupted,
+    /// What compaction, snapshot reads and restores did.
+    pub snapshots: SnapshotStats,
 }
 
 /// A failing seed, printable as the one-line replay instruction.
@@ -300,6 +361,7 @@ pub fn run_seed_with(seed: u64, profile: SwarmProfile) -> Result<SeedReport, Fai
         messages: cluster.network.sent_total(),
         trace_hash: cluster.trace_hash(),
         corrupted: cluster.network.corrupted,
+        snapshots: cluster.snapshot_stats,
     })
 }
 
@@ -307,8 +369,15 @@ fn cluster_config(profile: &SwarmProfile) -> ClusterConfig {
     let mut config = ClusterConfig::new(profile.voters);
     config.pre_vote = profile.pre_vote;
     config.check_quorum = profile.check_quorum;
-    config.snapshot_interval = profile.snapshot_interval;
+    config.compaction_interval = profile.compaction_interval;
+    config.compaction_tail_max = profile.compaction_tail_max;
     config.snapshot_chunk_bytes = profile.snapshot_chunk_bytes;
+    config.snapshot_chunks_in_flight = profile.snapshot_chunks_in_flight;
+    config.snapshot_stall_ticks = profile.snapshot_stall_ticks;
+    config.snapshot_read_delay_ticks_max = profile.snapshot_read_delay_ticks_max;
+    config.snapshot_read_fail = profile.snapshot_read_fail;
+    config.snapshot_read_stale = profile.snapshot_read_stale;
+    config.crash_in_restore = profile.crash_in_restore;
     config.message_bytes_max = profile.message_bytes_max;
     config.inflight_messages_max = profile.inflight_messages_max;
     config.inflight_bytes_max = profile.inflight_bytes_max;
@@ -428,6 +497,9 @@ fn check_liveness(cluster: &mut Cluster, workload: &mut Workload) -> Result<(), 
     cluster.config.crash_in_ready = 0.0;
     cluster.config.crash_leader_after_commit = 0.0;
     cluster.config.crash_new_leader = 0.0;
+    cluster.config.crash_in_restore = 0.0;
+    cluster.config.snapshot_read_fail = 0.0;
+    cluster.config.snapshot_read_stale = 0.0;
     for id in cluster.all_ids() {
         cluster.restart(id);
     }
@@ -466,30 +538,9 @@ fn check_liveness(cluster: &mut Cluster, workload: &mut Workload) -> Result<(), 
             cluster.now,
             cluster.leader(),
             converged(cluster),
-            describe_nodes(cluster)
+            cluster.describe()
         ),
     })
-}
-
-/// Returns one line per node: role, term, log and membership.
-fn describe_nodes(cluster: &Cluster) -> String {
-    let lines: Vec<String> = cluster
-        .nodes
-        .iter()
-        .map(|(id, sim)| match sim.core() {
-            Some(core) => {
-                let s = core.status();
-                format!(
-                    "[{id}: {:?} term {} leader {:?} commit {} applied {} log {}..={} voters {:?} learners {:?}]",
-                    s.role, s.term, s.leader, s.commit, s.applied, s.first_index, s.last_index,
-                    s.membership.voters, s.membership.learners
-                )
-            }
-            None if sim.decommissioned => format!("[{id}: decommissioned]"),
-            None => format!("[{id}: down]"),
-        })
-        .collect();
-    lines.join(" ")
 }
 
 /// Returns the sum of the applied indexes of the live nodes.

@@ -184,10 +184,10 @@ impl Workload {
                 index: Some(index), ..
             } = in_flight.waiting
             && let Some(sim) = node
-            && sim.kv.applied >= index
+            && sim.state().applied >= index
         {
             let key = self.history[in_flight.history_index].key.clone();
-            let value = sim.kv.get(&key);
+            let value = sim.state().get(&key);
             self.finish(slot, KvOutput::Value(value));
             return;
         }

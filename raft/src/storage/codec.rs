@@ -1,6 +1,7 @@
 //! The byte formats of everything [`RocksStorage`](super::RocksStorage)
-//! writes: keys, and crc32-framed records (log entries, hard state,
-//! snapshot records, the saved membership and snapshot data chunks).
+//! writes: keys, and crc32-framed records (log entries, hard state, the
+//! compacted prefix and the saved membership). No snapshot data is ever
+//! encoded here: the application's column families are the snapshot.
 //!
 //! A record is `crc32 (4 bytes, big-endian) | payload`, the crc32
 //! (crc32fast) covering the whole payload. Integers are big-endian.
@@ -10,9 +11,9 @@
 //!   mismatch or any malformed byte as [`StorageError::Corruption`] naming
 //!   the index and where the record lives; nothing is silently skipped
 //!   (DESIGN.md "Raft", durability).
-//! - A record names its own position (an entry its index, a chunk its
-//!   offset) and decoding checks it against the key, so a value stored
-//!   under the wrong key is reported as corruption too.
+//! - An entry record names its own index and decoding checks it against
+//!   the key, so an entry stored under the wrong key is reported as
+//!   corruption too.
 //! - Log keys are big-endian indexes, so RocksDB's bytewise key order is
 //!   log order and a range of indexes is a range of keys.
 
@@ -25,10 +26,6 @@ use crate::core::{
 /// The size of the crc32 that starts every record.
 const CRC_BYTES: usize = 4;
 
-/// The prefix of snapshot chunk keys in `raft_state`; the snapshot id and
-/// the chunk's byte offset follow, both big-endian.
-const CHUNK_KEY_PREFIX: &[u8] = b"snapshot_chunk/";
-
 /// Returns the key of the log entry at `index`: the index, big-endian.
 pub(crate) fn index_key(index: LogIndex) -> [u8; 8] {
     index.0.to_be_bytes()
@@ -37,27 +34,6 @@ pub(crate) fn index_key(index: LogIndex) -> [u8; 8] {
 /// Returns the index a log key names, or `None` if it is not 8 bytes.
 pub(crate) fn decode_index_key(key: &[u8]) -> Option<LogIndex> {
     Some(LogIndex(u64::from_be_bytes(key.try_into().ok()?)))
-}
-
-/// Returns the key of the chunk of snapshot `snapshot_id` starting at
-/// `offset`.
-pub(crate) fn chunk_key(snapshot_id: u64, offset: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(CHUNK_KEY_PREFIX.len() + 16);
-    key.extend_from_slice(CHUNK_KEY_PREFIX);
-    key.extend_from_slice(&snapshot_id.to_be_bytes());
-    key.extend_from_slice(&offset.to_be_bytes());
-    key
-}
-
-/// Returns the offset a chunk key of `snapshot_id` names, or `None` if the
-/// key belongs to another snapshot or is malformed.
-pub(crate) fn decode_chunk_key(snapshot_id: u64, key: &[u8]) -> Option<u64> {
-    let rest = key.strip_prefix(CHUNK_KEY_PREFIX)?;
-    let (id, offset) = rest.split_at_checked(8)?;
-    if u64::from_be_bytes(id.try_into().ok()?) != snapshot_id {
-        return None;
-    }
-    Some(u64::from_be_bytes(offset.try_into().ok()?))
 }
 
 /// Returns a [`StorageError::Corruption`].
@@ -251,56 +227,36 @@ pub(crate) fn decode_hard_state(location: &str, record: &[u8]) -> Result<HardSta
     decode().map_err(|detail| corruption(LogIndex(0), location, detail))
 }
 
-/// A snapshot as stored: its metadata, the id under which its data chunks
-/// are keyed and the size of that data. Describes both the installed
-/// snapshot and one being staged (whose size is then the bytes received).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct SnapshotRecord {
-    /// The snapshot's metadata.
-    pub(crate) meta: SnapshotMeta,
-    /// The id in the keys of its chunks; 0 when there are none.
-    pub(crate) id: u64,
-    /// The total size of its data (received so far, when staging).
-    pub(crate) size_bytes: u64,
-}
-
-/// Returns the stored form of a snapshot record: id, size, index, term,
-/// membership.
-pub(crate) fn encode_snapshot(snapshot: &SnapshotRecord) -> Vec<u8> {
-    let mut record = RecordWriter::with_capacity(64);
-    record.u64(snapshot.id);
-    record.u64(snapshot.size_bytes);
-    record.u64(snapshot.meta.index.0);
-    record.u64(snapshot.meta.term.0);
-    record.membership(&snapshot.meta.membership);
+/// Returns the stored form of the compacted prefix (the snapshot meta
+/// [`Storage::snapshot_meta`](super::Storage::snapshot_meta) returns):
+/// index, term, membership.
+pub(crate) fn encode_snapshot_meta(meta: &SnapshotMeta) -> Vec<u8> {
+    let mut record = RecordWriter::with_capacity(48);
+    record.u64(meta.index.0);
+    record.u64(meta.term.0);
+    record.membership(&meta.membership);
     record.finish()
 }
 
-/// Decodes a snapshot record stored in `location`.
+/// Decodes a compacted prefix stored in `location`.
 ///
 /// # Errors
 /// [`StorageError::Corruption`] (at index 0, the index being unreadable)
 /// if the record is bad.
-pub(crate) fn decode_snapshot(
+pub(crate) fn decode_snapshot_meta(
     location: &str,
     record: &[u8],
-) -> Result<SnapshotRecord, StorageError> {
-    let decode = || -> Result<SnapshotRecord, String> {
+) -> Result<SnapshotMeta, StorageError> {
+    let decode = || -> Result<SnapshotMeta, String> {
         let mut reader = RecordReader::open(record)?;
-        let id = reader.u64()?;
-        let size_bytes = reader.u64()?;
         let index = LogIndex(reader.u64()?);
         let term = Term(reader.u64()?);
         let membership = reader.membership()?;
         reader.finish()?;
-        Ok(SnapshotRecord {
-            meta: SnapshotMeta {
-                index,
-                term,
-                membership,
-            },
-            id,
-            size_bytes,
+        Ok(SnapshotMeta {
+            index,
+            term,
+            membership,
         })
     };
     decode().map_err(|detail| corruption(LogIndex(0), location, detail))
@@ -330,46 +286,6 @@ pub(crate) fn decode_membership(
         Ok((index, membership))
     };
     decode().map_err(|detail| corruption(LogIndex(0), location, detail))
-}
-
-/// Returns the stored form of a snapshot data chunk: its offset, then the
-/// bytes.
-pub(crate) fn encode_chunk(offset: u64, data: &[u8]) -> Vec<u8> {
-    let mut record = RecordWriter::with_capacity(8 + data.len());
-    record.u64(offset);
-    record.bytes(data);
-    record.finish()
-}
-
-/// Returns the data of the chunk of the snapshot at `snapshot_index`
-/// stored under the key of `offset` in `location`.
-///
-/// # Errors
-/// [`StorageError::Corruption`] naming the snapshot index if the crc32
-/// does not match, the record is malformed or it holds another offset.
-pub(crate) fn decode_chunk<'a>(
-    snapshot_index: LogIndex,
-    offset: u64,
-    location: &str,
-    record: &'a [u8],
-) -> Result<&'a [u8], StorageError> {
-    let decode = || -> Result<&'a [u8], String> {
-        let mut reader = RecordReader::open(record)?;
-        let stored_offset = reader.u64()?;
-        if stored_offset != offset {
-            return Err(format!(
-                "chunk record holds offset {stored_offset}, key says {offset}"
-            ));
-        }
-        Ok(reader.rest())
-    };
-    decode().map_err(|detail| {
-        corruption(
-            snapshot_index,
-            location,
-            format!("snapshot chunk at offset {offset}: {detail}"),
-        )
-    })
 }
 
 #[cfg(test)]

@@ -1,27 +1,24 @@
 //! An in-memory [`Storage`] for tests and the simulator.
 //!
-//! Invariants:
-//! - `entries[i].index == snapshot.index + 1 + i` (the log is contiguous
-//!   right after the snapshot).
-//! - The staged snapshot, if any, holds chunks from offset 0 without gaps.
-
-use bytes::Bytes;
+//! Invariant: `entries[i].index == snapshot.index + 1 + i` (the log is
+//! contiguous right after the compacted prefix).
 
 use crate::core::{Entry, HardState, LogIndex, Membership, SnapshotMeta, StorageError, Term};
 use crate::storage::{InitialState, PersistBatch, Storage};
 
-/// Log, hard state and snapshot held in memory.
+/// Log and hard state held in memory.
 #[derive(Clone, Debug, Default)]
 pub struct MemStorage {
     hard_state: HardState,
     /// The hard state as of the last synced write: what a power failure
     /// leaves (see [`MemStorage::lose_unsynced`]).
     synced_hard_state: HardState,
+    /// The compacted prefix: the entries up to its index are gone.
     snapshot: SnapshotMeta,
-    snapshot_data: Bytes,
+    /// The membership saved after the latest applied change, and its index.
+    saved_membership: Option<(Membership, LogIndex)>,
     /// Invariant: contiguous from `snapshot.index + 1`.
     entries: Vec<Entry>,
-    staged: Option<(SnapshotMeta, Vec<u8>)>,
 }
 
 impl MemStorage {
@@ -47,36 +44,6 @@ impl MemStorage {
         }
     }
 
-    /// Records a snapshot of the application state at `index` (which must be
-    /// applied, hence stored) and drops the entries it covers.
-    ///
-    /// # Panics
-    /// Panics if `index` is not in `(snapshot index, last index]`.
-    pub fn create_snapshot(&mut self, index: LogIndex, membership: Membership, data: Bytes) {
-        assert!(
-            index > self.snapshot.index && index <= self.last_index(),
-            "snapshot index {index} outside ({}, {}]",
-            self.snapshot.index,
-            self.last_index()
-        );
-        let offset = (index.0 - self.snapshot.index.0) as usize;
-        let term = self.entries[offset - 1].term;
-        self.entries.drain(..offset);
-        self.snapshot = SnapshotMeta {
-            index,
-            term,
-            membership,
-        };
-        self.snapshot_data = data;
-        // Compaction is a synced write: it makes everything before durable.
-        self.synced_hard_state = self.hard_state;
-    }
-
-    /// Returns the bytes of the latest snapshot.
-    pub fn snapshot_data(&self) -> Bytes {
-        self.snapshot_data.clone()
-    }
-
     /// Loses what a power failure loses: the writes after the last synced
     /// one. Only a new commit index is ever written unsynced
     /// ([`PersistBatch::must_sync`]), so the commit index goes back.
@@ -84,50 +51,56 @@ impl MemStorage {
         self.hard_state = self.synced_hard_state;
     }
 
-    fn stage_chunk(&mut self, chunk: &crate::core::SnapshotChunk) -> Result<(), StorageError> {
-        if chunk.offset == 0 {
-            self.staged = Some((chunk.meta.clone(), Vec::new()));
+    /// Installs a restored snapshot (§7): keeps the entries after it if the
+    /// log holds its last entry, drops every entry otherwise.
+    fn install(&mut self, meta: &SnapshotMeta) {
+        if self.holds_last_entry_of(meta) {
+            let covered = (meta.index.0 - self.snapshot.index.0) as usize;
+            self.entries.drain(..covered);
+        } else {
+            self.entries.clear();
         }
-        match &mut self.staged {
-            Some((meta, data)) if *meta == chunk.meta && data.len() as u64 == chunk.offset => {
-                data.extend_from_slice(&chunk.data);
-                Ok(())
-            }
-            _ => Err(StorageError::Io(format!(
-                "snapshot chunk at offset {} does not follow the staged data",
-                chunk.offset
-            ))),
-        }
+        self.snapshot = meta.clone();
     }
 
-    fn install_staged(&mut self, meta: &SnapshotMeta) -> Result<(), StorageError> {
-        match self.staged.take() {
-            Some((staged_meta, data)) if staged_meta == *meta => {
-                self.snapshot = staged_meta;
-                self.snapshot_data = Bytes::from(data);
-                self.entries.clear();
-                Ok(())
-            }
-            _ => Err(StorageError::SnapshotUnavailable(meta.index)),
-        }
+    fn holds_last_entry_of(&self, meta: &SnapshotMeta) -> bool {
+        meta.index >= self.snapshot.index
+            && self.term(meta.index).is_ok_and(|term| term == meta.term)
     }
 
-    fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+    /// Checks that `entries` can follow the log as it will be once
+    /// `snapshot` (if any) is installed, so a batch fails before it
+    /// changes anything.
+    fn check_append(
+        &self,
+        snapshot: Option<&SnapshotMeta>,
+        entries: &[Entry],
+    ) -> Result<(), StorageError> {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        if first.index <= self.snapshot.index || first.index > self.last_index().next() {
+        let (prefix, last) = match snapshot {
+            Some(meta) if self.holds_last_entry_of(meta) => (meta.index, self.last_index()),
+            Some(meta) => (meta.index, meta.index),
+            None => (self.snapshot.index, self.last_index()),
+        };
+        if first.index <= prefix || first.index > last.next() {
             return Err(StorageError::Io(format!(
-                "append at {} outside the log ({}..={})",
+                "append at {} outside the log ({}..={last})",
                 first.index,
-                self.snapshot.index.next(),
-                self.last_index()
+                prefix.next(),
             )));
         }
+        Ok(())
+    }
+
+    fn append(&mut self, entries: &[Entry]) {
+        let Some(first) = entries.first() else {
+            return;
+        };
         let keep = (first.index.0 - self.snapshot.index.0 - 1) as usize;
         self.entries.truncate(keep);
         self.entries.extend_from_slice(entries);
-        Ok(())
     }
 }
 
@@ -137,13 +110,13 @@ impl Storage for MemStorage {
     }
 
     fn initial_state(&self) -> Result<InitialState, StorageError> {
+        let membership = match &self.saved_membership {
+            Some((membership, index)) if *index >= self.snapshot.index => membership.clone(),
+            _ => self.snapshot.membership.clone(),
+        };
         Ok(InitialState {
             hard_state: self.hard_state,
-            membership: self.snapshot.membership.clone(),
-            staged_snapshot: self
-                .staged
-                .as_ref()
-                .map(|(meta, data)| (meta.clone(), data.len() as u64)),
+            membership,
         })
     }
 
@@ -191,33 +164,13 @@ impl Storage for MemStorage {
         self.snapshot.clone()
     }
 
-    fn snapshot_chunk(
-        &self,
-        index: LogIndex,
-        offset: u64,
-        bytes_max: u64,
-    ) -> Result<(Bytes, bool), StorageError> {
-        if index != self.snapshot.index {
-            return Err(StorageError::SnapshotUnavailable(index));
-        }
-        let length = self.snapshot_data.len() as u64;
-        let start = offset.min(length);
-        let end = start.saturating_add(bytes_max).min(length);
-        Ok((
-            self.snapshot_data.slice(start as usize..end as usize),
-            end == length,
-        ))
-    }
-
     fn persist(&mut self, batch: &PersistBatch<'_>) -> Result<(), StorageError> {
-        for chunk in batch.snapshot_chunks {
-            self.stage_chunk(chunk)?;
-        }
+        self.check_append(batch.snapshot, batch.entries)?;
         if let Some(meta) = batch.snapshot {
-            self.install_staged(meta)?;
+            self.install(meta);
         }
         let sync = batch.must_sync(&self.hard_state);
-        self.append(batch.entries)?;
+        self.append(batch.entries);
         if let Some(hard_state) = batch.hard_state {
             self.hard_state = *hard_state;
         }
@@ -227,14 +180,31 @@ impl Storage for MemStorage {
         Ok(())
     }
 
-    /// Keeps no membership (a restart replays from the snapshot), but is a
-    /// synced write like RocksDB's: the commit index that covers the
-    /// change survives a power failure, so the change is replayed.
+    fn compact(&mut self, index: LogIndex, membership: Membership) -> Result<(), StorageError> {
+        if index <= self.snapshot.index {
+            return Ok(());
+        }
+        let term = self.term(index)?;
+        let covered = (index.0 - self.snapshot.index.0) as usize;
+        self.entries.drain(..covered);
+        self.snapshot = SnapshotMeta {
+            index,
+            term,
+            membership,
+        };
+        // Compaction is a synced write: it makes everything before durable.
+        self.synced_hard_state = self.hard_state;
+        Ok(())
+    }
+
+    /// A synced write, like RocksDB's: the commit index that covers the
+    /// change survives a power failure.
     fn save_membership(
         &mut self,
-        _membership: &Membership,
-        _index: LogIndex,
+        membership: &Membership,
+        index: LogIndex,
     ) -> Result<(), StorageError> {
+        self.saved_membership = Some((membership.clone(), index));
         self.synced_hard_state = self.hard_state;
         Ok(())
     }

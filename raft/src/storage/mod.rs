@@ -16,15 +16,10 @@ pub use mem::MemStorage;
 pub(crate) use mem::limit_size;
 #[cfg(feature = "node")]
 pub use rocks::{
-    CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CHUNK_RECORD_BYTES_MAX, MEMTABLES_BYTES_MAX,
-    RocksStorage, SnapshotData, SnapshotWriter, WrittenSnapshot,
+    CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, MEMTABLES_BYTES_MAX, RocksStorage, WAL_BYTES_MAX,
 };
 
-use bytes::Bytes;
-
-use crate::core::{
-    Entry, HardState, LogIndex, Membership, SnapshotChunk, SnapshotMeta, StorageError, Term,
-};
+use crate::core::{Entry, HardState, LogIndex, Membership, SnapshotMeta, StorageError, Term};
 
 /// The durable state a node starts from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,23 +31,17 @@ pub struct InitialState {
     /// core replays the membership changes of later committed entries
     /// itself.
     pub membership: Membership,
-    /// The snapshot being received when the node stopped and the bytes of
-    /// it staged durably, so the transfer resumes where it broke instead
-    /// of starting over (a node that restarts more often than a whole
-    /// transfer takes would otherwise never finish one).
-    pub staged_snapshot: Option<(SnapshotMeta, u64)>,
 }
 
 /// Everything one `Ready` asks to make durable, applied in this order:
-/// staged snapshot chunks, snapshot installation, entries, hard state.
+/// snapshot installation, entries, hard state.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PersistBatch<'a> {
     /// The new hard state, if it changed.
     pub hard_state: Option<&'a HardState>,
-    /// Snapshot chunks to stage; a chunk at offset 0 discards earlier ones.
-    pub snapshot_chunks: &'a [SnapshotChunk],
-    /// Install the staged snapshot with this metadata: the log is replaced
-    /// by the snapshot (every entry is dropped).
+    /// A snapshot the application restored: it becomes the compacted
+    /// prefix. The entries after it stay if the log holds its last entry
+    /// (same index and term); every entry is dropped otherwise (§7).
     pub snapshot: Option<&'a SnapshotMeta>,
     /// Entries to append; an entry at an index already stored replaces it
     /// and every later one (the suffix is truncated).
@@ -62,10 +51,7 @@ pub struct PersistBatch<'a> {
 impl PersistBatch<'_> {
     /// Returns whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.hard_state.is_none()
-            && self.snapshot_chunks.is_empty()
-            && self.snapshot.is_none()
-            && self.entries.is_empty()
+        self.hard_state.is_none() && self.snapshot.is_none() && self.entries.is_empty()
     }
 
     /// Returns whether the batch must be synced, given the hard state
@@ -75,8 +61,7 @@ impl PersistBatch<'_> {
     /// a storage writes an unsynced batch in order with the synced ones,
     /// so it is lost only if every later write is lost too.
     pub fn must_sync(&self, stored: &HardState) -> bool {
-        !self.snapshot_chunks.is_empty()
-            || self.snapshot.is_some()
+        self.snapshot.is_some()
             || !self.entries.is_empty()
             || self
                 .hard_state
@@ -128,17 +113,23 @@ pub trait Storage {
     /// is empty).
     fn last_index(&self) -> LogIndex;
 
-    /// Returns the metadata of the latest snapshot.
+    /// Returns the compacted prefix: the index and term of the last entry
+    /// dropped from the log (the application's state covers it) and the
+    /// membership as of it.
     fn snapshot_meta(&self) -> SnapshotMeta;
 
-    /// Returns up to `bytes_max` bytes of the snapshot at `index` starting
-    /// at `offset`, and whether they reach its end.
-    fn snapshot_chunk(
-        &self,
-        index: LogIndex,
-        offset: u64,
-        bytes_max: u64,
-    ) -> Result<(Bytes, bool), StorageError>;
+    /// Drops the entries up to `index` and records it (with its term and
+    /// `membership`, the membership in force at it) as the compacted
+    /// prefix; nothing of the application's state is copied. A synced
+    /// write: the caller may compact only up to an index the application
+    /// has applied, and this write makes that application state durable
+    /// first (one database, one write-ahead log). An index at or below the
+    /// current prefix is a no-op.
+    ///
+    /// # Errors
+    /// [`StorageError::Compacted`] or another error if `index` is not in
+    /// the log.
+    fn compact(&mut self, index: LogIndex, membership: Membership) -> Result<(), StorageError>;
 
     /// Makes a batch durable (see [`PersistBatch`] for the order).
     fn persist(&mut self, batch: &PersistBatch<'_>) -> Result<(), StorageError>;
@@ -147,13 +138,10 @@ pub trait Storage {
     /// the change at `index`. Called by the driver after applying a
     /// membership change so a restart that resumes after the applied index
     /// knows it: [`Storage::initial_state`] then returns the later of this
-    /// and the snapshot's membership. The default keeps nothing (storage
-    /// whose restarts replay from the snapshot).
+    /// and the compacted prefix's membership.
     fn save_membership(
         &mut self,
-        _membership: &Membership,
-        _index: LogIndex,
-    ) -> Result<(), StorageError> {
-        Ok(())
-    }
+        membership: &Membership,
+        index: LogIndex,
+    ) -> Result<(), StorageError>;
 }

@@ -11,7 +11,7 @@
 //!   becomes a [`ConvertError`], so nothing the core would assert on reaches
 //!   it.
 //! - Snapshot chunks keep their crc32 as sent: the core checks it on receipt
-//!   and answers a bad chunk with the offset it expects.
+//!   and answers a bad chunk with the position it expects.
 
 use std::collections::BTreeSet;
 
@@ -104,23 +104,27 @@ fn body_to_proto(body: MessageBody) -> Body {
         }
         MessageBody::SnapshotChunk {
             meta,
-            offset,
+            cursor,
+            next_cursor,
             data,
             crc32,
             last,
         } => Body::SnapshotChunk(pb::SnapshotChunk {
             meta: Some(snapshot_meta_to_proto(meta)),
-            offset,
+            cursor,
+            next_cursor,
             data,
             crc32,
             last,
         }),
         MessageBody::SnapshotChunkResponse {
             snapshot_index,
-            next_offset,
+            snapshot_term,
+            next_cursor,
         } => Body::SnapshotChunkResponse(pb::SnapshotChunkResponse {
             snapshot_index: snapshot_index.0,
-            next_offset,
+            snapshot_term: snapshot_term.0,
+            next_cursor,
         }),
         MessageBody::TimeoutNow => Body::TimeoutNow(pb::TimeoutNow {}),
     }
@@ -156,14 +160,16 @@ fn body_from_proto(body: Body) -> Result<MessageBody, ConvertError> {
         },
         Body::SnapshotChunk(chunk) => MessageBody::SnapshotChunk {
             meta: snapshot_meta_from_proto(chunk.meta)?,
-            offset: chunk.offset,
+            cursor: chunk.cursor,
+            next_cursor: chunk.next_cursor,
             data: chunk.data,
             crc32: chunk.crc32,
             last: chunk.last,
         },
         Body::SnapshotChunkResponse(response) => MessageBody::SnapshotChunkResponse {
             snapshot_index: LogIndex(response.snapshot_index),
-            next_offset: response.next_offset,
+            snapshot_term: Term(response.snapshot_term),
+            next_cursor: response.next_cursor,
         },
         Body::TimeoutNow(pb::TimeoutNow {}) => MessageBody::TimeoutNow,
     })

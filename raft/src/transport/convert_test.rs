@@ -46,7 +46,8 @@ fn snapshot_chunk() -> MessageBody {
             term: Term(5),
             membership,
         },
-        offset: 1 << 20,
+        cursor: Bytes::from_static(b"key-0042"),
+        next_cursor: Bytes::from_static(b"key-0099\0"),
         crc32: crc32fast::hash(&data),
         data,
         last: true,
@@ -107,7 +108,8 @@ fn every_body() -> Vec<MessageBody> {
         snapshot_chunk(),
         MessageBody::SnapshotChunkResponse {
             snapshot_index: LogIndex(100),
-            next_offset: 2 << 20,
+            snapshot_term: Term(5),
+            next_cursor: Bytes::from_static(b"key-0099\0"),
         },
         MessageBody::TimeoutNow,
     ]
@@ -290,7 +292,7 @@ fn bad_membership_in_snapshot_is_refused() {
 }
 
 // A chunk whose crc32 does not match is carried as is: the core checks it
-// and answers with the offset it expects, which a transport-level refusal
+// and answers with the position it expects, which a transport-level refusal
 // would prevent.
 #[test]
 fn snapshot_chunk_crc32_is_carried_unchecked() {

@@ -1,9 +1,10 @@
-//! A data dir as a follower leaves it when it stopped after storing a
-//! snapshot its leader sent and before restoring the register map from it
-//! (the map still at applied index 0), with the snapshot's data then
-//! damaged on disk: one chunk record flipped (a crc mismatch) or the last
-//! one missing (a stream cut short). Shared by the in-process and the
-//! process tests of a restore that must fail loudly.
+//! A data dir as a follower leaves it when it stopped in the middle of
+//! restoring a snapshot its leader streamed (the transfer cut short): the
+//! log compacted below the snapshot, the register map's old state dropped
+//! and part of the snapshot written, behind the restore mark. And a
+//! snapshot chunk the register map cannot decode (its crc32 intact: the
+//! leader's own data is bad). Shared by the in-process and the process
+//! tests of restores that must never serve part of a snapshot.
 
 #![allow(
     dead_code,
@@ -12,56 +13,53 @@
 
 use std::path::Path;
 
-use bytes::Bytes;
-use raft::core::{Entry, EntryKind, HardState, LogIndex, Membership, NodeId, StorageError, Term};
+use bytes::{BufMut, Bytes, BytesMut};
+use raft::core::{
+    Entry, EntryKind, HardState, LogIndex, Membership, Message, MessageBody, NodeId, RestorePoint,
+    SnapshotMeta, StorageError, Term,
+};
 use raft::driver::StateMachine;
-use raft::register::{RegisterCommand, RegisterMachine};
-use raft::storage::{CF_RAFT_STATE, PersistBatch, RocksStorage, Storage};
+use raft::register::RegisterMachine;
+use raft::storage::{PersistBatch, RocksStorage, Storage};
 
-/// The index of the damaged snapshot.
-pub const SNAPSHOT_INDEX: LogIndex = LogIndex(10);
-/// The term of the damaged snapshot.
-pub const SNAPSHOT_TERM: Term = Term(2);
-/// Keys in the snapshot: 4 values of 1 MiB, so the data spans several
-/// chunk records.
-pub const KEYS: u64 = 4;
-const VALUE_BYTES: usize = 1 << 20;
+/// The index of the snapshot being restored.
+pub const SNAPSHOT_INDEX: LogIndex = LogIndex(20);
+/// The term of the snapshot being restored.
+pub const SNAPSHOT_TERM: Term = Term(3);
+/// The position the interrupted restore resumes at.
+pub const RESUME_AT: &[u8] = b"\0key-1\0";
 
-/// A stored (key, value) record.
-type Record = (Box<[u8]>, Box<[u8]>);
-
-/// How the snapshot's data is damaged.
-#[derive(Clone, Copy, Debug)]
-pub enum Damage {
-    /// Nothing damaged: the control case, which restores.
-    None,
-    /// A byte of the second chunk record flipped: its crc32 fails.
-    FlippedByte,
-    /// The last chunk record deleted: the data ends before its size.
-    MissingLastChunk,
+/// One register-map snapshot record: column family 0, key, value.
+fn record(key: &[u8], value: &[u8]) -> Bytes {
+    let mut record = BytesMut::new();
+    record.put_u8(0);
+    record.put_u32(key.len() as u32);
+    record.put_slice(key);
+    record.put_u32(value.len() as u32);
+    record.put_slice(value);
+    record.freeze()
 }
 
-/// Prepares `dir` as described in the module doc for a group of `voters`
-/// and returns how many bytes of the data a restore reads before it meets
-/// the damage (with no damage: about the size of the data, framing
-/// included).
-pub fn prepare(dir: &Path, voters: &[u64], damage: Damage) -> u64 {
+/// Prepares `dir` for a group of `voters` as described in the module doc:
+/// log entries 2..=10 of term 2, compacted up to 10, and the register map
+/// restoring the snapshot at [`SNAPSHOT_INDEX`] with `key-0` and `key-1`
+/// written, to resume at [`RESUME_AT`].
+pub fn prepare_interrupted(dir: &Path, voters: &[u64]) {
     let membership = Membership::with_voters(voters.iter().copied().map(NodeId));
-    let chunks = register_map_chunks();
     let mut storage = RocksStorage::open(dir).expect("open the data dir");
     storage.bootstrap(membership.clone()).expect("bootstrap");
-    let entries: Vec<Entry> = (2..=SNAPSHOT_INDEX.0)
+    let entries: Vec<Entry> = (2..=10)
         .map(|index| Entry {
-            term: SNAPSHOT_TERM,
+            term: Term(2),
             index: LogIndex(index),
             kind: EntryKind::Normal,
             data: Bytes::new(),
         })
         .collect();
     let hard_state = HardState {
-        term: SNAPSHOT_TERM,
+        term: Term(2),
         vote: None,
-        commit: SNAPSHOT_INDEX,
+        commit: LogIndex(10),
     };
     storage
         .persist(&PersistBatch {
@@ -70,86 +68,69 @@ pub fn prepare(dir: &Path, voters: &[u64], damage: Damage) -> u64 {
             ..PersistBatch::default()
         })
         .expect("append");
-    storage
-        .create_snapshot(SNAPSHOT_INDEX, membership, chunks)
-        .expect("snapshot");
-    let pieces: Vec<u64> = storage
-        .snapshot_data()
-        .expect("snapshot data")
-        .map(|piece| piece.expect("readable").len() as u64)
-        .collect();
-    let db = storage.db();
-    let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
-    let records: Vec<Record> = db
-        .prefix_iterator_cf(state, "snapshot_chunk/")
-        .map(|record| record.expect("readable"))
-        .filter(|(key, _)| key.starts_with(b"snapshot_chunk/"))
-        .collect();
-    assert!(records.len() >= 3, "the data spans several records");
-    assert_eq!(records.len(), pieces.len(), "one piece per record");
-    match damage {
-        Damage::None => pieces.iter().sum(),
-        Damage::FlippedByte => {
-            let (key, value) = &records[1];
-            let mut value = value.to_vec();
-            let last = value.len() - 1;
-            value[last] ^= 0x01;
-            db.put_cf(state, key, value).expect("write");
-            pieces[0]
-        }
-        Damage::MissingLastChunk => {
-            let (key, _) = records.last().expect("records");
-            db.delete_cf(state, key).expect("delete");
-            pieces[..pieces.len() - 1].iter().sum()
-        }
-    }
-}
-
-/// Returns the chunks of a register map of [`KEYS`] values of 1 MiB, as
-/// the map itself cuts them.
-fn register_map_chunks() -> Vec<Bytes> {
-    let scratch = tempfile::tempdir().expect("temp dir");
-    let storage = RocksStorage::open(scratch.path()).expect("open scratch");
+    storage.compact(LogIndex(10), membership).expect("compact");
     let mut machine = RegisterMachine::open(storage.db()).expect("register map");
-    for key in 0..KEYS {
-        let command = RegisterCommand::Put {
-            key: Bytes::from(format!("key-{key}")),
-            value: Bytes::from(vec![key as u8; VALUE_BYTES]),
-        };
-        machine.apply(&Entry {
-            term: Term(1),
-            index: LogIndex(key + 1),
-            kind: EntryKind::Normal,
-            data: command.encode(),
-        });
-    }
-    machine.snapshot().collect()
+    machine
+        .begin_restore(SNAPSHOT_INDEX, SNAPSHOT_TERM)
+        .expect("begin");
+    let mut data = BytesMut::new();
+    data.put_slice(&record(b"key-0", b"v0"));
+    data.put_slice(&record(b"key-1", b"v1"));
+    machine
+        .restore_chunk(data.freeze(), Bytes::from_static(RESUME_AT))
+        .expect("chunk");
 }
 
-/// Asserts that `error` is the refusal to restore the damaged snapshot,
-/// naming it and the byte the restore reached.
-pub fn assert_refused(error: &StorageError, position: u64) {
+/// Returns the restore the register map in `dir` is marked with, if any.
+pub fn restoring(dir: &Path) -> Option<RestorePoint> {
+    let storage = RocksStorage::open(dir).expect("open the data dir");
+    RegisterMachine::open(storage.db())
+        .expect("register map")
+        .restoring()
+}
+
+/// Returns the first chunk of a snapshot at [`SNAPSHOT_INDEX`] from leader
+/// `from` (in `term`) to `to`, whose data the register map cannot decode
+/// although its crc32 is right: a record announcing more bytes than follow.
+pub fn undecodable_chunk(from: NodeId, to: NodeId, term: Term, voters: &[u64]) -> Message {
+    let mut data = BytesMut::from(&record(b"key-0", b"v0")[..]);
+    data.put_u8(0);
+    data.put_u32(1 << 20);
+    data.put_slice(b"cut");
+    let data = data.freeze();
+    Message {
+        from,
+        to,
+        term,
+        body: MessageBody::SnapshotChunk {
+            meta: SnapshotMeta {
+                index: SNAPSHOT_INDEX,
+                term: SNAPSHOT_TERM,
+                membership: Membership::with_voters(voters.iter().copied().map(NodeId)),
+            },
+            cursor: Bytes::new(),
+            next_cursor: Bytes::from_static(b"\0key-9\0"),
+            crc32: crc32fast::hash(&data),
+            data,
+            last: false,
+        },
+    }
+}
+
+/// Asserts that `error` is the refusal to restore the undecodable chunk,
+/// naming the snapshot and the chunk's position.
+pub fn assert_refused(error: &StorageError) {
     match error {
         StorageError::SnapshotRestore {
             index,
             term,
-            position: reached,
-            ..
+            position,
+            detail,
         } => {
-            assert_eq!(
-                (*index, *term, *reached),
-                (SNAPSHOT_INDEX, SNAPSHOT_TERM, position),
-                "{error}"
-            );
+            assert_eq!((*index, *term), (SNAPSHOT_INDEX, SNAPSHOT_TERM), "{error}");
+            assert_eq!(position, "the beginning", "{error}");
+            assert!(detail.contains("cut short"), "{error}");
         }
         other => panic!("expected a refused restore, got {other}"),
     }
-}
-
-/// Returns the applied index the register map in `dir` resumes from.
-pub fn applied_index(dir: &Path) -> LogIndex {
-    let storage = RocksStorage::open(dir).expect("open the data dir");
-    RegisterMachine::open(storage.db())
-        .expect("register map")
-        .applied_index()
 }

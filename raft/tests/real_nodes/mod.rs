@@ -42,6 +42,8 @@ where
 
 pub struct RunningNode {
     pub handle: RaftHandle<()>,
+    /// The node's database (log and register map).
+    pub db: Arc<rocksdb::DB>,
     pub reader: RegisterReader,
     pub faults: Faults,
     pub transport: Arc<FaultyTransport<GrpcTransport>>,
@@ -132,11 +134,12 @@ impl TestCluster {
                 .serve_with_incoming(incoming)
                 .await;
         });
-        let reader = RegisterReader::new(db);
+        let reader = RegisterReader::new(db.clone());
         self.nodes.insert(
             id,
             Some(RunningNode {
                 handle,
+                db,
                 reader,
                 faults,
                 transport,
@@ -245,8 +248,12 @@ impl TestCluster {
     pub async fn wait_replicated(&self, key: &str, value: &str, deadline: Duration) {
         let what = format!("{key}={value} on every running node");
         wait_for(&what, deadline, || async {
-            self.running()
-                .all(|(id, _)| self.local_value(id, key).as_deref() == Some(value))
+            self.running().all(|(_, node)| {
+                // A node restoring a snapshot refuses reads: not there yet.
+                node.reader
+                    .get(key.as_bytes())
+                    .is_ok_and(|held| held.as_deref() == Some(value.as_bytes()))
+            })
         })
         .await;
     }

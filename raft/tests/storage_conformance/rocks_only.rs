@@ -1,19 +1,23 @@
 //! What only [`RocksStorage`] promises: everything survives a reopen (and a
 //! crash of the process), a damaged record fails the reopen with a
-//! corruption error naming its index and column family, and a batch is
-//! written whole or not at all.
+//! corruption error naming its index and column family, a batch is
+//! written whole or not at all, and compaction writes no copy of the
+//! application's state (which is the snapshot) nor of anything else.
 
 use std::path::Path;
 use std::process::Command;
 
-use rocksdb::{DB, Options};
+use rocksdb::{DB, IteratorMode, Options};
 
 use super::*;
-use raft::storage::{CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, CHUNK_RECORD_BYTES_MAX};
+use raft::storage::{CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE};
 
 /// Set in the child process of [`persisted_batch_survives_process_abort`]
 /// to the directory it writes.
 const ABORT_CHILD_DIR: &str = "RAFT_STORAGE_CONFORMANCE_ABORT_CHILD_DIR";
+
+/// The `raft_state` key of the compacted prefix record.
+const KEY_PREFIX: &str = "compacted_prefix";
 
 fn open(dir: &Path) -> RocksStorage {
     RocksStorage::open(dir).expect("open")
@@ -33,7 +37,30 @@ fn with_raw_db(dir: &Path, change: impl FnOnce(&DB)) {
     change(&db);
 }
 
-fn expect_corruption(result: Result<RocksStorage, StorageError>, index: u64, column_family: &str) {
+/// Returns every record of the column family `name`, in key order.
+fn records(db: &DB, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let family = db.cf_handle(name).expect("column family");
+    db.iterator_cf(family, IteratorMode::Start)
+        .map(|record| {
+            let (key, value) = record.expect("readable record");
+            (key.to_vec(), value.to_vec())
+        })
+        .collect()
+}
+
+/// Returns the bytes (keys and values) the column family `name` holds.
+fn stored_bytes(db: &DB, name: &str) -> usize {
+    records(db, name)
+        .iter()
+        .map(|(key, value)| key.len() + value.len())
+        .sum()
+}
+
+fn expect_corruption(
+    result: Result<RocksStorage, StorageError>,
+    index: u64,
+    column_family: &str,
+) -> String {
     match result {
         Err(StorageError::Corruption {
             index: reported,
@@ -42,18 +69,18 @@ fn expect_corruption(result: Result<RocksStorage, StorageError>, index: u64, col
         }) => {
             assert_eq!(reported, LogIndex(index), "{location}: {detail}");
             assert!(location.contains(column_family), "{location}");
+            detail
         }
         other => panic!("expected corruption at {index}, got {other:?}"),
     }
 }
 
-// Goal: a reopen restores term, vote, commit, the log, the snapshot with
-// its data and membership, the saved membership and a staged snapshot.
+// Goal: a reopen restores term, vote, commit, the log, the compacted
+// prefix with its membership and the saved membership.
 #[test]
 fn reopen_reads_everything_back() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let state = hard_state(4, Some(2), 9);
-    let staged = snapshot_meta(20, 4, voters(&[1, 2]));
     {
         let mut storage = bootstrapped(dir.path(), voters(&[1, 2]));
         let log = [entries(2..=6, 2), entries(7..=12, 4)].concat();
@@ -64,14 +91,12 @@ fn reopen_reads_everything_back() {
                 ..PersistBatch::default()
             })
             .expect("persist");
-        let data = vec![Bytes::from_static(b"snap"), Bytes::from_static(b"shot")];
         storage
-            .create_snapshot(LogIndex(6), voters(&[1, 2]), data)
-            .expect("create snapshot");
+            .compact(LogIndex(6), voters(&[1, 2]))
+            .expect("compact");
         storage
             .save_membership(&voters(&[1, 2, 3]), LogIndex(8))
             .expect("save membership");
-        stage(&mut storage, &[chunk(&staged, 0, b"staged ", false)]).expect("stage");
     }
     let mut storage = open(dir.path());
     assert!(!storage.is_empty());
@@ -87,19 +112,25 @@ fn reopen_reads_everything_back() {
         Ok(entries(7..=12, 4))
     );
     assert_eq!(storage.term(LogIndex(6)), Ok(Term(2)));
-    assert_eq!(read_snapshot(&storage, LogIndex(6), 3), b"snapshot");
+    assert_eq!(storage.term(LogIndex(5)), Err(StorageError::Compacted));
     let initial = storage.initial_state().expect("initial state");
     assert_eq!(initial.hard_state, state);
     assert_eq!(initial.membership, voters(&[1, 2, 3]));
-    // The staged transfer is reported, so the core resumes it at byte 7.
-    assert_eq!(initial.staged_snapshot, Some((staged.clone(), 7)));
-    let last = [chunk(&staged, 7, b"data", true)];
-    install(&mut storage, &last, &staged).expect("install after reopen");
+    // The reopened log compacts and grows like before.
+    storage
+        .compact(LogIndex(12), voters(&[1, 2, 3]))
+        .expect("compact all");
+    append(&mut storage, &entries(13..=14, 5)).expect("append");
     drop(storage);
     let storage = open(dir.path());
-    assert_eq!(storage.snapshot_meta(), staged);
-    assert_eq!(storage.last_index(), LogIndex(20));
-    assert_eq!(read_snapshot(&storage, LogIndex(20), 100), b"staged data");
+    assert_eq!(
+        storage.snapshot_meta(),
+        snapshot_meta(12, 4, voters(&[1, 2, 3]))
+    );
+    assert_eq!(
+        storage.entries(LogIndex(13), LogIndex(15), u64::MAX),
+        Ok(entries(13..=14, 5))
+    );
 }
 
 // Goal: a bit flipped on disk is never served. Method: flip, one at a
@@ -153,6 +184,35 @@ fn missing_entry_fails_reopen_with_corruption() {
     expect_corruption(RocksStorage::open(dir.path()), 6, CF_RAFT_LOG);
 }
 
+// Goal: the range deletion of a compaction hides exactly the compacted
+// entries from the verification on open, and an entry that reappears
+// below the prefix (a valid record put back) is a gap, not ignored.
+#[test]
+fn entry_below_the_prefix_fails_reopen_with_corruption() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let key = 3u64.to_be_bytes();
+    let mut entry_3 = None;
+    {
+        let mut storage = bootstrapped(dir.path(), voters(&[1]));
+        append(&mut storage, &entries(2..=9, 1)).expect("append");
+    }
+    with_raw_db(dir.path(), |db| {
+        let log = db.cf_handle(CF_RAFT_LOG).expect("raft_log");
+        entry_3 = db.get_cf(log, key).expect("read raw entry");
+    });
+    {
+        let mut storage = open(dir.path());
+        storage.compact(LogIndex(5), voters(&[1])).expect("compact");
+    }
+    assert_eq!(open(dir.path()).first_index(), LogIndex(6));
+    with_raw_db(dir.path(), |db| {
+        let log = db.cf_handle(CF_RAFT_LOG).expect("raft_log");
+        let value = entry_3.expect("entry 3 was stored");
+        db.put_cf(log, key, value).expect("write raw entry");
+    });
+    expect_corruption(RocksStorage::open(dir.path()), 3, CF_RAFT_LOG);
+}
+
 #[test]
 fn damaged_hard_state_fails_reopen_with_corruption() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -175,8 +235,97 @@ fn damaged_hard_state_fails_reopen_with_corruption() {
     expect_corruption(RocksStorage::open(dir.path()), 0, CF_RAFT_STATE);
 }
 
+// Goal: a damaged compacted prefix record (the only record saying where
+// the log starts) fails the open, naming raft_state and the record, for a
+// flipped byte and for a truncation alike.
+#[test]
+fn damaged_prefix_record_fails_reopen_with_corruption() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    {
+        let mut storage = bootstrapped(dir.path(), voters(&[1, 2]));
+        append(&mut storage, &entries(2..=9, 1)).expect("append");
+        storage
+            .compact(LogIndex(4), voters(&[1, 2]))
+            .expect("compact");
+    }
+    let original = {
+        let mut value = None;
+        with_raw_db(dir.path(), |db| {
+            let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
+            value = db.get_cf(state, KEY_PREFIX).expect("read");
+        });
+        value.expect("the prefix record is stored")
+    };
+    let mut flipped = original.clone();
+    flipped[9] ^= 0x02;
+    let truncated = original[..original.len() - 3].to_vec();
+    for damaged in [flipped, truncated] {
+        with_raw_db(dir.path(), |db| {
+            let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
+            db.put_cf(state, KEY_PREFIX, &damaged).expect("write");
+        });
+        let result = RocksStorage::open(dir.path());
+        let Err(StorageError::Corruption { location, .. }) = &result else {
+            panic!("expected corruption, got {result:?}");
+        };
+        assert!(location.contains(KEY_PREFIX), "{location}");
+        expect_corruption(result, 0, CF_RAFT_STATE);
+    }
+    with_raw_db(dir.path(), |db| {
+        let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
+        db.put_cf(state, KEY_PREFIX, &original).expect("restore");
+    });
+    assert_eq!(open(dir.path()).first_index(), LogIndex(5));
+}
+
+/// Returns a snapshot record of the pre-release layout: crc32, then data
+/// id, data size, index, term, voters and learners.
+fn legacy_snapshot_record(id: u64, size_bytes: u64, index: u64, term: u64) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for field in [id, size_bytes, index, term, 1, 1, 0] {
+        payload.extend_from_slice(&field.to_be_bytes());
+    }
+    let mut record = crc32fast::hash(&payload).to_be_bytes().to_vec();
+    record.extend_from_slice(&payload);
+    record
+}
+
+// Goal: a database of the pre-release layout (a snapshot record with a
+// data id and size, snapshot data chunks) is refused with a corruption
+// error naming raft_state and saying why, not misread or a panic.
+#[test]
+fn pre_release_snapshot_layout_fails_open_with_corruption() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    drop(bootstrapped(dir.path(), voters(&[1])));
+    with_raw_db(dir.path(), |db| {
+        let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
+        db.delete_cf(state, KEY_PREFIX).expect("delete");
+        db.put_cf(state, "snapshot", legacy_snapshot_record(1, 4, 1, 1))
+            .expect("write");
+        let mut chunk_key = b"snapshot_chunk/".to_vec();
+        chunk_key.extend_from_slice(&1u64.to_be_bytes());
+        chunk_key.extend_from_slice(&0u64.to_be_bytes());
+        db.put_cf(state, chunk_key, b"data").expect("write");
+    });
+    let detail = expect_corruption(RocksStorage::open(dir.path()), 0, CF_RAFT_STATE);
+    assert!(detail.contains("pre-release layout"), "{detail}");
+
+    // A staged snapshot of a joiner alone is refused the same way.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    drop(open(dir.path()));
+    with_raw_db(dir.path(), |db| {
+        let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
+        let record = legacy_snapshot_record(1, 0, 9, 2);
+        db.put_cf(state, "snapshot_staged", record).expect("write");
+    });
+    let detail = expect_corruption(RocksStorage::open(dir.path()), 0, CF_RAFT_STATE);
+    assert!(detail.contains("pre-release layout"), "{detail}");
+}
+
 // Goal: the entries and the hard state of one batch are durable together,
-// and a failed batch leaves nothing behind after a reopen either.
+// and a failed batch (an install then entries leaving a gap) leaves
+// nothing behind, neither in memory nor after a reopen: not even the
+// install that comes first in it.
 #[test]
 fn persist_is_atomic_across_reopen() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -191,19 +340,21 @@ fn persist_is_atomic_across_reopen() {
                 ..PersistBatch::default()
             })
             .expect("persist");
+        let before = observe(&storage);
         let failing_state = hard_state(9, None, 3);
-        let failing_entries = entries(5..=7, 9);
-        let unknown = snapshot_meta(30, 9, voters(&[1]));
+        let held = snapshot_meta(3, 2, voters(&[1, 2]));
+        let failing_entries = entries(6..=7, 9);
         let result = storage.persist(&PersistBatch {
             hard_state: Some(&failing_state),
-            snapshot: Some(&unknown),
+            snapshot: Some(&held),
             entries: &failing_entries,
-            ..PersistBatch::default()
         });
         assert!(result.is_err());
+        assert_eq!(observe(&storage), before);
     }
     let storage = open(dir.path());
     assert_eq!(storage.hard_state(), state);
+    assert_eq!(storage.snapshot_meta(), snapshot_meta(1, 1, voters(&[1])));
     assert_eq!(storage.last_index(), LogIndex(4));
     assert_eq!(
         storage.entries(LogIndex(2), LogIndex(5), u64::MAX),
@@ -211,9 +362,10 @@ fn persist_is_atomic_across_reopen() {
     );
 }
 
-// Goal: `persist` is durable when it returns, without a clean close.
-// Method: the test re-runs itself as a child process that persists a batch
-// and aborts; the parent reopens and finds the whole batch.
+// Goal: `persist` and `compact` are durable when they return, without a
+// clean close. Method: the test re-runs itself as a child process that
+// persists a batch, compacts part of it and aborts; the parent reopens
+// and finds the whole batch and the compaction.
 #[test]
 fn persisted_batch_survives_process_abort() {
     let state = hard_state(7, Some(3), 40);
@@ -227,6 +379,9 @@ fn persisted_batch_survives_process_abort() {
                 ..PersistBatch::default()
             })
             .expect("persist");
+        storage
+            .compact(LogIndex(30), voters(&[3]))
+            .expect("compact");
         std::process::abort();
     }
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -248,10 +403,11 @@ fn persisted_batch_survives_process_abort() {
     assert!(!status.success(), "the child must abort");
     let storage = open(dir.path());
     assert_eq!(storage.hard_state(), state);
+    assert_eq!(storage.snapshot_meta(), snapshot_meta(30, 7, voters(&[3])));
     assert_eq!(storage.last_index(), LogIndex(50));
     assert_eq!(
-        storage.entries(LogIndex(2), LogIndex(51), u64::MAX),
-        Ok(entries(2..=50, 7))
+        storage.entries(LogIndex(31), LogIndex(51), u64::MAX),
+        Ok(entries(31..=50, 7))
     );
 }
 
@@ -280,187 +436,73 @@ fn bootstrap_refuses_a_store_that_is_not_empty() {
     assert!(!joiner.is_empty());
 }
 
-// Goal: the initial membership is the latest of the snapshot's and the one
-// saved after applying a change, by index.
+// Goal: compaction writes no copy of anything: the application's state
+// in `data` is the snapshot. Method: the application writes `data`
+// through `db()`; ~8 MiB of entries are appended and all compacted; then
+// `raft_state` holds under 4 KiB, `raft_log` nothing, `data` exactly what
+// the application wrote, and the active memtable of `raft_log` holds no
+// point deletion (the entries went with one range deletion), across a
+// reopen too.
 #[test]
-fn saved_membership_counts_only_when_newer_than_the_snapshot() {
+fn compaction_writes_no_copy() {
+    const ENTRY_BYTES: usize = 4 << 10;
+    const ENTRY_COUNT: u64 = 2048;
     let dir = tempfile::tempdir().expect("temporary directory");
-    let mut storage = bootstrapped(dir.path(), voters(&[1]));
-    append(&mut storage, &entries(2..=10, 1)).expect("append");
-    storage
-        .save_membership(&voters(&[1, 2]), LogIndex(4))
-        .expect("save");
-    let membership = |storage: &RocksStorage| storage.initial_state().expect("state").membership;
-    assert_eq!(membership(&storage), voters(&[1, 2]));
-    storage
-        .create_snapshot(LogIndex(6), voters(&[1, 2, 3]), Vec::new())
-        .expect("snapshot");
-    assert_eq!(membership(&storage), voters(&[1, 2, 3]));
-    storage
-        .save_membership(&voters(&[2, 3]), LogIndex(8))
-        .expect("save");
-    drop(storage);
-    assert_eq!(membership(&open(dir.path())), voters(&[2, 3]));
-}
-
-// Goal: snapshot data is streamed in bounded records, read back in any
-// window and whole through the chunk iterator, and a damaged record is
-// reported as corruption naming the snapshot's index.
-#[test]
-fn snapshot_data_is_streamed_and_checked() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut storage = bootstrapped(dir.path(), voters(&[1]));
-    append(&mut storage, &entries(2..=4, 1)).expect("append");
-    let size = 2 * CHUNK_RECORD_BYTES_MAX + 100;
-    let data: Vec<u8> = (0..size).map(|byte| (byte % 253) as u8).collect();
-    let chunks = vec![
-        Bytes::copy_from_slice(&data[..10]),
-        Bytes::copy_from_slice(&data[10..]),
-    ];
-    storage
-        .create_snapshot(LogIndex(4), voters(&[1]), chunks)
-        .expect("snapshot");
-    let across = CHUNK_RECORD_BYTES_MAX as u64 + 5;
-    let (piece, last) = storage
-        .snapshot_chunk(LogIndex(4), across - 100, 200)
-        .expect("chunk across records");
-    assert_eq!(
-        &piece[..],
-        &data[(across - 100) as usize..(across + 100) as usize]
-    );
-    assert!(!last);
-    let reader = storage.snapshot_data().expect("reader");
-    assert_eq!(reader.size_bytes(), size as u64);
-    let pieces: Vec<Bytes> = reader.map(|piece| piece.expect("piece")).collect();
-    assert!(
-        pieces
-            .iter()
-            .all(|piece| piece.len() <= CHUNK_RECORD_BYTES_MAX)
-    );
-    assert_eq!(pieces.concat(), data);
-
-    damage_first_chunk_record(&storage);
-    assert!(matches!(
-        storage.snapshot_chunk(LogIndex(4), 0, 5),
-        Err(StorageError::Corruption {
-            index: LogIndex(4),
-            ..
-        })
-    ));
-    let mut reader = storage.snapshot_data().expect("reader");
-    assert!(matches!(
-        reader.next(),
-        Some(Err(StorageError::Corruption {
-            index: LogIndex(4),
-            ..
-        }))
-    ));
-    assert!(reader.next().is_none());
-}
-
-// Goal: a snapshot written from another thread becomes the latest only
-// when installed, is discarded (its data deleted) when a later one was
-// installed meanwhile, and one never installed leaves no data after a
-// reopen. Method: write one on a thread, install; write one at an older
-// index after a newer install; start one and reopen without installing.
-#[test]
-fn snapshots_written_elsewhere_are_installed_or_discarded() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut storage = bootstrapped(dir.path(), voters(&[1]));
-    append(&mut storage, &entries(2..=10, 1)).expect("append");
-    let stale = storage.snapshot_writer();
-    let mut writer = storage.snapshot_writer();
-    let written = std::thread::spawn(move || {
-        writer.write_chunk(b"state at 6").expect("chunk");
-        writer.finish().expect("finish")
-    })
-    .join()
-    .expect("writer thread");
-    // The chunks skipped the WAL, so `finish` must have flushed them to
-    // table files: nothing of `raft_state` is left only in memory.
-    {
-        let db = storage.db();
-        let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
-        for property in [
-            "rocksdb.num-entries-active-mem-table",
-            "rocksdb.num-immutable-mem-table",
-        ] {
-            let value = db.property_int_value_cf(state, property).expect("property");
-            assert_eq!(value, Some(0), "{property} after finish");
-        }
-    }
-    assert!(
-        storage
-            .install_written_snapshot(written, LogIndex(6), voters(&[1]))
-            .expect("install")
-    );
-    assert_eq!(storage.snapshot_meta().index, LogIndex(6));
-    assert_eq!(storage.first_index(), LogIndex(7));
-    assert_eq!(installed_data(&storage), b"state at 6");
-
-    let stale = {
-        let mut stale = stale;
-        stale.write_chunk(b"state at 5").expect("chunk");
-        stale.finish().expect("finish")
-    };
-    assert!(
-        !storage
-            .install_written_snapshot(stale, LogIndex(5), voters(&[1]))
-            .expect("discard"),
-        "an older snapshot is not installed over a newer one"
-    );
-    assert_eq!(storage.snapshot_meta().index, LogIndex(6));
-
-    let mut unfinished = storage.snapshot_writer();
-    unfinished.write_chunk(b"never installed").expect("chunk");
-    unfinished.finish().expect("finish");
-    drop(storage);
-    let storage = open(dir.path());
-    assert_eq!(storage.snapshot_meta().index, LogIndex(6));
-    assert_eq!(installed_data(&storage), b"state at 6");
-    drop(storage);
-    let mut chunk_records = 0;
-    with_raw_db(dir.path(), |db| {
-        let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
-        chunk_records = db
-            .iterator_cf(state, rocksdb::IteratorMode::Start)
-            .filter(|record| {
-                record
-                    .as_ref()
-                    .is_ok_and(|(key, _)| key.starts_with(b"snapshot_chunk/"))
-            })
-            .count();
-    });
-    assert_eq!(
-        chunk_records, 1,
-        "only the installed snapshot's record remains"
-    );
-}
-
-/// Returns the installed snapshot's data, whole.
-fn installed_data(storage: &RocksStorage) -> Vec<u8> {
-    let pieces: Vec<Bytes> = storage
-        .snapshot_data()
-        .expect("data")
-        .map(|piece| piece.expect("piece"))
-        .collect();
-    pieces.concat()
-}
-
-/// Flips a data byte of the first snapshot chunk record, through the
-/// database the storage shares.
-fn damage_first_chunk_record(storage: &RocksStorage) {
+    let mut storage = bootstrapped(dir.path(), voters(&[1, 2, 3]));
     let db = storage.db();
-    let state = db.cf_handle(CF_RAFT_STATE).expect("raft_state");
-    let (key, value) = db
-        .prefix_iterator_cf(state, "snapshot_chunk/")
-        .next()
-        .expect("a chunk record")
-        .expect("readable");
-    let mut value = value.to_vec();
-    let position = value.len() - 1;
-    value[position] ^= 0x01;
-    db.put_cf(state, key, value).expect("write");
+    let data = db.cf_handle(CF_DATA).expect("data");
+    let mut batch = rocksdb::WriteBatch::default();
+    for key in 0..256u32 {
+        batch.put_cf(data, key.to_be_bytes(), vec![key as u8; 1000]);
+    }
+    db.write(batch).expect("application write");
+    let application_state = records(&db, CF_DATA);
+
+    let payload = Bytes::from(vec![0x5a; ENTRY_BYTES]);
+    for first in (2..ENTRY_COUNT + 2).step_by(256) {
+        let batch: Vec<Entry> = (first..first + 256)
+            .map(|index| Entry {
+                term: Term(3),
+                index: LogIndex(index),
+                kind: EntryKind::Normal,
+                data: payload.clone(),
+            })
+            .collect();
+        append(&mut storage, &batch).expect("append");
+    }
+    let log_bytes = stored_bytes(&db, CF_RAFT_LOG);
+    assert!(log_bytes >= 8 << 20, "{log_bytes} bytes of log");
+    let last = storage.last_index();
+    assert_eq!(last, LogIndex(ENTRY_COUNT + 1));
+
+    storage
+        .compact(last, voters(&[1, 2, 3]))
+        .expect("compact all");
+    assert_eq!(
+        storage.snapshot_meta(),
+        snapshot_meta(last.0, 3, voters(&[1, 2, 3]))
+    );
+    let check = |db: &DB| {
+        let state_bytes = stored_bytes(db, CF_RAFT_STATE);
+        assert!(
+            state_bytes < 4 << 10,
+            "raft_state holds {state_bytes} bytes"
+        );
+        assert_eq!(records(db, CF_RAFT_LOG), Vec::new(), "raft_log is empty");
+        assert_eq!(records(db, CF_DATA), application_state, "data untouched");
+    };
+    check(&db);
+    let log = db.cf_handle(CF_RAFT_LOG).expect("raft_log");
+    let deletes = db
+        .property_int_value_cf(log, "rocksdb.num-deletes-active-mem-table")
+        .expect("property");
+    assert_eq!(deletes, Some(0), "point deletions in raft_log");
+    drop(db);
+    drop(storage);
+
+    let storage = open(dir.path());
+    assert_eq!(storage.first_index(), last.next());
+    check(&storage.db());
 }
 
 #[test]

@@ -96,7 +96,14 @@ impl Cluster {
             .args(["--listen", &self.grpc[index], "--http", &self.http[index]])
             .args(["--peers", &peers.join(",")])
             .args(["--shards", &self.shards.to_string()])
-            .args(["--tick-ms", "30", "--snapshot-interval", "20"])
+            .args([
+                "--tick-ms",
+                "30",
+                "--compact-interval",
+                "20",
+                "--compact-keep",
+                "5",
+            ])
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("replica-{}", index + 1)))
             .env("RUST_LOG", "warn")

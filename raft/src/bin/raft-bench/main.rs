@@ -11,6 +11,7 @@
 //! Run: `cargo build --release --workspace --bin raft-node --bin raft-bench`
 //! then `target/release/raft-bench --seconds 10` (3 runs per level, medians).
 
+mod catch_up;
 mod cpu;
 mod floor;
 
@@ -52,6 +53,10 @@ struct Args {
     /// server process that answers every write without doing anything.
     #[arg(long)]
     rpc_floor: bool,
+    /// Instead of the load levels, measure a follower's catch-up by
+    /// snapshot on states of these sizes, in MiB (e.g. `256,1024`).
+    #[arg(long, value_delimiter = ',')]
+    catch_up_mib: Vec<u64>,
     /// Internal: serve the RPC floor's no-op server on this address.
     #[arg(long, hide = true)]
     serve_noop: Option<std::net::SocketAddr>,
@@ -60,6 +65,8 @@ struct Args {
 /// Child processes, killed when dropped.
 struct Group {
     children: Vec<Child>,
+    /// How each child was started, to start it again.
+    commands: Vec<Vec<std::ffi::OsString>>,
     grpc: Vec<String>,
     http: Vec<String>,
     /// The nodes' data directories, removed when dropped.
@@ -75,11 +82,10 @@ impl Drop for Group {
     }
 }
 
-fn start_group(base_port: u16) -> Group {
+/// Starts three `raft-node` processes on consecutive ports from
+/// `base_port`, each with `extra` flags too.
+fn start_group(base_port: u16, extra: &[&str]) -> Group {
     let dir = tempfile::tempdir().expect("temp dir");
-    let node_binary = std::env::current_exe()
-        .expect("own path")
-        .with_file_name("raft-node");
     let grpc: Vec<String> = (0..3)
         .map(|i| format!("127.0.0.1:{}", base_port + i))
         .collect();
@@ -91,31 +97,59 @@ fn start_group(base_port: u16) -> Group {
         .enumerate()
         .map(|(i, a)| format!("{}={a}", i + 1))
         .collect();
-    let children = (0..3)
+    let commands: Vec<Vec<std::ffi::OsString>> = (0..3)
         .map(|i| {
-            Command::new(&node_binary)
-                .args([
-                    "--id",
-                    &(i + 1).to_string(),
-                    "--listen",
-                    &grpc[i],
-                    "--http",
-                    &http[i],
-                ])
-                .args(["--peers", &peers.join(","), "--tick-ms", "50"])
-                .arg("--data-dir")
-                .arg(dir.path().join(format!("node-{}", i + 1)))
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|error| panic!("cannot start {}: {error}", node_binary.display()))
+            let mut args: Vec<std::ffi::OsString> = vec![
+                "--id".into(),
+                (i + 1).to_string().into(),
+                "--listen".into(),
+                grpc[i].clone().into(),
+                "--http".into(),
+                http[i].clone().into(),
+                "--peers".into(),
+                peers.join(",").into(),
+                "--tick-ms".into(),
+                "50".into(),
+                "--data-dir".into(),
+                dir.path().join(format!("node-{}", i + 1)).into(),
+            ];
+            args.extend(extra.iter().map(Into::into));
+            args
         })
         .collect();
+    let children = commands.iter().map(|args| spawn_node(args)).collect();
     Group {
         children,
+        commands,
         grpc,
         http,
         dir: Some(dir),
+    }
+}
+
+/// Starts one `raft-node` (next to this binary) with `args`.
+fn spawn_node(args: &[std::ffi::OsString]) -> Child {
+    let node_binary = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("raft-node");
+    Command::new(&node_binary)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {}: {error}", node_binary.display()))
+}
+
+impl Group {
+    /// Kills node `position` (SIGKILL) and waits for it.
+    fn kill(&mut self, position: usize) {
+        let _ = self.children[position].kill();
+        let _ = self.children[position].wait();
+    }
+
+    /// Starts node `position` again, on its data dir.
+    fn restart(&mut self, position: usize) {
+        self.children[position] = spawn_node(&self.commands[position]);
     }
 }
 
@@ -238,9 +272,15 @@ async fn run(args: Args) {
     // A subscriber also spares every span of the gRPC stack its fallback
     // to the `log` crate, a cost the nodes do not pay either.
     raft::observability::init_logging();
+    if !args.catch_up_mib.is_empty() {
+        for &mib in &args.catch_up_mib {
+            catch_up::run(args.base_port, mib).await;
+        }
+        return;
+    }
     let value = Bytes::from(vec![b'x'; args.value_bytes]);
     let group_medians = {
-        let group = start_group(args.base_port);
+        let group = start_group(args.base_port, &[]);
         let (client, leader) = find_leader(&group).await;
         let mut servers: Vec<Process> = vec![("leader", group.children[leader].id())];
         servers.extend(
@@ -335,6 +375,7 @@ async fn start_floor(port: u16) -> (Group, ShardKvClient<Channel>) {
         .expect("cannot start the no-op server");
     let floor = Group {
         children: vec![child],
+        commands: Vec::new(),
         grpc: vec![address.clone()],
         http: Vec::new(),
         dir: None,

@@ -14,9 +14,14 @@
 //! - [`vote_uniqueness`]: a node votes for at most one candidate per term,
 //!   across restarts (the vote it acted on is on its disk when it comes
 //!   back);
-//! - [`state_machine_safety`]: no two nodes apply (or restore a snapshot
-//!   of) different state at one index, and no node's applied sequence ever
-//!   changes.
+//! - [`state_machine_safety`]: no two nodes apply different entries at
+//!   one index, no node's applied sequence ever changes, and every state
+//!   a node pins, restores or restarts with at index i equals the
+//!   reference state at i (built from the entries applied anywhere);
+//! - [`restore_safety`]: an application restoring a snapshot applies
+//!   nothing, its restore mark agrees with the core's, and it never holds
+//!   less than the log's compacted prefix outside a restore (state lost by
+//!   compacting past what was applied), at restart or after any write.
 //!
 //! The linearizability of the client history is checked at the end of a
 //! run by [`crate::sim::linearizability`].
@@ -26,6 +31,7 @@ pub mod election_safety;
 pub mod leader_append_only;
 pub mod leader_completeness;
 pub mod log_matching;
+pub mod restore_safety;
 pub mod state_machine_safety;
 pub mod vote_uniqueness;
 
@@ -34,6 +40,7 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::core::{LogIndex, NodeId, Status, Term};
+use crate::sim::kv::StateDigest;
 
 /// A broken invariant, with what was seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +58,7 @@ impl fmt::Display for Violation {
 }
 
 /// What the checkers remember across steps.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Invariants {
     /// Election safety: the leader of each term.
     leaders_by_term: BTreeMap<Term, NodeId>,
@@ -65,9 +72,15 @@ pub struct Invariants {
     applied_max: LogIndex,
     /// Each node's last applied index, for the no-gap, no-change check.
     last_applied: BTreeMap<NodeId, LogIndex>,
-    /// State machine safety: index -> hash of the snapshot data taken or
-    /// restored at that index. Lookups only.
-    snapshots: HashMap<LogIndex, u64>,
+    /// State machine safety: the reference state, built from the first
+    /// application of each index anywhere.
+    reference: StateDigest,
+    /// The index the reference state is at.
+    reference_applied: LogIndex,
+    /// The digest of the reference state at each index from 0 up to
+    /// `reference_applied` (the bootstrap prefix, index 1, and index 0
+    /// are the empty state).
+    reference_digests: Vec<u64>,
     /// Leader completeness: index -> committed entry (below the highest
     /// committed index; an index a node skipped by a snapshot may be
     /// missing). Lookups only.
@@ -100,6 +113,28 @@ pub fn payload_hash(data: &[u8]) -> u64 {
     let mut hasher = DefaultHasher::new();
     data.hash(&mut hasher);
     hasher.finish()
+}
+
+impl Default for Invariants {
+    fn default() -> Invariants {
+        let reference = StateDigest::default();
+        let empty = reference.value();
+        Invariants {
+            leaders_by_term: BTreeMap::new(),
+            entries: HashMap::new(),
+            applied: HashMap::new(),
+            applied_max: LogIndex(0),
+            last_applied: BTreeMap::new(),
+            reference,
+            reference_applied: LogIndex(1),
+            reference_digests: vec![empty, empty],
+            committed: HashMap::new(),
+            committed_max: LogIndex(0),
+            leader_checked: BTreeMap::new(),
+            commit_checked: BTreeMap::new(),
+            votes: BTreeMap::new(),
+        }
+    }
 }
 
 impl Invariants {

@@ -1,13 +1,23 @@
 //! State Machine Safety (Raft §5.4.3, Figure 3): if a server has applied a
 //! log entry at a given index, no other server ever applies a different log
 //! entry for the same index. Also: each node applies indexes in order with
-//! no gap, so what it applied never changes; and a snapshot taken or
-//! restored at an index holds the same state on every node (a snapshot is
-//! the applied state, so a chunk corrupted in flight and installed anyway
-//! fails here).
+//! no gap, so what it applied never changes; and since the application's
+//! state is its snapshot (§7, issue 15 §2), every state observed whole at
+//! an index (a view a leader pins for a follower, a restore as it
+//! finishes, a state a node restarts with or compacts its log under)
+//! equals the reference state at that index. The reference applies each
+//! index once, the first time any node applies it, and keeps the digest
+//! of its state at every index, so a chunk lost, skipped, duplicated or
+//! corrupted on the way into a follower's state fails here at the end of
+//! the restore, and a view that is not the state at its index fails when
+//! it is pinned.
+//!
+//! The reference starts at the bootstrap prefix (index 1, the empty
+//! state): every simulated group bootstraps with one.
 
 use crate::core::{Entry, LogIndex, NodeId, Term};
 use crate::sim::invariants::{Invariants, Violation, payload_hash};
+use crate::sim::kv::KvCommand;
 
 impl Invariants {
     /// Records that `node` applied `entry`.
@@ -32,11 +42,64 @@ impl Invariants {
             });
         }
         self.applied_max = self.applied_max.max(entry.index);
+        self.advance_reference(node, entry)
+    }
+
+    /// Applies `entry` to the reference state if it is the next index.
+    fn advance_reference(&mut self, node: NodeId, entry: &Entry) -> Result<(), Violation> {
+        if entry.index <= self.reference_applied {
+            return Ok(());
+        }
+        if entry.index != self.reference_applied.next() {
+            return Err(Violation {
+                invariant: "state_machine_safety",
+                detail: format!(
+                    "node {node} applied index {} though no node ever held the state at {}",
+                    entry.index,
+                    entry.index.prev()
+                ),
+            });
+        }
+        if let Some((_, command)) = KvCommand::decode(&entry.data) {
+            self.reference.apply(&command);
+        }
+        self.reference_applied = entry.index;
+        self.reference_digests.push(self.reference.value());
         Ok(())
     }
 
+    /// Checks that the state `node` holds whole at `index` (`what`: pinned,
+    /// restored, ...) has the reference state's `digest`.
+    pub fn check_state(
+        &self,
+        node: NodeId,
+        index: LogIndex,
+        digest: u64,
+        what: &str,
+    ) -> Result<(), Violation> {
+        let expected = usize::try_from(index.0)
+            .ok()
+            .and_then(|at| self.reference_digests.get(at));
+        match expected {
+            Some(&expected) if expected == digest => Ok(()),
+            Some(&expected) => Err(Violation {
+                invariant: "state_machine_safety",
+                detail: format!(
+                    "node {node} {what} a state at {index} with digest {digest:x}, the state at {index} has {expected:x}"
+                ),
+            }),
+            None => Err(Violation {
+                invariant: "state_machine_safety",
+                detail: format!(
+                    "node {node} {what} a state at {index}, beyond every index applied ({})",
+                    self.reference_applied
+                ),
+            }),
+        }
+    }
+
     /// Records that `node` restored its state from a snapshot at `index`
-    /// with `term` (at start or from the leader).
+    /// with `term`.
     pub fn observe_restored(
         &mut self,
         node: NodeId,
@@ -59,28 +122,8 @@ impl Invariants {
         Ok(())
     }
 
-    /// Records that `node` took or restored a snapshot at `index` whose
-    /// data is `data`.
-    pub fn observe_snapshot_data(
-        &mut self,
-        node: NodeId,
-        index: LogIndex,
-        data: &[u8],
-    ) -> Result<(), Violation> {
-        let seen = payload_hash(data);
-        let first = *self.snapshots.entry(index).or_insert(seen);
-        if first != seen {
-            return Err(Violation {
-                invariant: "state_machine_safety",
-                detail: format!(
-                    "node {node} holds a snapshot at {index} with data {seen:x}, another node's has {first:x}"
-                ),
-            });
-        }
-        Ok(())
-    }
-
-    /// Forgets `node`'s applied position when it restarts from scratch.
+    /// Sets `node`'s applied position when it restarts with its
+    /// application at `applied`.
     pub fn observe_restart(&mut self, node: NodeId, applied: LogIndex) {
         self.last_applied.insert(node, applied);
     }

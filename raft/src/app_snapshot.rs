@@ -1,0 +1,253 @@
+//! Snapshots of an application's column families, for applications whose
+//! state lives in the node's RocksDB (the register map; the group server
+//! later): a pinned view read in chunks by key, the restore of such chunks
+//! straight into the column families, and the durable restore mark.
+//!
+//! A chunk is a run of whole records, each `[cf: u8][key length: u32 BE]
+//! [key][value length: u32 BE][value]`, `cf` indexing the column families
+//! the view was pinned over. A position (cursor) is `[cf: u8][key]`: the
+//! chunk starts at that key, inclusive; empty is the beginning.
+//!
+//! Invariants:
+//! - A view is pinned (a RocksDB snapshot) before [`pin`] returns and is
+//!   read only by its own thread, which ends when the source is dropped:
+//!   reads never run on the caller's thread and never see later writes.
+//! - Chunks hold whole records, so each restores on its own; a record
+//!   larger than the chunk size travels alone.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use rocksdb::{DB, ReadOptions, WriteBatch};
+
+use crate::core::{LogIndex, RestorePoint, StorageError, Term};
+use crate::driver::{SnapshotPiece, SnapshotSource};
+
+type ReadRequest = (
+    Bytes,
+    u64,
+    mpsc::SyncSender<Result<SnapshotPiece, StorageError>>,
+);
+
+/// A pinned view of some column families, read by its own thread.
+struct PinnedColumnFamilies {
+    requests: mpsc::SyncSender<ReadRequest>,
+}
+
+/// Pins a view of the column families `cfs` of `db` (in this order) and
+/// returns a reader of it.
+///
+/// # Errors
+/// [`StorageError::Io`] if a column family is missing or the reading
+/// thread cannot start.
+pub fn pin(db: Arc<DB>, cfs: &[&'static str]) -> Result<Box<dyn SnapshotSource>, StorageError> {
+    for name in cfs {
+        db.cf_handle(name)
+            .ok_or_else(|| StorageError::Io(format!("missing {name} column family")))?;
+    }
+    let cfs = cfs.to_vec();
+    let (requests, incoming) = mpsc::sync_channel::<ReadRequest>(1);
+    let (pinned_sender, pinned) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("snapshot-view".into())
+        .spawn(move || {
+            let view = db.snapshot();
+            let _ = pinned_sender.send(());
+            while let Ok((cursor, bytes_max, reply)) = incoming.recv() {
+                let _ = reply.send(read_chunk(&db, &view, &cfs, &cursor, bytes_max));
+            }
+        })
+        .map_err(|error| StorageError::Io(format!("cannot start a snapshot reader: {error}")))?;
+    pinned
+        .recv()
+        .map_err(|_| StorageError::Io("the snapshot reader stopped before pinning".into()))?;
+    Ok(Box::new(PinnedColumnFamilies { requests }))
+}
+
+impl SnapshotSource for PinnedColumnFamilies {
+    fn read(&mut self, cursor: &[u8], bytes_max: u64) -> Result<SnapshotPiece, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let gone = || StorageError::Io("the snapshot reader stopped".into());
+        self.requests
+            .send((Bytes::copy_from_slice(cursor), bytes_max, reply))
+            .map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
+    }
+}
+
+fn read_chunk(
+    db: &DB,
+    view: &rocksdb::SnapshotWithThreadMode<'_, DB>,
+    cfs: &[&str],
+    cursor: &[u8],
+    bytes_max: u64,
+) -> Result<SnapshotPiece, StorageError> {
+    let (first_cf, start_key) = match cursor.split_first() {
+        None => (0, &[][..]),
+        Some((&cf, key)) if usize::from(cf) < cfs.len() => (usize::from(cf), key),
+        Some(_) => {
+            return Err(StorageError::Corruption {
+                index: LogIndex(0),
+                location: "snapshot position".into(),
+                detail: format!("no column family {} in this snapshot", cursor[0]),
+            });
+        }
+    };
+    let mut data = BytesMut::new();
+    for (cf_index, name) in cfs.iter().enumerate().skip(first_cf) {
+        let cf = db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::Io(format!("missing {name} column family")))?;
+        let mut options = ReadOptions::default();
+        options.set_snapshot(view);
+        options.fill_cache(false);
+        options.set_readahead_size(2 << 20);
+        let mut records = db.raw_iterator_cf_opt(&cf, options);
+        if cf_index == first_cf {
+            records.seek(start_key);
+        } else {
+            records.seek_to_first();
+        }
+        while let (Some(key), Some(value)) = (records.key(), records.value()) {
+            data.put_u8(cf_index as u8);
+            data.put_u32(key.len() as u32);
+            data.put_slice(key);
+            data.put_u32(value.len() as u32);
+            data.put_slice(value);
+            if data.len() as u64 >= bytes_max {
+                let mut next_cursor = BytesMut::with_capacity(key.len() + 2);
+                next_cursor.put_u8(cf_index as u8);
+                next_cursor.put_slice(key);
+                next_cursor.put_u8(0);
+                return Ok(SnapshotPiece {
+                    data: data.freeze(),
+                    next_cursor: next_cursor.freeze(),
+                    last: false,
+                });
+            }
+            records.next();
+        }
+        records
+            .status()
+            .map_err(|error| StorageError::Io(format!("reading {name} for a snapshot: {error}")))?;
+    }
+    Ok(SnapshotPiece {
+        data: data.freeze(),
+        next_cursor: Bytes::new(),
+        last: true,
+    })
+}
+
+/// Adds to `batch` the deletion of everything in the column families
+/// `cfs` of `db`.
+///
+/// # Errors
+/// [`StorageError::Io`] if a column family is missing or cannot be read.
+pub fn clear(db: &DB, batch: &mut WriteBatch, cfs: &[&str]) -> Result<(), StorageError> {
+    for name in cfs {
+        let cf = db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::Io(format!("missing {name} column family")))?;
+        let mut records = db.raw_iterator_cf(&cf);
+        records.seek_to_last();
+        if let Some(last) = records.key() {
+            batch.delete_range_cf(&cf, &[][..], last);
+            batch.delete_cf(&cf, last);
+        }
+        records
+            .status()
+            .map_err(|error| StorageError::Io(format!("reading {name}: {error}")))?;
+    }
+    Ok(())
+}
+
+/// Adds the records of one chunk to `batch`, into the column families
+/// `cfs` (the ones the view was pinned over, in the same order); returns
+/// how many there were.
+///
+/// # Errors
+/// [`StorageError::Corruption`] if the chunk is not a run of whole records
+/// of these column families.
+pub fn put_records(
+    db: &DB,
+    batch: &mut WriteBatch,
+    cfs: &[&str],
+    mut data: &[u8],
+) -> Result<usize, StorageError> {
+    let bad = |detail: String| StorageError::Corruption {
+        index: LogIndex(0),
+        location: "snapshot chunk".into(),
+        detail,
+    };
+    let mut records = 0;
+    while !data.is_empty() {
+        let record = records;
+        let take = |data: &mut &[u8], what: &str| -> Result<Vec<u8>, StorageError> {
+            if data.remaining() < 4 {
+                return Err(bad(format!(
+                    "record {record}: the {what} length is cut short"
+                )));
+            }
+            let length = data.get_u32() as usize;
+            if data.remaining() < length {
+                return Err(bad(format!(
+                    "record {record}: the {what} is cut short ({length} bytes announced, {} left)",
+                    data.remaining()
+                )));
+            }
+            let bytes = data[..length].to_vec();
+            data.advance(length);
+            Ok(bytes)
+        };
+        let cf_index = usize::from(data.get_u8());
+        let name = cfs
+            .get(cf_index)
+            .ok_or_else(|| bad(format!("record {record}: no column family {cf_index}")))?;
+        let key = take(&mut data, "key")?;
+        let value = take(&mut data, "value")?;
+        let cf = db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::Io(format!("missing {name} column family")))?;
+        batch.put_cf(&cf, key, value);
+        records += 1;
+    }
+    Ok(records)
+}
+
+/// Encodes a restore mark: index, term (u64 BE each), the position, and a
+/// crc32 of all of it.
+pub fn encode_mark(point: &RestorePoint) -> Vec<u8> {
+    let mut mark = Vec::with_capacity(20 + point.next_cursor.len());
+    mark.extend_from_slice(&point.index.0.to_be_bytes());
+    mark.extend_from_slice(&point.term.0.to_be_bytes());
+    mark.extend_from_slice(&point.next_cursor);
+    let crc = crc32fast::hash(&mark);
+    mark.extend_from_slice(&crc.to_be_bytes());
+    mark
+}
+
+/// Decodes a mark written by [`encode_mark`].
+///
+/// # Errors
+/// [`StorageError::Corruption`] naming `location` if it is damaged.
+pub fn decode_mark(mark: &[u8], location: &str) -> Result<RestorePoint, StorageError> {
+    let damaged = |detail: &str| StorageError::Corruption {
+        index: LogIndex(0),
+        location: location.into(),
+        detail: detail.into(),
+    };
+    if mark.len() < 20 {
+        return Err(damaged("the restore mark is too short"));
+    }
+    let (body, crc) = mark.split_at(mark.len() - 4);
+    if crc32fast::hash(body) != u32::from_be_bytes(crc.try_into().expect("4 bytes")) {
+        return Err(damaged("the restore mark fails its crc32"));
+    }
+    let number = |at: usize| u64::from_be_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    Ok(RestorePoint {
+        index: LogIndex(number(0)),
+        term: Term(number(8)),
+        next_cursor: Bytes::copy_from_slice(&body[16..]),
+    })
+}
