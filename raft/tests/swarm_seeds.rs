@@ -4,10 +4,11 @@
 //! check. CI runs seeds 0..1000 split in four tests so they run in
 //! parallel. A failure lists each failing seed with its replay command.
 //!
-//! The regression seeds below were found before the profile gained its
-//! later dimensions (corruption, broken snapshot streams, the Figure 8
+//! The first regression seeds below were found before the profile gained
+//! its later dimensions (corruption, broken snapshot streams, the Figure 8
 //! mode, paired membership changes); they replay their original runs, trace
-//! for trace, with [`SwarmProfile::draw_original`].
+//! for trace, with [`SwarmProfile::draw_original`]. The last ones replay
+//! with the current profile.
 
 use raft::sim::swarm::{SwarmProfile, run_seed, run_seed_with};
 
@@ -84,4 +85,30 @@ fn swarm_seeds_12061_and_14873_survive_power_failures_after_a_removal() {
     for seed in [12061, 14873] {
         replay_original(seed);
     }
+}
+
+/// Replays `seed` with the current profile.
+fn replay(seed: u64) {
+    if let Err(failure) = run_seed(seed) {
+        panic!("{failure}");
+    }
+}
+
+// SEED=1671 (snapshots streamed on demand): a follower's restore finished
+// with an unsynced write and was acknowledged; a power failure took the
+// finish back to the restore mark, and the leader, told the follower held
+// the snapshot, never sent it again: the follower stayed restoring for
+// good. The finish is synced now.
+#[test]
+fn swarm_seed_1671_an_acknowledged_restore_survives_a_power_failure() {
+    replay(1671);
+}
+
+// SEED=2190 (snapshots streamed on demand): a restore installed over a log
+// that held the snapshot's last entry handed the entries the snapshot
+// covered to the application again (entry 2 after a restore at 61). The
+// applied index now moves to the snapshot's.
+#[test]
+fn swarm_seed_2190_a_restore_is_never_followed_by_the_entries_it_covers() {
+    replay(2190);
 }
