@@ -13,7 +13,8 @@
 //!   read only by its own thread, which ends when the source is dropped:
 //!   reads never run on the caller's thread and never see later writes.
 //! - Chunks hold whole records, so each restores on its own; a record
-//!   larger than the chunk size travels alone.
+//!   that takes a chunk past the chunk size ends it (whole).
+//! - A source's thread is joined when the source is dropped.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -32,7 +33,20 @@ type ReadRequest = (
 
 /// A pinned view of some column families, read by its own thread.
 struct PinnedColumnFamilies {
-    requests: mpsc::SyncSender<ReadRequest>,
+    /// Invariant: `Some` until dropped.
+    requests: Option<mpsc::SyncSender<ReadRequest>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for PinnedColumnFamilies {
+    /// Ends the reading thread and waits for it, so the view (and the
+    /// database it keeps open) is gone when the source is.
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Pins a view of the column families `cfs` of `db` (in this order) and
@@ -49,7 +63,7 @@ pub fn pin(db: Arc<DB>, cfs: &[&'static str]) -> Result<Box<dyn SnapshotSource>,
     let cfs = cfs.to_vec();
     let (requests, incoming) = mpsc::sync_channel::<ReadRequest>(1);
     let (pinned_sender, pinned) = mpsc::sync_channel(1);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("snapshot-view".into())
         .spawn(move || {
             let view = db.snapshot();
@@ -59,10 +73,14 @@ pub fn pin(db: Arc<DB>, cfs: &[&'static str]) -> Result<Box<dyn SnapshotSource>,
             }
         })
         .map_err(|error| StorageError::Io(format!("cannot start a snapshot reader: {error}")))?;
+    let source = PinnedColumnFamilies {
+        requests: Some(requests),
+        thread: Some(thread),
+    };
     pinned
         .recv()
         .map_err(|_| StorageError::Io("the snapshot reader stopped before pinning".into()))?;
-    Ok(Box::new(PinnedColumnFamilies { requests }))
+    Ok(Box::new(source))
 }
 
 impl SnapshotSource for PinnedColumnFamilies {
@@ -70,6 +88,8 @@ impl SnapshotSource for PinnedColumnFamilies {
         let (reply, answer) = mpsc::sync_channel(1);
         let gone = || StorageError::Io("the snapshot reader stopped".into());
         self.requests
+            .as_ref()
+            .ok_or_else(gone)?
             .send((Bytes::copy_from_slice(cursor), bytes_max, reply))
             .map_err(|_| gone())?;
         answer.recv().map_err(|_| gone())?
@@ -85,7 +105,8 @@ fn read_chunk(
 ) -> Result<SnapshotPiece, StorageError> {
     let (first_cf, start_key) = match cursor.split_first() {
         None => (0, &[][..]),
-        Some((&cf, key)) if usize::from(cf) < cfs.len() => (usize::from(cf), key),
+        // The end position (past the last family) reads as an empty end.
+        Some((&cf, key)) if usize::from(cf) <= cfs.len() => (usize::from(cf), key),
         Some(_) => {
             return Err(StorageError::Corruption {
                 index: LogIndex(0),
@@ -132,9 +153,11 @@ fn read_chunk(
             .status()
             .map_err(|error| StorageError::Io(format!("reading {name} for a snapshot: {error}")))?;
     }
+    // Past the last column family: a position no chunk starts at (an empty
+    // one would read as the beginning).
     Ok(SnapshotPiece {
         data: data.freeze(),
-        next_cursor: Bytes::new(),
+        next_cursor: Bytes::copy_from_slice(&[cfs.len() as u8]),
         last: true,
     })
 }

@@ -37,7 +37,7 @@ fn undecodable_snapshot() -> Message {
             },
             cursor: Bytes::new(),
             next_cursor: Bytes::new(),
-            crc32: crc32fast::hash(&data),
+            crc32: raft::core::chunk_crc32(&[], &[], &data, true),
             data,
             last: true,
         },

@@ -250,9 +250,10 @@ impl<S: Storage> RaftLog<S> {
     pub fn install_snapshot(&mut self, meta: SnapshotMeta) {
         if self.match_term(meta.index, meta.term) {
             self.commit_to(meta.index);
-            // The entries the snapshot covers are in the application's
-            // state now: only later ones are still to apply.
-            self.applied = self.applied.max(meta.index);
+            // The application's state is the snapshot's now (whatever it
+            // had applied before the restore wiped it): the entries after
+            // it are the ones to apply.
+            self.applied = meta.index;
         } else {
             self.committed = meta.index;
             self.unstable.restore(meta.clone());

@@ -32,6 +32,7 @@ pub use message::{Message, MessageBody};
 pub use node::{Node, ProposalId, Status};
 pub use raft::Role;
 pub use ready::{ReadState, Ready, SnapshotRequest, SoftState};
+pub use snapshot::chunk_crc32;
 pub use types::{
     ConfChange, Entry, EntryKind, HardState, LogIndex, Membership, NodeId, RestorePoint,
     SnapshotChunk, SnapshotMeta, Term,

@@ -224,7 +224,7 @@ impl<S: Storage> Node<S> {
         let log = &mut self.raft.log;
         if let Some(index) = done.snapshot_index {
             log.unstable.stable_snapshot_to(index);
-            log.applied = log.applied.max(index);
+            log.applied = index;
         }
         if let Some(index) = done.last_committed {
             log.applied = index;

@@ -31,12 +31,15 @@ pub struct OutgoingSnapshot {
     /// Whether the last chunk was read.
     pub read_all: bool,
     /// Chunks sent and not acknowledged, as (start, end) positions, in
-    /// order.
-    pub in_flight: VecDeque<(Bytes, Bytes)>,
+    /// order; the last chunk has no end (only the follower's done
+    /// acknowledges it).
+    pub in_flight: VecDeque<(Bytes, Option<Bytes>)>,
     /// Leader ticks since the transfer last made progress.
     pub stalled_ticks: u32,
     /// Stalls in a row without progress in between.
     pub stalls: u32,
+    /// Whether the follower answered since the last stall.
+    pub answered: bool,
 }
 
 impl OutgoingSnapshot {

@@ -177,6 +177,9 @@ impl<S: Storage> Raft<S> {
             .random_range(self.config.election_ticks..2 * self.config.election_ticks);
         self.votes.clear();
         self.lead_transferee = None;
+        // Reads asked as leader are moot now (the owner drops every view
+        // when the node stops leading).
+        self.snapshot_requests.clear();
         self.read_only = ReadOnly::default();
         self.progress.clear();
         let next = self.log.last_index().next();

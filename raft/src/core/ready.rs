@@ -7,7 +7,8 @@
 //!    the leader;
 //! 1. hand `restore_chunks` to the application, in order, except a last
 //!    one: a chunk with an empty cursor begins a restore (the application
-//!    marks its state, durably, as being restored);
+//!    marks its state as being restored, in the same write that drops the
+//!    old state, so a power failure loses both or neither);
 //! 2. persist `snapshot`, `entries` and `hard_state` with **one write**,
 //!    synced unless only the commit index changed
 //!    ([`Storage::persist`](crate::storage::Storage::persist));

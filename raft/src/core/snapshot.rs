@@ -34,6 +34,23 @@ use crate::core::ready::SnapshotRequest;
 use crate::core::types::{LogIndex, NodeId, RestorePoint, SnapshotChunk, SnapshotMeta, Term};
 use crate::storage::Storage;
 
+/// A transfer that stalled this many times in a row without progress, the
+/// follower silent through the last one, is abandoned (its view released)
+/// until the follower answers again.
+const STALLS_BEFORE_GIVING_UP: u32 = 5;
+
+/// Returns the crc32 a snapshot chunk carries: over its positions, its
+/// last flag and its data (each length-prefixed), so a damaged position or
+/// flag is refused like damaged data.
+pub fn chunk_crc32(cursor: &[u8], next_cursor: &[u8], data: &[u8], last: bool) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    for part in [cursor, next_cursor, &[u8::from(last)][..], data] {
+        hasher.update(&(part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize()
+}
+
 impl<S: Storage> Raft<S> {
     /// Leader: starts a new snapshot transfer to `to` (from a new view).
     pub fn send_snapshot(&mut self, to: NodeId) {
@@ -68,9 +85,10 @@ impl<S: Storage> Raft<S> {
             return;
         }
         outgoing.snapshot = Some(pinned);
-        outgoing
-            .in_flight
-            .push_back((chunk.cursor.clone(), chunk.next_cursor.clone()));
+        // Only the follower's done (an append answer) acknowledges the last
+        // chunk: its end position is never taken as an acknowledgement.
+        let end = (!chunk.last).then(|| chunk.next_cursor.clone());
+        outgoing.in_flight.push_back((chunk.cursor.clone(), end));
         if chunk.last {
             outgoing.read_all = true;
         } else {
@@ -78,7 +96,7 @@ impl<S: Storage> Raft<S> {
         }
         let progress = self.progress.get_mut(&to).expect("checked above");
         progress.pending_snapshot = chunk.meta.index;
-        let crc32 = crc32fast::hash(&chunk.data);
+        let crc32 = chunk_crc32(&chunk.cursor, &chunk.next_cursor, &chunk.data, chunk.last);
         self.send(
             to,
             MessageBody::SnapshotChunk {
@@ -163,6 +181,7 @@ impl<S: Storage> Raft<S> {
         let Some(outgoing) = progress.outgoing.as_mut() else {
             return;
         };
+        outgoing.answered = true;
         if outgoing.snapshot != Some((index, term)) {
             // Still restoring another snapshot: ours has not reached it.
             return;
@@ -170,7 +189,7 @@ impl<S: Storage> Raft<S> {
         if let Some(acked) = outgoing
             .in_flight
             .iter()
-            .position(|(_, end)| *end == next_cursor)
+            .position(|(_, end)| end.as_ref() == Some(&next_cursor))
         {
             outgoing.in_flight.drain(..=acked);
             outgoing.stalled_ticks = 0;
@@ -187,7 +206,7 @@ impl<S: Storage> Raft<S> {
     /// `snapshot_stall_ticks` (a chunk or its answer was lost).
     pub fn tick_snapshot_transfers(&mut self) {
         let stall_ticks = self.config.snapshot_stall_ticks;
-        let (mut resumed, mut restarted) = (Vec::new(), Vec::new());
+        let (mut resumed, mut restarted, mut abandoned) = (Vec::new(), Vec::new(), Vec::new());
         for (&id, progress) in &mut self.progress {
             if progress.state != ProgressState::Snapshot {
                 continue;
@@ -201,7 +220,12 @@ impl<S: Storage> Raft<S> {
             }
             let position = outgoing.acked_position();
             let stalls = outgoing.stalls + 1;
-            if position.is_empty() && stalls >= 2 {
+            let answered = std::mem::take(&mut outgoing.answered);
+            if stalls >= STALLS_BEFORE_GIVING_UP && !answered {
+                // The follower is gone: stop pinning a view for it; its
+                // next answer starts a new transfer.
+                abandoned.push(id);
+            } else if position.is_empty() && stalls >= 2 {
                 // Nothing of this view was taken twice over (refused as
                 // older than the follower's log?): a newer view may do.
                 restarted.push(id);
@@ -216,6 +240,14 @@ impl<S: Storage> Raft<S> {
         }
         for id in restarted {
             self.send_snapshot(id);
+        }
+        for id in abandoned {
+            warn!(node = self.id.0, to = id.0, "snapshot transfer abandoned");
+            if let Some(progress) = self.progress.get_mut(&id) {
+                progress.become_probe();
+            }
+            self.snapshot_requests
+                .push(SnapshotRequest::Release { to: id });
         }
     }
 
@@ -238,6 +270,12 @@ impl<S: Storage> Raft<S> {
         }
         self.leader = Some(from);
         self.election_elapsed = 0;
+        if self.log.installing.is_some() {
+            // A restore finished in the Ready being built: the storage has
+            // not installed it yet, so nothing may begin on top (the leader
+            // resends what is still needed).
+            return;
+        }
         if self.restoring.is_none() && self.has_snapshot(from, &meta) {
             return;
         }
@@ -245,7 +283,7 @@ impl<S: Storage> Raft<S> {
             .restoring
             .as_ref()
             .is_some_and(|point| (point.index, point.term) == (meta.index, meta.term));
-        if crc32fast::hash(&data) != crc32 {
+        if chunk_crc32(&cursor, &next_cursor, &data, last) != crc32 {
             warn!(
                 node = self.id.0,
                 index = meta.index.0,

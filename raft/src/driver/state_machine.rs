@@ -13,8 +13,9 @@
 //!   view pinned by [`StateMachine::snapshot_source`].
 //! - A restore is `begin_restore`, `restore_chunk` for each chunk but the
 //!   last, then `finish_restore` with the last one. From `begin_restore`
-//!   until `finish_restore` the application marks its state durably as
-//!   being restored ([`StateMachine::restoring`] returns the snapshot and
+//!   until `finish_restore` the application marks its state as being
+//!   restored, in the same writes as the restored data (one WAL: a power
+//!   failure loses a mark only with the data it describes) ([`StateMachine::restoring`] returns the snapshot and
 //!   the position of the next chunk needed), so a node that stops
 //!   mid-restore resumes or restarts the restore and never applies entries
 //!   to, or serves, a partial state. `finish_restore` writes the last

@@ -120,8 +120,8 @@ pub struct NodeTask<S: Storage + Send + 'static, M: StateMachine> {
     /// Bytes of the entries applied since the last compaction.
     log_bytes_since_compaction: u64,
     /// The index of the last membership change applied (the applied index
-    /// at start, not knowing better): compaction never passes it, so the
-    /// membership it records is the one in force at its index.
+    /// at start, not knowing better): compaction never goes below it, so
+    /// the membership it records is the one in force at its index.
     last_conf_change: LogIndex,
     /// Leader: the pinned views of snapshots being sent.
     snapshot_reads: SnapshotReads,
@@ -427,6 +427,11 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
         self.transport.send(ready.messages);
         self.apply(&ready.committed_entries)?;
         for request in std::mem::take(&mut ready.snapshot_requests) {
+            if self.last_role != Role::Leader {
+                // Stepped down in this Ready: its views are dropped, none
+                // is pinned again.
+                break;
+            }
             let node = &self.node;
             let machine = &self.machine;
             self.snapshot_reads.serve(request, machine, || {
@@ -459,6 +464,10 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
         chunks: &mut Vec<SnapshotChunk>,
     ) -> Result<Option<SnapshotChunk>, StorageError> {
         let last = chunks.pop_if(|chunk| chunk.last);
+        assert!(
+            chunks.iter().all(|chunk| !chunk.last),
+            "a Ready's last chunk ends its restore chunks"
+        );
         for chunk in chunks.drain(..).chain(last.iter().cloned()) {
             let meta = &chunk.meta;
             let failed = |cause| restore_failed(meta.index, meta.term, &chunk.cursor, cause);
@@ -574,7 +583,7 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
     /// Compacts the log once enough entries or bytes were applied since
     /// the last compaction (see [`NodeOptions::compact_interval_entries`]):
     /// drops the entries up to `compact_keep_entries` below the applied
-    /// index, never past the last membership change applied. Nothing is
+    /// index, but never below the last membership change applied. Nothing is
     /// copied: the application's state is the snapshot, and the synced
     /// compaction write makes it durable first (one database, one WAL).
     fn maybe_compact(&mut self) -> Result<(), StorageError> {

@@ -98,6 +98,7 @@ pub fn undecodable_chunk(from: NodeId, to: NodeId, term: Term, voters: &[u64]) -
     data.put_u32(1 << 20);
     data.put_slice(b"cut");
     let data = data.freeze();
+    let next_cursor = Bytes::from_static(b"\0key-9\0");
     Message {
         from,
         to,
@@ -109,8 +110,8 @@ pub fn undecodable_chunk(from: NodeId, to: NodeId, term: Term, voters: &[u64]) -
                 membership: Membership::with_voters(voters.iter().copied().map(NodeId)),
             },
             cursor: Bytes::new(),
-            next_cursor: Bytes::from_static(b"\0key-9\0"),
-            crc32: crc32fast::hash(&data),
+            crc32: raft::core::chunk_crc32(&[], &next_cursor, &data, false),
+            next_cursor,
             data,
             last: false,
         },
