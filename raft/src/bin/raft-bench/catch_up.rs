@@ -137,6 +137,7 @@ pub async fn run(base_port: u16, mib: u64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let leader_disk_after = dir_bytes(&dir.join(format!("node-{}", leader + 1)));
     let received =
         gauge(&group.http[follower], "raft_snapshot_received_bytes_total").unwrap_or(0.0);
     let live = (mib * VALUE_BYTES as u64) as f64;
@@ -149,10 +150,13 @@ pub async fn run(base_port: u16, mib: u64) {
         mib as f64 / fill_seconds,
     );
     println!(
-        "    peak RSS: leader {}, follower {}; leader disk {:.0} MiB = {:.2}x the live data",
+        "    peak RSS: leader {}, follower {}; leader disk {:.0} MiB = {:.2}x the state's values \
+         after the fill, {:.2}x after the catch-up (the log's uncompacted tail, up to 80 \
+         entries, included)",
         mib_of(peak_rss_bytes(group.children[leader].id())),
         mib_of(peak_rss_bytes(group.children[follower].id())),
         leader_disk as f64 / f64::from(1 << 20),
         leader_disk as f64 / live,
+        leader_disk_after as f64 / live,
     );
 }
