@@ -1,7 +1,8 @@
 //! Metric names of the shard controller (STYLE.md F), described at startup
-//! by [`describe`]. Every series carries the label `node`; the request
-//! series add `op` (`join`, `leave`, `move`, `query`, `watch`) and the
-//! counter adds `status` (see [`status_label`](crate::service)).
+//! by [`describe`]. Every series carries the labels `group` (the
+//! controller's Raft group, 0) and `node`, as every server's series do; the
+//! request series add `op` (`join`, `leave`, `move`, `query`, `watch`) and
+//! the counter adds `status` (see [`status_label`](crate::service)).
 //!
 //! The raft crate's metrics (`raft_*`) come with the node; these cover the
 //! controller's own state and its public API.
@@ -46,9 +47,14 @@ pub fn describe() {
     );
 }
 
+/// The value of the `group` label on every controller series: the
+/// controller's Raft group, [`CONTROLLER_GROUP`](crate::server::CONTROLLER_GROUP).
+pub(crate) const GROUP_LABEL: &str = "0";
+
 /// Sets the configuration gauges of `node` from its latest configuration.
 pub(crate) fn observe_config(node: u64, num: u64, groups: usize) {
     let node = node.to_string();
-    metrics::gauge!(SHARDCTRLER_CONFIG_NUM, "node" => node.clone()).set(num as f64);
-    metrics::gauge!(SHARDCTRLER_GROUPS, "node" => node).set(groups as f64);
+    metrics::gauge!(SHARDCTRLER_CONFIG_NUM, "group" => GROUP_LABEL, "node" => node.clone())
+        .set(num as f64);
+    metrics::gauge!(SHARDCTRLER_GROUPS, "group" => GROUP_LABEL, "node" => node).set(groups as f64);
 }

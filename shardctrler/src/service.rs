@@ -169,9 +169,9 @@ impl CtrlerService {
     /// Counts one answered request, by its `status` label, and its latency.
     fn observe(&self, op: Op, started: Instant, status: &'static str) {
         let node = self.node.clone();
-        metrics::counter!(SHARDCTRLER_REQUESTS_TOTAL, "node" => node.clone(), "op" => op.label(), "status" => status)
+        metrics::counter!(SHARDCTRLER_REQUESTS_TOTAL, "group" => crate::metrics::GROUP_LABEL, "node" => node.clone(), "op" => op.label(), "status" => status)
             .increment(1);
-        metrics::histogram!(SHARDCTRLER_REQUEST_DURATION_SECONDS, "node" => node, "op" => op.label())
+        metrics::histogram!(SHARDCTRLER_REQUEST_DURATION_SECONDS, "group" => crate::metrics::GROUP_LABEL, "node" => node, "op" => op.label())
             .record(started.elapsed().as_secs_f64());
     }
 

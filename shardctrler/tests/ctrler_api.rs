@@ -221,6 +221,13 @@ async fn metrics_are_exported() {
     for name in shardctrler::metrics::CONTROLLER_METRICS {
         assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
     }
-    assert!(body.contains("shardctrler_config_num{node=\""), "{body}");
+    assert!(
+        body.contains("shardctrler_config_num{group=\"0\",node=\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("shardctrler_requests_total{group=\"0\",node=\""),
+        "{body}"
+    );
     assert!(body.contains("raft_term"), "{body}");
 }

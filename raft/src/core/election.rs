@@ -14,8 +14,8 @@ use tracing::{debug, info};
 use crate::core::message::{Message, MessageBody};
 use crate::core::quorum::{VoteResult, vote_result};
 use crate::core::raft::{Raft, Role};
+use crate::core::storage::Storage;
 use crate::core::types::{LogIndex, NodeId, Term};
-use crate::storage::Storage;
 
 impl<S: Storage> Raft<S> {
     /// Starts a (pre-)election. A transfer campaign skips PreVote and asks

@@ -9,10 +9,10 @@
 //! - Storage errors other than `Compacted` are fatal (see [`Storage`]).
 
 use crate::core::StorageError;
+use crate::core::storage::Storage;
+use crate::core::storage::limit_size;
 use crate::core::types::{Entry, LogIndex, SnapshotMeta, Term};
 use crate::core::unstable::Unstable;
-use crate::storage::Storage;
-use crate::storage::limit_size;
 
 /// The log of one node.
 pub struct RaftLog<S: Storage> {

@@ -25,8 +25,8 @@ use tracing::info;
 use crate::core::Error;
 use crate::core::progress::Progress;
 use crate::core::raft::{Raft, Role};
+use crate::core::storage::Storage;
 use crate::core::types::{ConfChange, EntryKind, LogIndex, NodeId};
-use crate::storage::Storage;
 
 impl<S: Storage> Raft<S> {
     /// Proposes a membership change; returns its index.

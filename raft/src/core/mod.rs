@@ -19,6 +19,7 @@ mod read_index;
 pub mod ready;
 mod replication;
 mod snapshot;
+pub mod storage;
 mod transfer;
 mod types;
 mod unstable;

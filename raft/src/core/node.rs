@@ -14,10 +14,10 @@ use crate::core::config::Config;
 use crate::core::message::Message;
 use crate::core::raft::{Raft, Role};
 use crate::core::ready::{Ready, SoftState};
+use crate::core::storage::Storage;
 use crate::core::types::{
     ConfChange, EntryKind, HardState, LogIndex, Membership, NodeId, SnapshotChunk, Term,
 };
-use crate::storage::Storage;
 
 /// Identifies an accepted proposal: it took effect if and only if the entry
 /// applied at `index` has `term`.

@@ -1,5 +1,6 @@
 //! Enforces that the core stays pure: no module under `src/core/` may use
-//! I/O, threads, wall-clock time or unseeded randomness.
+//! I/O, threads, wall-clock time or unseeded randomness, nor reach into the
+//! storage implementations (it reads through `core::storage::Storage`).
 
 use std::fs;
 use std::path::Path;
@@ -14,6 +15,7 @@ const FORBIDDEN: &[&str] = &[
     "thread_rng",
     "std::fs",
     "std::net",
+    "crate::storage",
 ];
 
 #[test]

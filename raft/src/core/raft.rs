@@ -22,11 +22,11 @@ use crate::core::progress::Progress;
 use crate::core::read_index::ReadOnly;
 use crate::core::ready::ReadState;
 use crate::core::ready::SnapshotRequest;
+use crate::core::storage::Storage;
 use crate::core::types::{
     Entry, EntryKind, LogIndex, Membership, NodeId, RestorePoint, SnapshotChunk, Term,
 };
 use crate::core::{Error, HardState};
-use crate::storage::Storage;
 
 /// The role a node plays in its current term.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

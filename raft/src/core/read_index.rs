@@ -18,8 +18,8 @@ use crate::core::Error;
 use crate::core::quorum::has_quorum;
 use crate::core::raft::{Raft, Role};
 use crate::core::ready::ReadState;
+use crate::core::storage::Storage;
 use crate::core::types::{LogIndex, NodeId};
-use crate::storage::Storage;
 
 /// A read waiting for its heartbeat round to be confirmed.
 #[derive(Clone, Debug)]

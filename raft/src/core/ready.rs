@@ -11,7 +11,7 @@
 //!    old state, so a power failure loses both or neither);
 //! 2. persist `snapshot`, `entries` and `hard_state` with **one write**,
 //!    synced unless only the commit index changed
-//!    ([`Storage::persist`](crate::storage::Storage::persist));
+//!    ([`Storage::persist`](crate::core::storage::Storage::persist));
 //! 3. if `restore_chunks` ends with the last chunk, hand it to the
 //!    application, which finishes the restore durably (its applied index
 //!    becomes the snapshot's; the acknowledgement sent next tells the
@@ -121,8 +121,8 @@ impl Ready {
     }
 
     /// Returns the batch to persist for this Ready.
-    pub fn persist_batch(&self) -> crate::storage::PersistBatch<'_> {
-        crate::storage::PersistBatch {
+    pub fn persist_batch(&self) -> crate::core::storage::PersistBatch<'_> {
+        crate::core::storage::PersistBatch {
             hard_state: self.hard_state.as_ref(),
             snapshot: self.snapshot.as_ref(),
             entries: &self.entries,

@@ -19,8 +19,8 @@ use crate::core::progress::ProgressState;
 use crate::core::quorum::committed_index;
 use crate::core::raft::{Raft, Role};
 use crate::core::ready::SnapshotRequest;
+use crate::core::storage::Storage;
 use crate::core::types::{Entry, EntryKind, LogIndex, NodeId, Term};
-use crate::storage::Storage;
 
 impl<S: Storage> Raft<S> {
     /// Appends a proposal to the leader's log; returns its index.

@@ -31,8 +31,8 @@ use crate::core::message::{Message, MessageBody};
 use crate::core::progress::{OutgoingSnapshot, ProgressState};
 use crate::core::raft::{Raft, Role};
 use crate::core::ready::SnapshotRequest;
+use crate::core::storage::Storage;
 use crate::core::types::{LogIndex, NodeId, RestorePoint, SnapshotChunk, SnapshotMeta, Term};
-use crate::storage::Storage;
 
 /// A transfer that stalled this many times in a row without progress, the
 /// follower silent through the last one, is abandoned (its view released)

@@ -8,8 +8,8 @@ use tracing::info;
 use crate::core::Error;
 use crate::core::message::MessageBody;
 use crate::core::raft::{Raft, Role};
+use crate::core::storage::Storage;
 use crate::core::types::NodeId;
-use crate::storage::Storage;
 
 impl<S: Storage> Raft<S> {
     /// Starts handing leadership to `target`.

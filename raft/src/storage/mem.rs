@@ -3,8 +3,8 @@
 //! Invariant: `entries[i].index == snapshot.index + 1 + i` (the log is
 //! contiguous right after the compacted prefix).
 
+use crate::core::storage::{InitialState, PersistBatch, Storage, limit_size};
 use crate::core::{Entry, HardState, LogIndex, Membership, SnapshotMeta, StorageError, Term};
-use crate::storage::{InitialState, PersistBatch, Storage};
 
 /// Log and hard state held in memory.
 #[derive(Clone, Debug, Default)]
@@ -208,19 +208,4 @@ impl Storage for MemStorage {
         self.synced_hard_state = self.hard_state;
         Ok(())
     }
-}
-
-/// Returns the longest prefix of `entries` within `bytes_max`, but at least
-/// one entry.
-pub(crate) fn limit_size(entries: &[Entry], bytes_max: u64) -> Vec<Entry> {
-    let mut total = 0u64;
-    let mut count = 0;
-    for entry in entries {
-        total += entry.size_bytes();
-        if count > 0 && total > bytes_max {
-            break;
-        }
-        count += 1;
-    }
-    entries[..count].to_vec()
 }
