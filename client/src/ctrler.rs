@@ -66,11 +66,11 @@ impl Server {
             address: address.to_string(),
             reason,
         };
-        if address
-            .rsplit_once(':')
-            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-        {
-            return Err(invalid("expected HOST:PORT".to_string()));
+        if !proto::address::is_valid_server_address(address) {
+            return Err(invalid(
+                "expected HOST:PORT (host: a DNS name, an IPv4 address or a bracketed IPv6 address; port: 1 to 65535)"
+                    .to_string(),
+            ));
         }
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|error| invalid(error.to_string()))?

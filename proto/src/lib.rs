@@ -1,8 +1,12 @@
-//! Generated code of the project's protocol buffers and the one helper every
-//! side of the public API shares: the shard of a key.
+//! Generated code of the project's protocol buffers and the few helpers
+//! every side of the public API shares.
 //!
 //! - [`kv::v1`]: the public, stable API (DESIGN.md "Public API").
 //! - [`raft::v1`]: the internal Raft peer protocol.
+//! - [`address`]: the `host:port` syntax of a server address.
+//! - [`shard_of_key`]: the shard of a key.
+
+pub mod address;
 
 /// The public API, package `kv.v1`.
 pub mod kv {

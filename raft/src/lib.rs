@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod observability;
 #[cfg(feature = "node")]
 pub mod register;
+#[cfg(feature = "node")]
 pub mod server_flags;
 pub mod storage;
 #[cfg(feature = "node")]

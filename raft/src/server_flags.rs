@@ -64,11 +64,10 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, String> {
             return Err("peer id 0 is reserved".into());
         }
         let address = address.trim();
-        if address
-            .rsplit_once(':')
-            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-        {
-            return Err(format!("peer address `{address}` is not HOST:PORT"));
+        if !proto::address::is_valid_server_address(address) {
+            return Err(format!(
+                "peer address `{address}` is not HOST:PORT (host: a DNS name, an IPv4 address or a bracketed IPv6 address; port: 1 to 65535)"
+            ));
         }
         if peers.insert(NodeId(id), address.to_string()).is_some() {
             return Err(format!("peer id {id} is listed twice"));

@@ -8,7 +8,7 @@
 //! - [`types`]: ids ([`GroupId`], [`ShardId`], [`ConfigNum`]) and [`Config`].
 //! - [`rebalance`](mod@rebalance): deterministic minimal-movement rebalancing.
 //! - [`address`](mod@address): the `host:port` syntax a Join's server
-//!   addresses must follow.
+//!   addresses must follow (`proto::address`, shared by every side).
 //! - [`command`]: the log commands ([`Command`], [`Request`]).
 //! - [`state_machine`]: [`ControllerState`], with at-most-once `apply`,
 //!   `query`, and snapshots.
@@ -30,7 +30,7 @@
 //! The design decisions (rebalancing rules, error replies, encoding) are in
 //! docs/shardctrler.md.
 
-pub mod address;
+pub use proto::address;
 pub mod command;
 pub mod convert;
 pub mod error;

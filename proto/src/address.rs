@@ -1,7 +1,8 @@
-//! The syntax of a replica's gRPC address in a Join (docs/shardctrler.md,
-//! "Validation"): `host:port`, where host is a DNS name, a dotted-decimal
-//! IPv4 address or a bracketed IPv6 address (neither unspecified), and port
-//! is 1 to 65535 in decimal without leading zeros.
+//! The syntax of a server's gRPC address, shared by every side of the API
+//! (a Join's server addresses, `--peers`, the clients' server lists;
+//! docs/shardctrler.md, "Validation"): `host:port`, where host is a DNS
+//! name, a dotted-decimal IPv4 address or a bracketed IPv6 address (neither
+//! unspecified), and port is 1 to 65535 in decimal without leading zeros.
 //!
 //! Invariants: the check is pure and deterministic, so every controller
 //! replica refuses the same Joins; it does not resolve names (a container
