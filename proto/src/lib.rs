@@ -4,9 +4,11 @@
 //! - [`kv::v1`]: the public, stable API (DESIGN.md "Public API").
 //! - [`raft::v1`]: the internal Raft peer protocol.
 //! - [`address`]: the `host:port` syntax of a server address.
+//! - [`config`]: the ids and the configuration value, and their wire form.
 //! - [`shard_of_key`]: the shard of a key.
 
 pub mod address;
+pub mod config;
 
 /// The public API, package `kv.v1`.
 pub mod kv {

@@ -1,5 +1,6 @@
-//! Conversions between the public `kv.v1` messages and the controller's
-//! own types (DESIGN.md "Public API").
+//! Conversions from the public `kv.v1` requests to the controller's log
+//! requests (DESIGN.md "Public API"); a configuration converts itself
+//! (`Config::to_proto`, in `proto::config`).
 //!
 //! Invariant: conversion from the wire never refuses input. Bad input (an
 //! empty list, gid 0, a shard out of range) is carried through unchanged, so
@@ -11,25 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use proto::kv::v1 as pb;
 
 use crate::command::{Command, Request};
-use crate::types::{Config, GroupId, ShardId};
-
-/// Returns the wire form of `config`.
-pub fn config_to_proto(config: &Config) -> pb::Config {
-    pb::Config {
-        num: config.num.0,
-        shards: config.shards.iter().map(|gid| gid.0).collect(),
-        groups: config
-            .groups
-            .iter()
-            .map(|(gid, servers)| {
-                let list = pb::ServerList {
-                    servers: servers.clone(),
-                };
-                (gid.0, list)
-            })
-            .collect(),
-    }
-}
+use crate::types::{GroupId, ShardId};
 
 /// Returns the log request of a Join.
 pub fn join_request(request: pb::JoinRequest) -> Request {
@@ -76,22 +59,6 @@ fn groups_from_proto(groups: HashMap<u64, pb::ServerList>) -> BTreeMap<GroupId, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    // The wire form keeps every field: numbers, the shard table and the
-    // server lists by gid.
-    #[test]
-    fn config_round_trips_to_the_wire_form() {
-        let mut config = Config::initial(3);
-        config.num = crate::types::ConfigNum(4);
-        config
-            .groups
-            .insert(GroupId(7), vec!["a:1".into(), "b:2".into()]);
-        config.shards = vec![GroupId(7); 3];
-        let wire = config_to_proto(&config);
-        assert_eq!(wire.num, 4);
-        assert_eq!(wire.shards, vec![7, 7, 7]);
-        assert_eq!(wire.groups[&7].servers, vec!["a:1", "b:2"]);
-    }
 
     // Bad input crosses unchanged, for the state machine to refuse.
     #[test]

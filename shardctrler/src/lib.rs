@@ -5,7 +5,8 @@
 //! pure part, which every replica runs deterministically on the committed
 //! log:
 //!
-//! - [`types`]: ids ([`GroupId`], [`ShardId`], [`ConfigNum`]) and [`Config`].
+//! - [`types`]: ids ([`GroupId`], [`ShardId`], [`ConfigNum`]) and [`Config`]
+//!   (`proto::config`, shared with the group servers and the clients).
 //! - [`rebalance`](mod@rebalance): deterministic minimal-movement rebalancing.
 //! - [`address`](mod@address): the `host:port` syntax a Join's server
 //!   addresses must follow (`proto::address`, shared by every side).
@@ -41,7 +42,7 @@ pub mod service;
 pub mod shared;
 pub mod state_machine;
 pub mod store_rocks;
-pub mod types;
+pub use proto::config as types;
 
 mod codec;
 

@@ -30,7 +30,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Response, Status};
 
 use crate::command::Request;
-use crate::convert::{config_to_proto, join_request, leave_request, move_request};
+use crate::convert::{join_request, leave_request, move_request};
 use crate::error::AdminError;
 use crate::metrics::{SHARDCTRLER_REQUEST_DURATION_SECONDS, SHARDCTRLER_REQUESTS_TOTAL};
 use crate::shared::SharedState;
@@ -102,7 +102,7 @@ impl CtrlerService {
             Ok((_, Some(Ok(config)))) => Ok(pb::CtrlReply {
                 status: pb::Status::Ok as i32,
                 leader_hint: String::new(),
-                config: Some(config_to_proto(&config)),
+                config: Some(config.to_proto()),
             }),
             Ok((_, Some(Err(error)))) => Err(admin_status(&error)),
             Ok((index, None)) => Err(Status::internal(format!(
@@ -136,7 +136,7 @@ impl CtrlerService {
         }
         let config = self
             .shared
-            .read(|state| state.query(num).map(config_to_proto))
+            .read(|state| state.query(num).map(crate::types::Config::to_proto))
             .map_err(|error| admin_status(&error))?;
         Ok(pb::QueryReply {
             status: pb::Status::Ok as i32,
@@ -270,7 +270,7 @@ async fn stream_configs(
         }
         for config in batch {
             next = config.num.0 + 1;
-            if sender.send(Ok(config_to_proto(&config))).await.is_err() {
+            if sender.send(Ok(config.to_proto())).await.is_err() {
                 return;
             }
         }

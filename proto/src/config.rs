@@ -1,8 +1,9 @@
 //! Identifier newtypes and the configuration value (DESIGN.md, "Sharding and
-//! configurations").
+//! configurations"), with their wire form: the vocabulary the controller,
+//! the group servers and the clients share, here so none links another.
 //!
-//! This module owns the vocabulary every other module speaks: [`GroupId`],
-//! [`ShardId`], [`ConfigNum`] and [`Config`].
+//! This module owns [`GroupId`], [`ShardId`], [`ConfigNum`] and [`Config`],
+//! and the conversion to and from `kv.v1.Config`.
 //!
 //! Invariants of a [`Config`] produced by the controller (upheld by
 //! `ControllerState`, the only producer, and checked on snapshot decode):
@@ -17,6 +18,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+
+use crate::kv::v1 as pb;
 
 /// The id of a replica group. Gid 0 ([`GroupId::UNASSIGNED`]) is reserved for
 /// "no owner" and is never a group.
@@ -135,6 +138,41 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Returns the wire form of this configuration.
+    pub fn to_proto(&self) -> pb::Config {
+        pb::Config {
+            num: self.num.0,
+            shards: self.shards.iter().map(|gid| gid.0).collect(),
+            groups: self
+                .groups
+                .iter()
+                .map(|(gid, servers)| {
+                    let list = pb::ServerList {
+                        servers: servers.clone(),
+                    };
+                    (gid.0, list)
+                })
+                .collect(),
+        }
+    }
+
+    /// Returns the configuration a wire message carries, as sent: the
+    /// invariants above hold for what the controller sent, and are not
+    /// checked here.
+    pub fn from_proto(wire: pb::Config) -> Config {
+        Config {
+            num: ConfigNum(wire.num),
+            shards: wire.shards.into_iter().map(GroupId).collect(),
+            groups: wire
+                .groups
+                .into_iter()
+                .map(|(gid, list)| (GroupId(gid), list.servers))
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +203,23 @@ mod tests {
         let counts = config.shard_counts();
         assert_eq!(counts.get(&GroupId(7)), Some(&3));
         assert_eq!(counts.get(&GroupId(9)), Some(&1));
+    }
+
+    // The wire form keeps every field: numbers, the shard table and the
+    // server lists by gid; and converts back to the same value.
+    #[test]
+    fn config_round_trips_through_the_wire_form() {
+        let mut config = Config::initial(3);
+        config.num = ConfigNum(4);
+        config
+            .groups
+            .insert(GroupId(7), vec!["a:1".into(), "b:2".into()]);
+        config.shards = vec![GroupId(7); 3];
+        let wire = config.to_proto();
+        assert_eq!(wire.num, 4);
+        assert_eq!(wire.shards, vec![7, 7, 7]);
+        assert_eq!(wire.groups[&7].servers, vec!["a:1", "b:2"]);
+        assert_eq!(Config::from_proto(wire), config);
     }
 
     #[test]
