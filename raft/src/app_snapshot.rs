@@ -1,7 +1,8 @@
 //! Snapshots of an application's column families, for applications whose
 //! state lives in the node's RocksDB (the register map; the group server
-//! later): a pinned view read in chunks by key, the restore of such chunks
-//! straight into the column families, and the durable restore mark.
+//! later): a pinned view read in chunks by key, and the restore of such
+//! chunks straight into the column families (the restore mark is
+//! [`crate::app_meta`]'s).
 //!
 //! A chunk is a run of whole records, each `[cf: u8][key length: u32 BE]
 //! [key][value length: u32 BE][value]`, `cf` indexing the column families
@@ -22,7 +23,7 @@ use std::sync::mpsc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use rocksdb::{DB, ReadOptions, WriteBatch};
 
-use crate::core::{LogIndex, RestorePoint, StorageError, Term};
+use crate::core::{LogIndex, StorageError};
 use crate::driver::{SnapshotPiece, SnapshotSource};
 
 type ReadRequest = (
@@ -236,41 +237,4 @@ pub fn put_records(
         records += 1;
     }
     Ok(records)
-}
-
-/// Encodes a restore mark: index, term (u64 BE each), the position, and a
-/// crc32 of all of it.
-pub fn encode_mark(point: &RestorePoint) -> Vec<u8> {
-    let mut mark = Vec::with_capacity(20 + point.next_cursor.len());
-    mark.extend_from_slice(&point.index.0.to_be_bytes());
-    mark.extend_from_slice(&point.term.0.to_be_bytes());
-    mark.extend_from_slice(&point.next_cursor);
-    let crc = crc32fast::hash(&mark);
-    mark.extend_from_slice(&crc.to_be_bytes());
-    mark
-}
-
-/// Decodes a mark written by [`encode_mark`].
-///
-/// # Errors
-/// [`StorageError::Corruption`] naming `location` if it is damaged.
-pub fn decode_mark(mark: &[u8], location: &str) -> Result<RestorePoint, StorageError> {
-    let damaged = |detail: &str| StorageError::Corruption {
-        index: LogIndex(0),
-        location: location.into(),
-        detail: detail.into(),
-    };
-    if mark.len() < 20 {
-        return Err(damaged("the restore mark is too short"));
-    }
-    let (body, crc) = mark.split_at(mark.len() - 4);
-    if crc32fast::hash(body) != u32::from_be_bytes(crc.try_into().expect("4 bytes")) {
-        return Err(damaged("the restore mark fails its crc32"));
-    }
-    let number = |at: usize| u64::from_be_bytes(body[at..at + 8].try_into().expect("8 bytes"));
-    Ok(RestorePoint {
-        index: LogIndex(number(0)),
-        term: Term(number(8)),
-        next_cursor: Bytes::copy_from_slice(&body[16..]),
-    })
 }

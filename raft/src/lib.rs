@@ -17,6 +17,8 @@ pub mod core;
 pub mod driver;
 
 #[cfg(feature = "node")]
+pub mod app_meta;
+#[cfg(feature = "node")]
 pub mod app_snapshot;
 #[cfg(feature = "node")]
 pub mod exit_code;

@@ -23,18 +23,14 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use rocksdb::{DB, WriteBatch};
 
-use crate::app_snapshot;
 use crate::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
 use crate::driver::{SnapshotSource, StateMachine};
+use crate::{app_meta, app_snapshot};
 
 /// Column family of the values.
 pub const DATA_CF: &str = "data";
 /// Column family of the applied index.
 pub const META_CF: &str = "meta";
-const APPLIED_KEY: &[u8] = b"applied_index";
-/// Present (an [`app_snapshot::encode_mark`]) while a restore is under
-/// way: the data is then partial and the applied index is absent.
-const RESTORING_KEY: &[u8] = b"restoring_snapshot";
 /// The column families a snapshot holds.
 const SNAPSHOT_CFS: [&str; 1] = [DATA_CF];
 /// Keys are at most this long (DESIGN.md "Clients and semantics").
@@ -124,19 +120,15 @@ impl RegisterReader {
         let meta = self.db.cf_handle(META_CF).ok_or_else(|| missing(META_CF))?;
         let view = self.db.snapshot();
         let mark = view
-            .get_cf(meta, RESTORING_KEY)
+            .get_cf(meta, app_meta::RESTORING_KEY)
             .map_err(|e| io_error("reading the restore mark", e))?;
-        if let Some(mark) = mark {
-            let point = app_snapshot::decode_mark(&mark, MARK_LOCATION)?;
+        if let Some(point) = app_meta::decode_restore_mark(mark.as_deref())? {
             return Err(StorageError::SnapshotUnavailable(point.index));
         }
         view.get_cf(data, key)
             .map_err(|e| io_error("reading a value", e))
     }
 }
-
-/// Where the restore mark lives, for errors.
-const MARK_LOCATION: &str = "meta/restoring_snapshot";
 
 /// The register map of one replica.
 pub struct RegisterMachine {
@@ -150,49 +142,12 @@ fn io_error(context: &str, error: rocksdb::Error) -> StorageError {
     StorageError::Io(format!("{context}: {error}"))
 }
 
-/// Reads the log index stored under `key` in `meta`, if any.
-fn read_index(
-    db: &DB,
-    meta: &rocksdb::ColumnFamily,
-    key: &[u8],
-) -> Result<Option<LogIndex>, StorageError> {
-    let raw = db
-        .get_cf(meta, key)
-        .map_err(|e| io_error("reading the meta column family", e))?;
-    decode_index(key, raw)
-}
-
-/// Decodes the log index read from `meta` under `key`, if any.
-fn decode_index(key: &[u8], raw: Option<Vec<u8>>) -> Result<Option<LogIndex>, StorageError> {
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let bytes: [u8; 8] = raw
-        .as_slice()
-        .try_into()
-        .map_err(|_| StorageError::Corruption {
-            index: LogIndex(0),
-            location: format!("{META_CF}/{}", String::from_utf8_lossy(key)),
-            detail: format!("a log index has {} bytes, expected 8", raw.len()),
-        })?;
-    Ok(Some(LogIndex(u64::from_be_bytes(bytes))))
-}
-
 impl RegisterMachine {
     /// Opens the register map stored in `db` (which has the `data` and
     /// `meta` column families).
     pub fn open(db: Arc<DB>) -> Result<RegisterMachine, StorageError> {
-        let meta = db
-            .cf_handle(META_CF)
-            .ok_or_else(|| StorageError::Io("missing meta column family".into()))?;
-        let applied = read_index(&db, meta, APPLIED_KEY)?.unwrap_or(LogIndex(0));
-        let mark = db
-            .get_cf(meta, RESTORING_KEY)
-            .map_err(|e| io_error("reading the restore mark", e))?;
-        let restoring = match mark {
-            Some(mark) => Some(app_snapshot::decode_mark(&mark, MARK_LOCATION)?),
-            None => None,
-        };
+        let applied = app_meta::read_applied(&db)?;
+        let restoring = app_meta::read_restore_mark(&db)?;
         if let Some(point) = &restoring {
             tracing::warn!(
                 snapshot_index = point.index.0,
@@ -279,7 +234,8 @@ impl StateMachine for RegisterMachine {
                 None => {}
             }
         }
-        batch.put_cf(self.cf(META_CF), APPLIED_KEY, last.index.0.to_be_bytes());
+        app_meta::put_applied(&self.db, &mut batch, last.index)
+            .unwrap_or_else(|error| panic!("{error}"));
         self.write(batch);
         self.applied = last.index;
         vec![(); entries.len()]
@@ -301,12 +257,8 @@ impl StateMachine for RegisterMachine {
         };
         let mut batch = WriteBatch::default();
         app_snapshot::clear(&self.db, &mut batch, &SNAPSHOT_CFS)?;
-        batch.delete_cf(self.cf(META_CF), APPLIED_KEY);
-        batch.put_cf(
-            self.cf(META_CF),
-            RESTORING_KEY,
-            app_snapshot::encode_mark(&point),
-        );
+        app_meta::delete_applied(&self.db, &mut batch)?;
+        app_meta::put_restore_mark(&self.db, &mut batch, &point)?;
         self.try_write(batch, "marking the register map as being restored")?;
         self.applied = LogIndex(0);
         self.restoring = Some(point);
@@ -321,11 +273,7 @@ impl StateMachine for RegisterMachine {
         let mut batch = WriteBatch::default();
         app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_CFS, &data)?;
         point.next_cursor = next_cursor;
-        batch.put_cf(
-            self.cf(META_CF),
-            RESTORING_KEY,
-            app_snapshot::encode_mark(&point),
-        );
+        app_meta::put_restore_mark(&self.db, &mut batch, &point)?;
         self.try_write(batch, "writing restored records")?;
         self.restoring = Some(point);
         Ok(())
@@ -339,8 +287,8 @@ impl StateMachine for RegisterMachine {
         assert_eq!(point.index, index, "one restore at a time");
         let mut batch = WriteBatch::default();
         app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_CFS, &data)?;
-        batch.delete_cf(self.cf(META_CF), RESTORING_KEY);
-        batch.put_cf(self.cf(META_CF), APPLIED_KEY, index.0.to_be_bytes());
+        app_meta::delete_restore_mark(&self.db, &mut batch)?;
+        app_meta::put_applied(&self.db, &mut batch, index)?;
         let mut synced = rocksdb::WriteOptions::default();
         synced.set_sync(true);
         self.db

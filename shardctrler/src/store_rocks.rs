@@ -37,7 +37,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 
-use raft::app_snapshot;
+use raft::app_meta;
 use raft::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
 use raft::driver::{EncodedSnapshot, SnapshotSource, StateMachine};
 use raft::storage::{CF_DATA, CF_META};
@@ -51,10 +51,6 @@ use crate::shared::SharedState;
 use crate::state_machine::{ControllerState, Session};
 use crate::types::Config;
 
-const KEY_APPLIED_INDEX: &[u8] = b"applied_index";
-/// Present while a restore is under way (an `app_snapshot` mark).
-const KEY_RESTORING: &[u8] = b"restoring_snapshot";
-const MARK_LOCATION: &str = "meta/restoring_snapshot";
 const KEY_SHARD_COUNT: &[u8] = b"shard_count";
 const PREFIX_CONFIG: &[u8] = b"config/";
 const PREFIX_SESSION: &[u8] = b"session/";
@@ -90,7 +86,7 @@ impl ControllerStore {
     /// [`StorageError::Io`] if RocksDB fails, [`StorageError::Corruption`] if
     /// a record does not decode or the state breaks an invariant.
     pub fn open(db: Arc<DB>, shard_count: u32, node: u64) -> Result<ControllerStore, StorageError> {
-        let applied = read_applied(&db)?;
+        let applied = app_meta::read_applied(&db)?;
         let state = match read_u32(&db, KEY_SHARD_COUNT)? {
             Some(stored) => load_state(&db, stored)?,
             None if applied == LogIndex(0) => bootstrap(&db, shard_count)?,
@@ -104,11 +100,7 @@ impl ControllerStore {
             );
         }
         crate::metrics::observe_config(node, state.latest().num.0, state.latest().groups.len());
-        let restoring = db
-            .get_cf(cf(&db, CF_META), KEY_RESTORING)
-            .map_err(io_error("reading the restore mark"))?
-            .map(|mark| app_snapshot::decode_mark(&mark, MARK_LOCATION))
-            .transpose()?;
+        let restoring = app_meta::read_restore_mark(&db)?;
         Ok(ControllerStore {
             db,
             applied,
@@ -167,11 +159,8 @@ impl StateMachine for ControllerStore {
         let mut batch = WriteBatch::default();
         let carries_request = entry.kind == EntryKind::Normal && !entry.data.is_empty();
         let output = carries_request.then(|| self.apply_request(entry, &mut batch));
-        batch.put_cf(
-            cf(&self.db, CF_META),
-            KEY_APPLIED_INDEX,
-            entry.index.0.to_be_bytes(),
-        );
+        app_meta::put_applied(&self.db, &mut batch, entry.index)
+            .unwrap_or_else(|error| panic!("{error}"));
         self.write(batch);
         self.applied = entry.index;
         output
@@ -194,12 +183,10 @@ impl StateMachine for ControllerStore {
             term,
             next_cursor: Bytes::new(),
         };
+        let mut batch = WriteBatch::default();
+        app_meta::put_restore_mark(&self.db, &mut batch, &point)?;
         self.db
-            .put_cf(
-                cf(&self.db, CF_META),
-                KEY_RESTORING,
-                app_snapshot::encode_mark(&point),
-            )
+            .write(batch)
             .map_err(io_error("marking the controller state as being restored"))?;
         self.applied = LogIndex(0);
         self.restoring = Some(point);
@@ -238,12 +225,8 @@ impl StateMachine for ControllerStore {
         clear_prefix(&self.db, &mut batch, CF_DATA, PREFIX_CONFIG);
         clear_prefix(&self.db, &mut batch, CF_META, PREFIX_SESSION);
         put_state(&self.db, &mut batch, &state);
-        batch.put_cf(
-            cf(&self.db, CF_META),
-            KEY_APPLIED_INDEX,
-            index.0.to_be_bytes(),
-        );
-        batch.delete_cf(cf(&self.db, CF_META), KEY_RESTORING);
+        app_meta::put_applied(&self.db, &mut batch, index)?;
+        app_meta::delete_restore_mark(&self.db, &mut batch)?;
         // Synced: the node acknowledges the snapshot to its leader next.
         let mut synced = rocksdb::WriteOptions::default();
         synced.set_sync(true);
@@ -340,18 +323,6 @@ fn scan_prefix(db: &DB, name: &str, prefix: &[u8]) -> Result<Vec<Record>, Storag
         records.push((key.to_vec(), value.to_vec()));
     }
     Ok(records)
-}
-
-fn read_applied(db: &DB) -> Result<LogIndex, StorageError> {
-    let raw = db
-        .get_cf(cf(db, CF_META), KEY_APPLIED_INDEX)
-        .map_err(io_error("reading the applied index"))?;
-    match raw {
-        None => Ok(LogIndex(0)),
-        Some(raw) => <[u8; 8]>::try_from(raw.as_slice())
-            .map(|bytes| LogIndex(u64::from_be_bytes(bytes)))
-            .map_err(|_| corruption(LogIndex(0), KEY_APPLIED_INDEX, "not 8 bytes")),
-    }
 }
 
 fn read_u32(db: &DB, key: &[u8]) -> Result<Option<u32>, StorageError> {
