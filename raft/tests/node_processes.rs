@@ -335,6 +335,17 @@ async fn every_process_exports_labelled_raft_metrics() {
     }
 }
 
+/// A child process killed when dropped, so a failing test leaves no
+/// server running.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `raft-node` as node 1 of a group of `voters` (the others at
 /// `others`, which the test speaks for) on `dir`, its stderr to `log`.
 fn spawn_replica(dir: &Path, log: &Path, listen: &str, others: &[(u64, String)]) -> Child {
@@ -384,10 +395,14 @@ async fn a_replica_stopped_mid_restore_refuses_reads_on_every_start() {
     damaged_snapshot::prepare_interrupted(&data, &[1]);
     for attempt in 1..=2 {
         let listen = format!("127.0.0.1:{}", free_ports(1)[0]);
-        let mut child = spawn_replica(&data, &dir.path().join("stderr"), &listen, &[]);
+        let child = KillOnDrop(spawn_replica(
+            &data,
+            &dir.path().join("stderr"),
+            &listen,
+            &[],
+        ));
         let reply = get_reply(&listen, "key-0").await;
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
         // Never elected (it does not campaign while restoring), it answers
         // WRONG_LEADER; were it asked through a leader, UNAVAILABLE.
         assert!(
@@ -422,12 +437,12 @@ async fn an_undecodable_chunk_stops_the_process_on_every_start() {
         format!("127.0.0.1:{}", ports[1]),
     );
     for attempt in 1..=2 {
-        let mut child = spawn_replica(&data, &log, &listen, &[(2, fake.clone())]);
+        let mut child = KillOnDrop(spawn_replica(&data, &log, &listen, &[(2, fake.clone())]));
         let peers = std::collections::BTreeMap::from([(NodeId(1), listen.clone())]);
         let leader = raft::transport::GrpcTransport::new(1, NodeId(2), peers);
         let started = Instant::now();
         let status = loop {
-            if let Some(status) = child.try_wait().expect("child status") {
+            if let Some(status) = child.0.try_wait().expect("child status") {
                 break status;
             }
             assert!(

@@ -44,6 +44,17 @@ fn undecodable_snapshot() -> Message {
     }
 }
 
+/// A child process killed when dropped, so a failing test leaves no
+/// server running.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `shardctrler` on `dir` as node 1 of a group whose node 2 is at
 /// `fake` (the test), its stderr to `log`.
 fn spawn_replica(dir: &Path, log: &Path, listen: &str, fake: &str) -> Child {
@@ -76,12 +87,12 @@ async fn an_undecodable_snapshot_stops_the_replica_on_every_start() {
         format!("127.0.0.1:{}", ports[1]),
     );
     for attempt in 1..=2 {
-        let mut child = spawn_replica(&data, &log, &listen, &fake);
+        let mut child = KillOnDrop(spawn_replica(&data, &log, &listen, &fake));
         let peers = std::collections::BTreeMap::from([(NodeId(1), listen.clone())]);
         let leader = GrpcTransport::new(shardctrler::server::CONTROLLER_GROUP, NodeId(2), peers);
         let started = Instant::now();
         let status = loop {
-            if let Some(status) = child.try_wait().expect("child status") {
+            if let Some(status) = child.0.try_wait().expect("child status") {
                 break status;
             }
             assert!(
