@@ -1,5 +1,6 @@
 //! The flags every server binary shares (DESIGN.md "Public API": `--id`,
-//! `--listen`, `--http`, `--peers`, `--data-dir`), each also read from the
+//! `--listen`, `--http`, `--peers`, `--data-dir`; and the log's compaction,
+//! `--compact-interval`, `--compact-keep`), each also read from the
 //! environment as `KV_<FLAG>`, with defaults that work on one machine.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,19 @@ pub struct ServerFlags {
     /// Directory of this replica's RocksDB.
     #[arg(long, env = "KV_DATA_DIR", default_value = "data/node-1")]
     pub data_dir: PathBuf,
+    /// Compact the log every this many applied entries (or 256 MiB of
+    /// them). Compaction only drops log entries: the state is the snapshot.
+    #[arg(
+        long,
+        env = "KV_COMPACT_INTERVAL",
+        alias = "snapshot-interval",
+        default_value_t = 10_000
+    )]
+    pub compact_interval: u64,
+    /// Entries kept below the applied index at compaction, so a follower a
+    /// little behind catches up from the log rather than by snapshot.
+    #[arg(long, env = "KV_COMPACT_KEEP", default_value_t = 1_000)]
+    pub compact_keep: u64,
 }
 
 impl ServerFlags {

@@ -53,6 +53,17 @@ fn start(dir: &std::path::Path, voters: &[u64]) -> Result<Replica, Error> {
     })
 }
 
+/// Returns a data dir bootstrapped for a group of `voters`.
+fn bootstrapped(voters: &[u64]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let membership = raft::core::Membership::with_voters(voters.iter().copied().map(NodeId));
+    RocksStorage::open(dir.path())
+        .expect("open")
+        .bootstrap(membership)
+        .expect("bootstrap");
+    dir
+}
+
 /// Waits (at most 10 s) for the node to stop and returns why.
 async fn stopped(join: NodeJoinHandle) -> StorageError {
     let outcome = tokio::time::timeout(Duration::from_secs(10), join)
@@ -109,14 +120,8 @@ async fn an_interrupted_restore_is_never_served_on_any_start() {
 // 2-node group whose leader (the test) sends it such a chunk; twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undecodable_chunk_stops_the_node_on_every_start() {
-    let dir = tempfile::tempdir().expect("temp dir");
     let voters = [1, 2];
-    {
-        let mut storage = RocksStorage::open(dir.path()).expect("open");
-        storage
-            .bootstrap(raft::core::Membership::with_voters([NodeId(1), NodeId(2)]))
-            .expect("bootstrap");
-    }
+    let dir = bootstrapped(&voters);
     for attempt in 1..=2 {
         let replica = start(dir.path(), &voters).expect("starts");
         let chunk = undecodable_chunk(NodeId(2), NodeId(1), Term(5), &voters);
@@ -143,14 +148,8 @@ async fn an_undecodable_chunk_stops_the_node_on_every_start() {
 // same chunk with its crc32 off by one bit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_failing_its_crc_writes_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
     let voters = [1, 2];
-    {
-        let mut storage = RocksStorage::open(dir.path()).expect("open");
-        storage
-            .bootstrap(raft::core::Membership::with_voters([NodeId(1), NodeId(2)]))
-            .expect("bootstrap");
-    }
+    let dir = bootstrapped(&voters);
     let replica = start(dir.path(), &voters).expect("starts");
     let mut chunk: Message = undecodable_chunk(NodeId(2), NodeId(1), Term(5), &voters);
     if let MessageBody::SnapshotChunk { crc32, .. } = &mut chunk.body {

@@ -75,8 +75,8 @@ impl ReplicaOptions {
             data_dir,
             shard_count: 64,
             tick: Duration::from_millis(100),
-            compact_interval_entries: 1000,
-            compact_keep_entries: 100,
+            compact_interval_entries: 10_000,
+            compact_keep_entries: 1_000,
             request_timeout: Duration::from_secs(5),
         }
     }

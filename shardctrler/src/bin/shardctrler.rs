@@ -33,19 +33,6 @@ struct Args {
     /// election timeout: 10 to 20 ticks).
     #[arg(long, env = "KV_TICK_MS", default_value_t = 100)]
     tick_ms: u64,
-    /// Compact the log every this many applied entries (or 256 MiB of
-    /// them). Compaction only drops log entries: the state is the snapshot.
-    #[arg(
-        long,
-        env = "KV_COMPACT_INTERVAL",
-        alias = "snapshot-interval",
-        default_value_t = 1000
-    )]
-    compact_interval: u64,
-    /// Entries kept below the applied index at compaction, so a follower a
-    /// little behind catches up from the log rather than by snapshot.
-    #[arg(long, env = "KV_COMPACT_KEEP", default_value_t = 100)]
-    compact_keep: u64,
 }
 
 fn main() -> ExitCode {
@@ -81,8 +68,8 @@ async fn run(args: Args) -> ExitCode {
     );
     options.shard_count = args.shards;
     options.tick = Duration::from_millis(args.tick_ms.max(1));
-    options.compact_interval_entries = args.compact_interval.max(1);
-    options.compact_keep_entries = args.compact_keep;
+    options.compact_interval_entries = args.server.compact_interval.max(1);
+    options.compact_keep_entries = args.server.compact_keep;
     let mut replica = match Replica::start(options).await {
         Ok(replica) => replica,
         Err(error) => {
