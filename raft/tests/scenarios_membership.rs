@@ -9,10 +9,14 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{election_timeouts, ensure, node_after, run_seeds};
-use raft::core::{ConfChange, Membership, NodeId, ProposalId, Role, Term};
+use raft::core::{
+    ConfChange, Config, Entry, EntryKind, LogIndex, Membership, Message, MessageBody, Node, NodeId,
+    ProposalId, Role, Term,
+};
 use raft::sim::cluster::{Cluster, ClusterConfig, NodeEvent};
 use raft::sim::network::NetworkFaults;
 use raft::sim::scenario::ScenarioResult;
+use raft::storage::{MemStorage, Storage};
 
 /// A proposed put of a key no other proposal writes.
 type Put = (ProposalId, String, String);
@@ -392,4 +396,63 @@ fn removed_leader_crashing_after_commit_does_not_strand_the_last_voter() {
         cluster.put_committed("k2", "v2", 1, deadline)?;
         Ok(())
     });
+}
+
+fn conf_change_entry(index: u64, change: ConfChange) -> Entry {
+    Entry {
+        term: Term(1),
+        index: LogIndex(index),
+        kind: EntryKind::ConfChange,
+        data: change.encode(),
+    }
+}
+
+// Two membership changes committed at once reach the owner in two
+// Readies, each ending with its change, so the membership the owner
+// saves after each is the one in force at that change's index.
+#[test]
+fn a_ready_holds_at_most_one_membership_change_as_its_last_entry() {
+    let voters = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+    let mut node =
+        Node::new(Config::new(NodeId(2)), MemStorage::new(voters), 7).expect("valid configuration");
+    node.step(Message {
+        from: NodeId(1),
+        to: NodeId(2),
+        term: Term(1),
+        body: MessageBody::AppendEntries {
+            prev_index: LogIndex(1),
+            prev_term: Term(1),
+            entries: vec![
+                conf_change_entry(2, ConfChange::AddLearner(NodeId(4))),
+                conf_change_entry(3, ConfChange::PromoteLearner(NodeId(4))),
+            ],
+            commit: LogIndex(3),
+        },
+    });
+    let mut applied = Vec::new();
+    while let Some(mut ready) = node.ready() {
+        node.storage_mut()
+            .persist(&ready.persist_batch())
+            .expect("memory storage");
+        let entries = std::mem::take(&mut ready.committed_entries);
+        if let Some(last) = entries.last() {
+            let changes = entries
+                .iter()
+                .filter(|entry| entry.kind == EntryKind::ConfChange)
+                .count();
+            assert!(changes <= 1, "{changes} membership changes in one Ready");
+            let membership = node.status().membership;
+            applied.push((
+                last.index,
+                membership.learners.len(),
+                membership.voters.len(),
+            ));
+        }
+        node.advance();
+    }
+    assert_eq!(
+        applied,
+        vec![(LogIndex(2), 1, 3), (LogIndex(3), 0, 4)],
+        "each Ready's membership is the one at its last change"
+    );
 }

@@ -169,13 +169,22 @@ impl<S: Storage> Node<S> {
         self.raft.flush_appends();
         self.raft.flush_read_round();
         // An application holding a partial restore applies nothing.
-        let committed_entries = if self.raft.restoring.is_some() {
+        let mut committed_entries = if self.raft.restoring.is_some() {
             Vec::new()
         } else {
             self.raft
                 .log
                 .next_committed_entries(self.raft.config.apply_batch_bytes_max)
         };
+        // At most one membership change per Ready, as its last entry: the
+        // owner saves the membership in force after it (`status()`), which
+        // must be the one at that change's index, not a later one's.
+        if let Some(change) = committed_entries
+            .iter()
+            .position(|entry| entry.kind == EntryKind::ConfChange)
+        {
+            committed_entries.truncate(change + 1);
+        }
         for entry in committed_entries
             .iter()
             .filter(|e| e.kind == EntryKind::ConfChange)
