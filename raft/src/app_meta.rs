@@ -104,13 +104,21 @@ pub fn put_restore_mark(
     Ok(())
 }
 
-/// Adds to `batch` the removal of the restore mark (a restore finished).
+/// Finishes a restore at `index`: writes `batch` (the last of the
+/// restored state) with the removal of the restore mark and `index` as the
+/// applied index, in one synced write (the node acknowledges the snapshot
+/// to its leader next, so this must survive a power failure).
 ///
 /// # Errors
-/// [`StorageError::Io`] if `meta` is missing.
-pub fn delete_restore_mark(db: &DB, batch: &mut WriteBatch) -> Result<(), StorageError> {
+/// [`StorageError::Io`] if `meta` is missing or the write fails.
+pub fn finish_restore(db: &DB, mut batch: WriteBatch, index: LogIndex) -> Result<(), StorageError> {
     batch.delete_cf(meta(db)?, RESTORING_KEY);
-    Ok(())
+    put_applied(db, &mut batch, index)?;
+    let mut synced = rocksdb::WriteOptions::default();
+    synced.set_sync(true);
+    db.write_opt(batch, &synced).map_err(|error| {
+        StorageError::Io(format!("writing the end of a restore at {index}: {error}"))
+    })
 }
 
 /// Encodes a restore mark: index, term (u64 BE each), the position, and a
@@ -158,7 +166,8 @@ mod tests {
         db.write(batch).expect("write");
     }
 
-    // What is written reads back; absent means index 0 and no restore.
+    // What is written reads back; absent means index 0 and no restore; a
+    // finished restore leaves its index applied and no mark.
     #[test]
     fn applied_index_and_restore_mark_round_trip() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -176,12 +185,11 @@ mod tests {
         });
         assert_eq!(read_applied(&db), Ok(LogIndex(7)));
         assert_eq!(read_restore_mark(&db), Ok(Some(point)));
-        write(&db, |db, batch| {
-            delete_applied(db, batch)?;
-            delete_restore_mark(db, batch)
-        });
+        write(&db, delete_applied);
         assert_eq!(read_applied(&db), Ok(LogIndex(0)));
-        assert_eq!(read_restore_mark(&db), Ok(None));
+        finish_restore(&db, WriteBatch::default(), LogIndex(20)).expect("finish");
+        assert_eq!(read_applied(&db), Ok(LogIndex(20)));
+        assert_eq!(read_restore_mark(&db), Ok(None), "the mark goes with it");
     }
 
     // A damaged record is a corruption error naming it, never a wrong

@@ -250,11 +250,7 @@ impl StateMachine for RegisterMachine {
     }
 
     fn begin_restore(&mut self, index: LogIndex, term: Term) -> Result<(), StorageError> {
-        let point = RestorePoint {
-            index,
-            term,
-            next_cursor: Bytes::new(),
-        };
+        let point = RestorePoint::beginning(index, term);
         let mut batch = WriteBatch::default();
         app_snapshot::clear(&self.db, &mut batch, &SNAPSHOT_CFS)?;
         app_meta::delete_applied(&self.db, &mut batch)?;
@@ -287,13 +283,7 @@ impl StateMachine for RegisterMachine {
         assert_eq!(point.index, index, "one restore at a time");
         let mut batch = WriteBatch::default();
         app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_CFS, &data)?;
-        app_meta::delete_restore_mark(&self.db, &mut batch)?;
-        app_meta::put_applied(&self.db, &mut batch, index)?;
-        let mut synced = rocksdb::WriteOptions::default();
-        synced.set_sync(true);
-        self.db
-            .write_opt(batch, &synced)
-            .map_err(|e| io_error("writing the last restored records", e))?;
+        app_meta::finish_restore(&self.db, batch, index)?;
         self.restoring = None;
         self.applied = index;
         Ok(())

@@ -31,6 +31,14 @@ struct Replica {
     inbound: InboundSender,
 }
 
+impl Replica {
+    /// Stops the node cleanly (every handle dropped) and waits for it.
+    async fn stop(self) {
+        drop((self.handle, self.reader, self.inbound));
+        self.join.await.expect("node thread").expect("clean stop");
+    }
+}
+
 /// Starts node 1 on `dir`, its peers unreachable: the test speaks for them.
 fn start(dir: &std::path::Path, voters: &[u64]) -> Result<Replica, Error> {
     let storage = RocksStorage::open(dir)?;
@@ -99,12 +107,7 @@ async fn an_interrupted_restore_is_never_served_on_any_start() {
             Err(StorageError::SnapshotUnavailable(SNAPSHOT_INDEX)),
             "start {attempt}: the partial map is refused"
         );
-        drop((replica.handle, replica.reader, replica.inbound));
-        replica
-            .join
-            .await
-            .expect("node thread")
-            .expect("clean stop");
+        replica.stop().await;
         let point = restoring(dir.path()).expect("still marked");
         assert_eq!(
             (point.index, point.term, &point.next_cursor[..]),
@@ -168,11 +171,6 @@ async fn a_chunk_failing_its_crc_writes_nothing() {
     }
     assert!(!replica.handle.status().restoring, "no restore began");
     assert_eq!(replica.reader.get(b"key-0"), Ok(None), "the map serves");
-    drop((replica.handle, replica.reader, replica.inbound));
-    replica
-        .join
-        .await
-        .expect("node thread")
-        .expect("clean stop");
+    replica.stop().await;
     assert_eq!(restoring(dir.path()), None, "nothing marked");
 }

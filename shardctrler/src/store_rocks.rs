@@ -178,11 +178,7 @@ impl StateMachine for ControllerStore {
     fn begin_restore(&mut self, index: LogIndex, term: Term) -> Result<(), StorageError> {
         // Only the mark is written before `finish_restore`, which writes
         // the whole state and the applied index in one batch.
-        let point = RestorePoint {
-            index,
-            term,
-            next_cursor: Bytes::new(),
-        };
+        let point = RestorePoint::beginning(index, term);
         let mut batch = WriteBatch::default();
         app_meta::put_restore_mark(&self.db, &mut batch, &point)?;
         self.db
@@ -225,14 +221,7 @@ impl StateMachine for ControllerStore {
         clear_prefix(&self.db, &mut batch, CF_DATA, PREFIX_CONFIG);
         clear_prefix(&self.db, &mut batch, CF_META, PREFIX_SESSION);
         put_state(&self.db, &mut batch, &state);
-        app_meta::put_applied(&self.db, &mut batch, index)?;
-        app_meta::delete_restore_mark(&self.db, &mut batch)?;
-        // Synced: the node acknowledges the snapshot to its leader next.
-        let mut synced = rocksdb::WriteOptions::default();
-        synced.set_sync(true);
-        self.db
-            .write_opt(batch, &synced)
-            .map_err(io_error("writing the restored controller state"))?;
+        app_meta::finish_restore(&self.db, batch, index)?;
         self.restoring = None;
         self.applied = index;
         let latest = state.latest();

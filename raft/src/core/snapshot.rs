@@ -351,11 +351,7 @@ impl<S: Storage> Raft<S> {
             term = meta.term.0,
             "restoring a snapshot"
         );
-        self.restoring = Some(RestorePoint {
-            index: meta.index,
-            term: meta.term,
-            next_cursor: Bytes::new(),
-        });
+        self.restoring = Some(RestorePoint::beginning(meta.index, meta.term));
         true
     }
 

@@ -216,3 +216,15 @@ pub struct RestorePoint {
     /// The position of the next chunk to restore.
     pub next_cursor: Bytes,
 }
+
+impl RestorePoint {
+    /// Returns the point of a restore of `(index, term)` that has taken no
+    /// chunk yet.
+    pub fn beginning(index: LogIndex, term: Term) -> RestorePoint {
+        RestorePoint {
+            index,
+            term,
+            next_cursor: Bytes::new(),
+        }
+    }
+}

@@ -401,6 +401,7 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
         }
         if let Some(last) = finishing {
             let meta = last.meta;
+            self.metrics.snapshot_chunk_received(last.data.len());
             self.machine
                 .finish_restore(meta.index, last.data)
                 .map_err(|cause| restore_failed(meta.index, meta.term, &last.cursor, cause))?;
@@ -468,28 +469,41 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
             chunks.iter().all(|chunk| !chunk.last),
             "a Ready's last chunk ends its restore chunks"
         );
-        for chunk in chunks.drain(..).chain(last.iter().cloned()) {
-            let meta = &chunk.meta;
-            let failed = |cause| restore_failed(meta.index, meta.term, &chunk.cursor, cause);
-            if chunk.cursor.is_empty() {
-                info!(
-                    group = self.options.group,
-                    node = self.options.raft.id.0,
-                    index = meta.index.0,
-                    "restoring a snapshot"
-                );
-                self.machine
-                    .begin_restore(meta.index, meta.term)
-                    .map_err(failed)?;
-            }
-            if !chunk.last {
-                self.metrics.snapshot_chunk_received(chunk.data.len());
-                self.machine
-                    .restore_chunk(chunk.data.clone(), chunk.next_cursor.clone())
-                    .map_err(failed)?;
-            }
+        for chunk in chunks.drain(..) {
+            self.begin_restore_at(&chunk)?;
+            self.metrics.snapshot_chunk_received(chunk.data.len());
+            let SnapshotChunk {
+                meta,
+                cursor,
+                next_cursor,
+                data,
+                ..
+            } = chunk;
+            self.machine
+                .restore_chunk(data, next_cursor)
+                .map_err(|cause| restore_failed(meta.index, meta.term, &cursor, cause))?;
+        }
+        if let Some(last) = &last {
+            self.begin_restore_at(last)?;
         }
         Ok(last)
+    }
+
+    /// Begins the restore `chunk` belongs to if it is its first chunk.
+    fn begin_restore_at(&mut self, chunk: &SnapshotChunk) -> Result<(), StorageError> {
+        if !chunk.cursor.is_empty() {
+            return Ok(());
+        }
+        let meta = &chunk.meta;
+        info!(
+            group = self.options.group,
+            node = self.options.raft.id.0,
+            index = meta.index.0,
+            "restoring a snapshot"
+        );
+        self.machine
+            .begin_restore(meta.index, meta.term)
+            .map_err(|cause| restore_failed(meta.index, meta.term, &chunk.cursor, cause))
     }
 
     fn on_role_change(&mut self, role: Role) {

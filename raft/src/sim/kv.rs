@@ -136,11 +136,7 @@ impl KvState {
             KvWrite::BeginRestore { index, term } => {
                 self.values.clear();
                 self.applied = LogIndex(0);
-                self.restoring = Some(RestorePoint {
-                    index: *index,
-                    term: *term,
-                    next_cursor: Bytes::new(),
-                });
+                self.restoring = Some(RestorePoint::beginning(*index, *term));
                 Ok(())
             }
             KvWrite::RestoreChunk(chunk) => {
