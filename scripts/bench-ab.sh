@@ -17,7 +17,10 @@ git worktree add --detach "$work/base" "$base" >/dev/null
 build() { # dir out
   # Both trees share the target dir (RocksDB is built once); their own
   # crates have the same names, so clean them to force a rebuild.
-  cargo clean --release -p raft -p proto --manifest-path "$1/Cargo.toml" >/dev/null 2>&1 || true
+  # One package per call: a revision from before `raft-demo` has none.
+  for package in raft proto raft-demo; do
+    cargo clean --release -p "$package" --manifest-path "$1/Cargo.toml" >/dev/null 2>&1 || true
+  done
   (cd "$1" && CARGO_TARGET_DIR="$target" cargo build --release --bin raft-node --bin raft-bench)
   mkdir -p "$2" && cp "$target/release/raft-node" "$target/release/raft-bench" "$2/"
 }

@@ -4,7 +4,9 @@
 //! - [`storage`]: the durable log trait and its implementations.
 //! - `transport` (feature `node`): carries messages between replicas over gRPC.
 //! - `driver` (feature `node`): runs a node as a tokio task for an application.
-//! - `metrics`, `observability`, `register` (feature `node`): metric names, `/metrics` and health.
+//! - `metrics`, `observability` (feature `node`): metric names, `/metrics` and health.
+//! - `replica` (feature `node`): the replica runtime every server binary
+//!   runs its application on (start, serve, stop, exit codes, statuses).
 //! - `exit_code` (feature `node`): the exit codes every server binary shares.
 //! - `termination` (feature `node`): the SIGTERM / SIGINT a server stops on.
 //! - `sim` (feature `sim`): the deterministic simulator that proves the
@@ -27,7 +29,7 @@ pub mod metrics;
 #[cfg(feature = "node")]
 pub mod observability;
 #[cfg(feature = "node")]
-pub mod register;
+pub mod replica;
 #[cfg(feature = "node")]
 pub mod server_flags;
 pub mod storage;

@@ -6,7 +6,6 @@
 //! the client side for tools and tests.
 
 use std::io::{Read, Write};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,8 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::core::NodeId;
 
 /// Decides whether the process is ready to serve.
 pub type ReadinessProbe = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -33,17 +34,33 @@ pub fn init_logging() {
         .init();
 }
 
-/// Installs the process-wide Prometheus recorder with exponential
-/// latency buckets from 100 µs, and describes the raft metrics.
-pub fn install_recorder() -> Result<PrometheusHandle, String> {
-    let buckets: Vec<f64> = (0..16).map(|i| 0.0001 * 2f64.powi(i)).collect();
-    let handle = PrometheusBuilder::new()
-        .set_buckets(&buckets)
-        .map_err(|error| format!("invalid histogram buckets: {error}"))?
+/// Installs the process-wide Prometheus recorder of replica `node` of
+/// `group` (see [`recorder_builder`]), and describes the raft metrics.
+///
+/// # Errors
+/// A message if the recorder cannot be built or another one is installed.
+pub fn install_recorder(group: u64, node: NodeId) -> Result<PrometheusHandle, String> {
+    let handle = recorder_builder(group, node)?
         .install_recorder()
         .map_err(|error| format!("cannot install the metrics recorder: {error}"))?;
     crate::metrics::describe();
     Ok(handle)
+}
+
+/// Returns the recorder of replica `node` of `group`: latency buckets
+/// exponential from 100 µs, and `group` and `node` labels on every series
+/// (a series' own labels win, so a process serving several replicas
+/// labels each series with its own).
+///
+/// # Errors
+/// A message if the buckets are refused.
+pub fn recorder_builder(group: u64, node: NodeId) -> Result<PrometheusBuilder, String> {
+    let buckets: Vec<f64> = (0..16).map(|i| 0.0001 * 2f64.powi(i)).collect();
+    Ok(PrometheusBuilder::new()
+        .set_buckets(&buckets)
+        .map_err(|error| format!("invalid histogram buckets: {error}"))?
+        .add_global_label("group", group.to_string())
+        .add_global_label("node", node.0.to_string()))
 }
 
 /// Returns the router serving `/metrics`, `/healthz` and `/readyz`.
@@ -64,13 +81,15 @@ pub fn router(handle: PrometheusHandle, ready: ReadinessProbe) -> Router {
         )
 }
 
-/// Serves the router on `address` until the process ends.
+/// Serves the router on `listener` until the process ends.
+///
+/// # Errors
+/// The I/O error that ended serving.
 pub async fn serve(
-    address: SocketAddr,
+    listener: tokio::net::TcpListener,
     handle: PrometheusHandle,
     ready: ReadinessProbe,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
     axum::serve(listener, router(handle, ready)).await
 }
 
@@ -89,4 +108,31 @@ pub fn http_get(address: &str, path: &str, timeout: Duration) -> std::io::Result
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Every series of a server carries `group` and `node`, whether the code
+    // that records it names them or not; a series' own labels win.
+    #[test]
+    fn every_series_carries_group_and_node() {
+        let recorder = recorder_builder(0, NodeId(2))
+            .expect("builder")
+            .build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::counter!("unlabelled_total").increment(1);
+            metrics::counter!("labelled_total", "node" => "5", "op" => "join").increment(1);
+        });
+        let body = recorder.handle().render();
+        assert!(
+            body.contains("unlabelled_total{group=\"0\",node=\"2\"} 1"),
+            "{body}"
+        );
+        assert!(
+            body.contains("labelled_total{group=\"0\",node=\"5\",op=\"join\"} 1"),
+            "{body}"
+        );
+    }
 }

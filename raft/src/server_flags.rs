@@ -1,7 +1,9 @@
 //! The flags every server binary shares (DESIGN.md "Public API": `--id`,
-//! `--listen`, `--http`, `--peers`, `--data-dir`; and the log's compaction,
-//! `--compact-interval`, `--compact-keep`), each also read from the
-//! environment as `KV_<FLAG>`, with defaults that work on one machine.
+//! `--listen`, `--http`, `--peers`, `--data-dir`; the tick, `--tick-ms`;
+//! and the log's compaction, `--compact-interval`, `--compact-keep`), each
+//! also read from the environment as `KV_<FLAG>`, with defaults that work
+//! on one machine. [`crate::replica::ReplicaOptions::from_flags`] turns
+//! them into a replica's options and checks that they agree.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +30,10 @@ pub struct ServerFlags {
     /// Directory of this replica's RocksDB.
     #[arg(long, env = "KV_DATA_DIR", default_value = "data/node-1")]
     pub data_dir: PathBuf,
+    /// Duration of a Raft tick in milliseconds (heartbeat: 1 tick,
+    /// election timeout: 10 to 20 ticks).
+    #[arg(long, env = "KV_TICK_MS", default_value_t = 100)]
+    pub tick_ms: u64,
     /// Compact the log every this many applied entries (or 256 MiB of
     /// them). Compaction only drops log entries: the state is the snapshot.
     #[arg(
@@ -41,22 +47,6 @@ pub struct ServerFlags {
     /// little behind catches up from the log rather than by snapshot.
     #[arg(long, env = "KV_COMPACT_KEEP", default_value_t = 1_000)]
     pub compact_keep: u64,
-}
-
-impl ServerFlags {
-    /// Checks that the flags agree with each other.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.id == 0 {
-            return Err("--id must not be 0".into());
-        }
-        if !self.peers.contains_key(&NodeId(self.id)) {
-            return Err(format!(
-                "--peers must include this replica's id {}",
-                self.id
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// Parses `ID=HOST:PORT,...` into an ordered map.

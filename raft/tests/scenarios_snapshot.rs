@@ -145,7 +145,7 @@ fn snapshot_to_lagging_follower(seed: u64, lag: Lag) -> ScenarioResult<()> {
     ensure(leader_first > follower_last.next(), || {
         format!("leader log starts at {leader_first}, the follower's ends at {follower_last}")
     })?;
-    let snapshot_bytes = cluster.nodes[&leader].state().records_size_bytes();
+    let snapshot_bytes = cluster.nodes[&leader].state().machine.records_size_bytes();
     let chunks_before = cluster.messages_sent("snapshot_chunk");
     cluster.heal();
     cluster.restart(follower);

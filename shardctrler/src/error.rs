@@ -206,26 +206,6 @@ pub enum DecodeError {
     },
 }
 
-/// Why a controller replica could not start. Each variant is an
-/// environment failure the binary reports with its own exit code.
-#[derive(Debug, Error)]
-pub enum StartError {
-    /// The flags disagree with each other (an id not among the peers, a
-    /// shard count of 0).
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// The data dir could not be opened, bootstrapped or read back.
-    #[error("storage: {0}")]
-    Storage(#[from] raft::core::StorageError),
-    /// The Raft node refused to start on the stored state.
-    #[error("raft node: {0}")]
-    Node(#[from] raft::core::Error),
-    /// The gRPC address could not be bound.
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        /// The address asked for.
-        address: std::net::SocketAddr,
-        /// Why binding failed.
-        source: std::io::Error,
-    },
-}
+/// Why a controller replica could not start: the replica runtime's error,
+/// which every server shares (each variant has its exit code).
+pub use raft::replica::StartError;

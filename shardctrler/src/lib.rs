@@ -7,7 +7,8 @@
 //!
 //! - [`types`]: ids ([`GroupId`], [`ShardId`], [`ConfigNum`]) and [`Config`]
 //!   (`proto::config`, shared with the group servers and the clients).
-//! - [`rebalance`](mod@rebalance): deterministic minimal-movement rebalancing.
+//! - [`rebalance`](mod@rebalance): deterministic minimal-movement rebalancing;
+//!   [`rebalance_check`] judges one independently.
 //! - [`address`](mod@address): the `host:port` syntax a Join's server
 //!   addresses must follow (`proto::address`, shared by every side).
 //! - [`command`]: the log commands ([`Command`], [`Request`]).
@@ -28,6 +29,9 @@
 //! - [`server`]: [`Replica`], a running replica (node, gRPC server).
 //! - [`metrics`]: the `shardctrler_*` metric names.
 //!
+//! Under the simulator (feature `sim`): `sim`, the state machine replicated
+//! under seeded faults with retrying admins (docs/shardctrler.md).
+//!
 //! The design decisions (rebalancing rules, error replies, encoding) are in
 //! docs/shardctrler.md.
 
@@ -37,9 +41,12 @@ pub mod convert;
 pub mod error;
 pub mod metrics;
 pub mod rebalance;
+pub mod rebalance_check;
 pub mod server;
 pub mod service;
 pub mod shared;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod state_machine;
 pub mod store_rocks;
 pub use proto::config as types;

@@ -11,10 +11,11 @@
 //!   leader's `host:port` as its hint, when it knows one.
 //! - Watch is served by any replica: it streams configurations this replica
 //!   has applied, each committed, in order from `from_num`, without gaps.
-//! - One function maps outcomes to the wire ([`CtrlerService::routing`],
-//!   [`admin_status`]): routing outcomes are a reply `status`, refusals are
-//!   `INVALID_ARGUMENT`, a stopped or overloaded node is `UNAVAILABLE` or
-//!   `RESOURCE_EXHAUSTED`.
+//! - One function maps outcomes to the wire: driver errors through the
+//!   replica runtime's [`raft::replica::routing`] (routing outcomes are a
+//!   reply `status`, a stopped or overloaded node is `UNAVAILABLE` or
+//!   `RESOURCE_EXHAUSTED`), refusals through [`admin_status`]
+//!   (`INVALID_ARGUMENT`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -146,24 +147,10 @@ impl CtrlerService {
     }
 
     /// Maps a driver error to a routing outcome (reply status and leader
-    /// hint), or to a gRPC error when no status fits.
+    /// hint) with the replica runtime's one mapping ([`raft::replica::routing`]).
     fn routing(&self, error: ProposeError) -> Result<(pb::Status, String), Status> {
-        match error {
-            ProposeError::NotLeader { leader_hint } => {
-                let hint = leader_hint
-                    .and_then(|leader| self.peers.get(&leader).cloned())
-                    .unwrap_or_default();
-                Ok((pb::Status::WrongLeader, hint))
-            }
-            ProposeError::Timeout { .. } | ProposeError::OutcomeUnknown { .. } => {
-                Ok((pb::Status::Timeout, String::new()))
-            }
-            overloaded @ ProposeError::Overloaded { .. } => Err(Status::resource_exhausted(
-                format!("controller {overloaded}"),
-            )),
-            ProposeError::Stopped => Err(Status::unavailable("the controller replica has stopped")),
-            ProposeError::Refused(reason) => Err(Status::unavailable(reason)),
-        }
+        let routed = raft::replica::routing(error, &self.peers)?;
+        Ok((routed.status, routed.leader_hint))
     }
 
     /// Counts one answered request, by its `status` label, and its latency.

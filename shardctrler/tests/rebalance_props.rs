@@ -13,33 +13,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{Driver, group_ids, moved_count, sequence_strategy};
+use common::{Driver, group_ids, sequence_strategy};
 use proptest::prelude::*;
+use shardctrler::rebalance_check::{self, moved_count, optimal_moves};
 use shardctrler::{Command, ControllerState, GroupId, rebalance};
-
-/// Returns the least number of shards any assignment of `shards` over
-/// `groups` with loads within one of each other must move.
-///
-/// Every shard on a gid outside `groups` must move. With `S` shards over `G`
-/// groups, each group ends with `S / G` or `S / G + 1`, and exactly `S % G`
-/// get the `+ 1`; a group holding `c` must give up `c - target` if positive.
-/// Giving a `+ 1` to a group above `S / G` saves one move, and to any other
-/// group none, so the best is to give them to as many such groups as there
-/// are.
-fn optimal_moves(shards: &[GroupId], groups: &BTreeSet<GroupId>) -> usize {
-    if groups.is_empty() {
-        return shards.iter().filter(|gid| !gid.is_unassigned()).count();
-    }
-    let invalid = shards.iter().filter(|gid| !groups.contains(gid)).count();
-    let base = shards.len() / groups.len();
-    let extra = shards.len() % groups.len();
-    let counts = groups
-        .iter()
-        .map(|group| shards.iter().filter(|gid| *gid == group).count());
-    let over_base: Vec<usize> = counts.filter(|count| *count > base).collect();
-    let excess: usize = over_base.iter().map(|count| count - base).sum();
-    invalid + excess - extra.min(over_base.len())
-}
 
 /// Returns the least number of moves by trying every assignment whose loads
 /// are within one of each other. Exponential: small inputs only.
@@ -80,38 +57,8 @@ fn table_and_groups(
 /// Asserts balance and validity of `after`, and minimal, necessary movement
 /// from `before`.
 fn check_rebalanced(before: &[GroupId], after: &[GroupId], groups: &BTreeSet<GroupId>) {
-    assert_eq!(after.len(), before.len());
-    if groups.is_empty() {
-        assert!(after.iter().all(|gid| gid.is_unassigned()));
-        return;
-    }
-    assert!(
-        after.iter().all(|gid| groups.contains(gid)),
-        "shard on a non-group"
-    );
-    let load =
-        |table: &[GroupId], group: &GroupId| table.iter().filter(|gid| *gid == group).count();
-    let loads: BTreeMap<GroupId, usize> = groups.iter().map(|g| (*g, load(after, g))).collect();
-    let max = loads.values().max().copied().unwrap_or(0);
-    let min = loads.values().min().copied().unwrap_or(0);
-    assert!(max - min <= 1, "unbalanced: {loads:?}");
-    if groups.len() > before.len() {
-        let holders = loads.values().filter(|count| **count == 1).count();
-        assert_eq!(holders, before.len(), "exactly one shard per holding group");
-        for group in groups {
-            assert!(
-                load(before, group) == 0 || loads[group] == 1,
-                "holder {group} lost its shard"
-            );
-        }
-    }
-    assert_eq!(moved_count(before, after), optimal_moves(before, groups));
-    for (old, new) in before.iter().zip(after) {
-        let shrank = groups.contains(old) && loads[old] < load(before, old);
-        assert!(
-            old == new || !groups.contains(old) || shrank,
-            "needless move from {old}"
-        );
+    if let Err(why) = rebalance_check::check_rebalanced(before, after, groups) {
+        panic!("{why}");
     }
 }
 

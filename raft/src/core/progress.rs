@@ -97,6 +97,11 @@ pub struct Progress {
     pub recent_active: bool,
     /// The commit index last sent to the follower.
     pub commit_sent: LogIndex,
+    /// A transfer was started for the follower since the last heartbeat
+    /// broadcast: its answers start no other one until the next (the
+    /// answers of a restoring follower to an abandoned transfer's chunks
+    /// would each start one, and each of those sends more chunks).
+    pub snapshot_started: bool,
 }
 
 impl Progress {
@@ -112,6 +117,7 @@ impl Progress {
             outgoing: None,
             recent_active: false,
             commit_sent: LogIndex(0),
+            snapshot_started: false,
         }
     }
 
@@ -141,6 +147,7 @@ impl Progress {
     /// once its first chunk is read).
     pub fn become_snapshot(&mut self) {
         self.state = ProgressState::Snapshot;
+        self.snapshot_started = true;
         self.pending_snapshot = LogIndex(0);
         self.outgoing = Some(OutgoingSnapshot {
             reading: Some(Bytes::new()),

@@ -273,8 +273,12 @@ impl<S: Storage> Raft<S> {
         self.maybe_commit();
     }
 
-    /// Leader: sends a heartbeat to every member.
+    /// Leader: sends a heartbeat to every member, and lets a restoring
+    /// follower's answer start a snapshot transfer again.
     pub fn broadcast_heartbeat(&mut self) {
+        for progress in self.progress.values_mut() {
+            progress.snapshot_started = false;
+        }
         let round = self.read_only.take_round();
         self.send_heartbeats(round);
     }

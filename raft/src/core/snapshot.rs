@@ -172,8 +172,10 @@ impl<S: Storage> Raft<S> {
         if progress.state != ProgressState::Snapshot {
             // Its application holds a partial state: only a snapshot helps.
             // (Unless the answer is older than what it is known to hold: a
-            // delayed acknowledgement of a transfer that completed.)
-            if index > progress.matched {
+            // delayed acknowledgement of a transfer that completed.) At most
+            // one transfer starts per heartbeat interval: the answers to an
+            // abandoned transfer's chunks arrive in a burst.
+            if index > progress.matched && !progress.snapshot_started {
                 self.send_snapshot(from);
             }
             return;

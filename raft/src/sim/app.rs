@@ -1,43 +1,231 @@
-//! The simulated application's database: its [`KvState`] lives in the
-//! same database as the Raft log (one write-ahead log), so it survives a
-//! process crash, and a power failure loses exactly the application writes
-//! made after the node's last synced write (a synced persist, a
-//! compaction, a saved membership), as
-//! [`MemStorage::lose_unsynced`](crate::storage::MemStorage::lose_unsynced)
-//! does for the log.
+//! The simulated application: any pure state machine ([`SimMachine`]) the
+//! simulator replicates, and its database on each node.
+//!
+//! - [`SimMachine`]: what an application gives the simulator: apply a
+//!   committed payload, read its state in chunks, write chunks back, and a
+//!   digest to compare states. The register map of [`crate::sim::kv`] is
+//!   one; the shard controller's state machine is another.
+//! - [`AppState`]: a machine with its applied index and the durable restore
+//!   mark, which refuses any write out of order (an entry after a gap, a
+//!   chunk that does not continue the restore under way).
+//! - [`AppStore`]: the live and the durable state of one node. The state
+//!   lives in the same database as the Raft log (one write-ahead log), so
+//!   it survives a process crash, and a power failure loses exactly the
+//!   application writes made after the node's last synced write (a synced
+//!   persist, a compaction, a saved membership), as
+//!   [`MemStorage::lose_unsynced`](crate::storage::MemStorage::lose_unsynced)
+//!   does for the log.
 //!
 //! Invariants:
+//! - Outside a restore, `applied` is the index of the last entry applied to
+//!   the machine (or of the snapshot it was restored from).
+//! - During a restore (`restoring` set), `applied` is 0 and the machine
+//!   holds exactly the chunks before `restoring.next_cursor`.
 //! - `durable` is `live` as of the last [`AppStore::sync`]: replaying
-//!   `unsynced`, in order, on `durable` gives `live`.
-//! - Writes are never reordered: a power failure loses a suffix of them.
+//!   `unsynced`, in order, on `durable` gives `live`. Writes are never
+//!   reordered: a power failure loses a suffix of them.
 
-use crate::sim::kv::{KvState, KvWrite};
+use std::fmt::Debug;
+
+use bytes::Bytes;
+
+use crate::core::{LogIndex, RestorePoint, SnapshotChunk, Term};
+
+/// A pure, deterministic application the simulator replicates: every
+/// replica that applies the same payloads in the same order holds an equal
+/// state, and its state is its snapshot (read in chunks by cursor, written
+/// back chunk by chunk).
+pub trait SimMachine: Clone + Debug + Default + PartialEq + 'static {
+    /// Applies one committed entry's payload; a payload the application
+    /// does not know (a new leader's empty entry, a membership change)
+    /// changes nothing.
+    fn apply(&mut self, index: LogIndex, data: &[u8]);
+
+    /// Drops the whole state: a restore begins.
+    fn clear(&mut self);
+
+    /// Writes one chunk of a restore (already checked to continue the
+    /// restore under way); refuses a malformed chunk without changing
+    /// anything.
+    fn write_chunk(&mut self, chunk: &SnapshotChunk) -> Result<(), String>;
+
+    /// Completes a restore after its last chunk was written.
+    fn finish_restore(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Reads the chunk at `cursor` (empty: the beginning), at most
+    /// `bytes_max` bytes but never empty unless the state is: returns its
+    /// data, the next chunk's cursor and whether it is the last one;
+    /// `None` if `cursor` is not one this application makes.
+    fn read_chunk(&self, cursor: &[u8], bytes_max: u64) -> Option<(Bytes, Bytes, bool)>;
+
+    /// Returns a digest of the state: equal states have equal digests, and
+    /// a state that differs has another one but with negligible chance.
+    fn digest(&self) -> u64;
+}
+
+/// One write of the application to its database, in the order it was
+/// made: what a power failure may lose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppWrite {
+    /// Applies the committed entry at `index` carrying `data`.
+    Apply {
+        /// The entry's index.
+        index: LogIndex,
+        /// The entry's payload.
+        data: Bytes,
+    },
+    /// Drops the state and marks it as being restored from the snapshot
+    /// `(index, term)`, from its beginning.
+    BeginRestore {
+        /// The snapshot's index.
+        index: LogIndex,
+        /// The snapshot's term.
+        term: Term,
+    },
+    /// Writes a chunk of the restore under way that is not its last.
+    RestoreChunk(SnapshotChunk),
+    /// Writes the last chunk, drops the mark and makes the snapshot's
+    /// index the applied index.
+    FinishRestore(SnapshotChunk),
+}
+
+/// A machine with its applied index and restore mark.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AppState<M> {
+    /// The application's own state.
+    pub machine: M,
+    /// The index of the last entry applied (0 while restoring).
+    pub applied: LogIndex,
+    /// The restore under way, durably marked with the state: the snapshot
+    /// and the position of the next chunk it needs.
+    pub restoring: Option<RestorePoint>,
+}
+
+impl<M: SimMachine> AppState<M> {
+    /// Returns a state that applied every entry up to `applied`.
+    pub fn at(machine: M, applied: LogIndex) -> AppState<M> {
+        AppState {
+            machine,
+            applied,
+            restoring: None,
+        }
+    }
+
+    /// Makes one write; returns why it cannot be made (an entry out of
+    /// order, a chunk that does not continue the restore) without changing
+    /// anything.
+    pub fn write(&mut self, write: &AppWrite) -> Result<(), String> {
+        match write {
+            AppWrite::Apply { index, data } => {
+                if let Some(point) = &self.restoring {
+                    return Err(format!(
+                        "entry {index} applied while restoring the snapshot at {}",
+                        point.index
+                    ));
+                }
+                if *index != self.applied.next() {
+                    return Err(format!("entry {index} applied after {}", self.applied));
+                }
+                self.machine.apply(*index, data);
+                self.applied = *index;
+                Ok(())
+            }
+            AppWrite::BeginRestore { index, term } => {
+                self.machine.clear();
+                self.applied = LogIndex(0);
+                self.restoring = Some(RestorePoint::beginning(*index, *term));
+                Ok(())
+            }
+            AppWrite::RestoreChunk(chunk) => {
+                self.check_continues(chunk)?;
+                self.machine.write_chunk(chunk)?;
+                let point = self.restoring.as_mut().expect("checked above");
+                point.next_cursor = chunk.next_cursor.clone();
+                Ok(())
+            }
+            AppWrite::FinishRestore(chunk) => {
+                self.check_continues(chunk)?;
+                let before = self.machine.clone();
+                self.machine.write_chunk(chunk)?;
+                if let Err(why) = self.machine.finish_restore() {
+                    self.machine = before;
+                    return Err(why);
+                }
+                self.restoring = None;
+                self.applied = chunk.meta.index;
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks that `chunk` continues the restore under way: same snapshot,
+    /// starting where the last chunk ended.
+    fn check_continues(&self, chunk: &SnapshotChunk) -> Result<(), String> {
+        let Some(point) = &self.restoring else {
+            return Err(format!(
+                "a chunk of the snapshot at {} arrived with no restore under way",
+                chunk.meta.index
+            ));
+        };
+        if (point.index, point.term) != (chunk.meta.index, chunk.meta.term)
+            || point.next_cursor != chunk.cursor
+        {
+            return Err(format!(
+                "chunk of snapshot ({}, {}) at cursor {:?} does not continue the restore of ({}, {}) at {:?}",
+                chunk.meta.index,
+                chunk.meta.term,
+                chunk.cursor,
+                point.index,
+                point.term,
+                point.next_cursor
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The live and the durable state of one node's application.
 #[derive(Clone, Debug, Default)]
-pub struct AppStore {
+pub struct AppStore<M> {
     /// The state the node serves and applies to.
-    live: KvState,
+    live: AppState<M>,
     /// The state a power failure leaves.
-    durable: KvState,
+    durable: AppState<M>,
     /// The writes made since the last sync, oldest first.
-    unsynced: Vec<KvWrite>,
+    unsynced: Vec<AppWrite>,
 }
 
-impl AppStore {
+impl<M: SimMachine> AppStore<M> {
     /// Returns the live state.
-    pub fn state(&self) -> &KvState {
+    pub fn state(&self) -> &AppState<M> {
         &self.live
     }
 
     /// Returns the state as of the last synced write.
-    pub fn durable_state(&self) -> &KvState {
+    pub fn durable_state(&self) -> &AppState<M> {
         &self.durable
+    }
+
+    /// Gives a fresh application the bootstrap state: the machine's
+    /// initial state at `index` (the bootstrap prefix, which carries no
+    /// application data), durably, as the servers write it when they
+    /// bootstrap.
+    pub fn bootstrap(&mut self, index: LogIndex) {
+        assert!(
+            self.live.applied == LogIndex(0)
+                && self.live.restoring.is_none()
+                && self.unsynced.is_empty(),
+            "only a fresh application bootstraps"
+        );
+        self.live = AppState::at(M::default(), index);
+        self.durable = self.live.clone();
     }
 
     /// Makes `write` on the live state; returns why it cannot be made
     /// (nothing is written then).
-    pub fn write(&mut self, write: KvWrite) -> Result<(), String> {
+    pub fn write(&mut self, write: AppWrite) -> Result<(), String> {
         self.live.write(&write)?;
         self.unsynced.push(write);
         Ok(())
@@ -68,14 +256,14 @@ impl AppStore {
 mod tests {
     use super::*;
     use crate::core::LogIndex;
-    use crate::sim::kv::KvCommand;
+    use crate::sim::kv::{KvCommand, KvState};
 
-    fn apply(index: u64, value: &str) -> KvWrite {
+    fn apply(index: u64, value: &str) -> AppWrite {
         let command = KvCommand::Put {
             key: "k".into(),
             value: value.into(),
         };
-        KvWrite::Apply {
+        AppWrite::Apply {
             index: LogIndex(index),
             data: command.encode(index),
         }
@@ -87,22 +275,22 @@ mod tests {
     // leaves the state at 3; the live state then continues from there.
     #[test]
     fn a_power_failure_loses_the_writes_after_the_last_sync() {
-        let mut app = AppStore::default();
+        let mut app = AppStore::<KvState>::default();
         app.write(apply(1, "a")).expect("first");
         app.write(apply(2, "b")).expect("second");
         app.sync();
         app.write(apply(3, "c")).expect("third");
         assert!(app.write(apply(5, "e")).is_err());
-        assert_eq!(app.state().get("k"), "c");
+        assert_eq!(app.state().machine.get("k"), "c");
         assert_eq!(app.durable_state().applied, LogIndex(2));
         app.lose_unsynced();
         assert_eq!(
-            (app.state().applied, app.state().get("k")),
+            (app.state().applied, app.state().machine.get("k")),
             (LogIndex(2), "b".into())
         );
         app.write(apply(3, "d")).expect("after the failure");
         app.sync();
         assert_eq!(app.durable_state(), app.state());
-        assert_eq!(app.durable_state().get("k"), "d");
+        assert_eq!(app.durable_state().machine.get("k"), "d");
     }
 }

@@ -32,12 +32,13 @@ use rand::{Rng, SeedableRng};
 
 use crate::core::{
     ConfChange, Config, Entry, EntryKind, LogIndex, Membership, Message, MessageBody, Node, NodeId,
-    ProposalId, ReadState, Ready, Role, SnapshotChunk, Term,
+    ProposalId, ReadState, Ready, Role, Term,
 };
 use crate::sim::app::AppStore;
+use crate::sim::app::{AppState, SimMachine};
 use crate::sim::invariants::commit_safety::ElectionView;
 use crate::sim::invariants::{Invariants, Violation};
-use crate::sim::kv::{KvState, KvWrite};
+use crate::sim::kv::KvState;
 use crate::sim::network::{Network, NetworkFaults};
 use crate::sim::snapshot_reads::SnapshotReads;
 use crate::storage::{MemStorage, Storage};
@@ -214,18 +215,18 @@ pub enum CrashPoint {
     Restored,
 }
 
-/// One simulated server.
-pub struct SimNode {
+/// One simulated server running application `M`.
+pub struct SimNode<M> {
     /// The running core, or `None` while crashed.
     node: Option<Node<MemStorage>>,
     /// The disk while crashed.
     disk: Option<MemStorage>,
     /// The application, in the same database as the log: it survives a
     /// process crash.
-    app: AppStore,
+    app: AppStore<M>,
     /// The leader's pinned views and pending snapshot reads (lost on
     /// crash).
-    snapshot_reads: SnapshotReads,
+    snapshot_reads: SnapshotReads<M>,
     /// The index of the last membership change the application applied
     /// (or an index at or after it): compaction never drops it, so the
     /// membership it records is the one in force at its index.
@@ -236,19 +237,19 @@ pub struct SimNode {
     pub decommissioned: bool,
 }
 
-impl SimNode {
+impl<M: SimMachine> SimNode<M> {
     /// Returns the running core, if up.
     pub fn core(&self) -> Option<&Node<MemStorage>> {
         self.node.as_ref()
     }
 
     /// Returns the application's state (it survives crashes).
-    pub fn state(&self) -> &KvState {
+    pub fn state(&self) -> &AppState<M> {
         self.app.state()
     }
 
     /// Returns the application's state as a power failure would leave it.
-    pub fn durable_state(&self) -> &KvState {
+    pub fn durable_state(&self) -> &AppState<M> {
         self.app.durable_state()
     }
 
@@ -263,12 +264,13 @@ impl SimNode {
     }
 }
 
-/// A whole simulated group.
-pub struct Cluster {
+/// A whole simulated group replicating application `M` (by default the
+/// register map of [`crate::sim::kv`]).
+pub struct Cluster<M: SimMachine = KvState> {
     /// The configuration.
     pub config: ClusterConfig,
     /// The nodes, by id.
-    pub nodes: BTreeMap<NodeId, SimNode>,
+    pub nodes: BTreeMap<NodeId, SimNode<M>>,
     /// The network.
     pub network: Network,
     /// The current tick.
@@ -292,15 +294,15 @@ pub struct Cluster {
     trace: DefaultHasher,
 }
 
-impl Cluster {
+impl<M: SimMachine> Cluster<M> {
     /// Returns a cluster of `config.voters` fresh voters driven by `seed`.
-    pub fn new(config: ClusterConfig, faults: NetworkFaults, seed: u64) -> Cluster {
+    pub fn new(config: ClusterConfig, faults: NetworkFaults, seed: u64) -> Cluster<M> {
         let membership = Membership::with_voters((1..=config.voters).map(NodeId));
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
             network: Network::new(faults),
             now: 0,
-            invariants: Invariants::default(),
+            invariants: Invariants::new::<M>(),
             snapshot_stats: SnapshotStats::default(),
             events: Vec::new(),
             removals: BTreeMap::new(),
@@ -368,7 +370,7 @@ impl Cluster {
         {
             // The bootstrap prefix carries no application data: a fresh
             // application takes the empty state at its index.
-            bootstrap_restore(&mut sim.app, compacted.clone());
+            sim.app.bootstrap(compacted.index);
         }
         let state = sim.app.state();
         let (applied, restoring) = (state.applied, state.restoring.clone());
@@ -384,9 +386,10 @@ impl Cluster {
         // checked against the reference.
         let digest = match restoring {
             Some(_) => Ok(()),
-            None => self
-                .invariants
-                .check_state(id, applied, state.digest(), "restarted with"),
+            None => {
+                self.invariants
+                    .check_state(id, applied, state.machine.digest(), "restarted with")
+            }
         };
         config.applied = applied;
         config.restoring = restoring.clone();
@@ -589,9 +592,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// Decommissions each removed node once every other node still in
-    /// service is up and has applied its removal (so no remaining voter
-    /// can still need its vote).
+    /// Decommissions each removed node once every other node that could
+    /// still need its vote has applied its removal: every node in service
+    /// that is a voter in its own view is up and applied it, unless it is
+    /// restoring a snapshot. Learners, nodes that never joined and
+    /// restoring nodes campaign for no one (a learner promoted later
+    /// applies the removal before its promotion; a restoring node resumes
+    /// from a current leader's state). Waiting for a restoring voter could
+    /// wait forever: without PreVote and CheckQuorum the removed node's
+    /// campaigns depose each leader, and each new leader's snapshot starts
+    /// the restore over.
     fn shut_down_removed(&mut self) {
         let done: Vec<NodeId> = self
             .removals
@@ -600,10 +610,13 @@ impl Cluster {
                 self.nodes
                     .iter()
                     .filter(|&(&id, n)| id != removed && !n.decommissioned)
-                    .all(|(_, n)| {
-                        n.node
-                            .as_ref()
-                            .is_some_and(|core| core.status().applied >= index)
+                    .all(|(&id, n)| match n.node.as_ref().map(Node::status) {
+                        Some(status) => {
+                            !status.membership.voters.contains(&id)
+                                || status.restoring
+                                || status.applied >= index
+                        }
+                        None => false,
                     })
             })
             .map(|(&removed, _)| removed)
@@ -614,11 +627,34 @@ impl Cluster {
         }
     }
 
+    /// Returns one line per node: role, term, commit and applied indexes,
+    /// the restore its application has under way, log and membership.
+    pub fn describe(&self) -> String {
+        let lines: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|(id, sim)| match sim.core() {
+                Some(core) => {
+                    let s = core.status();
+                    format!(
+                        "[{id}: {:?} term {} leader {:?} commit {} applied {} restoring {:?} log {}..={} voters {:?} learners {:?}]",
+                        s.role, s.term, s.leader, s.commit, s.applied,
+                        sim.state().restoring.as_ref().map(|point| (point.index, point.term)),
+                        s.first_index, s.last_index, s.membership.voters, s.membership.learners
+                    )
+                }
+                None if sim.decommissioned => format!("[{id}: decommissioned]"),
+                None => format!("[{id}: down]"),
+            })
+            .collect();
+        lines.join(" ")
+    }
+
     /// Runs `step` until `condition` holds or `ticks_max` ticks pass.
     pub fn run_until(
         &mut self,
         ticks_max: u64,
-        mut condition: impl FnMut(&Cluster) -> bool,
+        mut condition: impl FnMut(&Cluster<M>) -> bool,
     ) -> Result<bool, Violation> {
         for _ in 0..ticks_max {
             if condition(self) {
@@ -975,26 +1011,6 @@ fn membership_after(
         }
     }
     membership
-}
-
-/// Writes the empty state at the bootstrap prefix into a fresh
-/// application, as a restore of no chunk but an empty last one.
-fn bootstrap_restore(app: &mut AppStore, prefix: crate::core::SnapshotMeta) {
-    let (index, term) = (prefix.index, prefix.term);
-    let last = SnapshotChunk {
-        meta: prefix,
-        cursor: Bytes::new(),
-        next_cursor: Bytes::new(),
-        data: Bytes::new(),
-        last: true,
-    };
-    for write in [
-        KvWrite::BeginRestore { index, term },
-        KvWrite::FinishRestore(last),
-    ] {
-        app.write(write)
-            .expect("a fresh application takes the bootstrap state");
-    }
 }
 
 /// Checks the shape the contract gives a Ready's restore: only its final

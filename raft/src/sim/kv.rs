@@ -1,25 +1,23 @@
-//! The replicated application the simulator runs on each node: a key/value
-//! register map with Put, Append and Get, encoded into log entries. Its
+//! The register map the simulator replicates by default: Put, Append and
+//! Get on string keys, encoded into log entries; a [`SimMachine`]. Its
 //! state is also its snapshot (issue 15 §2): a leader reads a pinned copy
 //! in chunks of whole records ordered by key, and a follower writes the
-//! chunks straight into its map behind a restore mark.
+//! chunks straight into its map.
 //!
 //! Invariants:
-//! - Outside a restore, `applied` is the index of the last entry applied to
-//!   `values` (or of the snapshot they were restored from).
-//! - During a restore (`restoring` set), `applied` is 0 and `values` hold
-//!   exactly the records of the chunks before `restoring.next_cursor`:
-//!   every write checks that it continues the restore it belongs to, so a
-//!   chunk out of order is reported, never written.
 //! - A chunk cursor is a key: a chunk holds the records with keys from its
-//!   cursor (inclusive) up to its next cursor (exclusive), in key order.
+//!   cursor (inclusive) up to its next cursor (exclusive), in key order; a
+//!   chunk breaking that is refused, never written.
+//! - `digest` is the [`StateDigest`] of `values`, kept up to date by every
+//!   write (so the reference state's digest costs nothing per entry).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
 
-use crate::core::{LogIndex, RestorePoint, SnapshotChunk, Term};
+use crate::core::{LogIndex, SnapshotChunk};
+use crate::sim::app::SimMachine;
 
 /// A write the simulated clients propose.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,121 +86,37 @@ fn record_size_bytes(key: &str, value: &str) -> u64 {
     8 + key.len() as u64 + value.len() as u64
 }
 
-/// One write of the application to its database, in the order it was
-/// made: what a power failure may lose (see [`crate::sim::app`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KvWrite {
-    /// Applies the committed entry at `index` carrying `data`.
-    Apply {
-        /// The entry's index.
-        index: LogIndex,
-        /// The entry's payload.
-        data: Bytes,
-    },
-    /// Drops the state and marks it as being restored from the snapshot
-    /// `(index, term)`, from its beginning.
-    BeginRestore {
-        /// The snapshot's index.
-        index: LogIndex,
-        /// The snapshot's term.
-        term: Term,
-    },
-    /// Writes a chunk of the restore under way that is not its last.
-    RestoreChunk(SnapshotChunk),
-    /// Writes the last chunk, drops the mark and makes the snapshot's
-    /// index the applied index.
-    FinishRestore(SnapshotChunk),
-}
-
-/// The state machine of one node.
+/// The register map one node replicates; its digest follows every write.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvState {
     /// The values.
-    pub values: BTreeMap<String, String>,
-    /// The index of the last entry applied (0 while restoring).
-    pub applied: LogIndex,
-    /// The restore under way, durably marked with the state: the snapshot
-    /// and the position of the next chunk it needs.
-    pub restoring: Option<RestorePoint>,
+    values: BTreeMap<String, String>,
+    /// The digest of `values`.
+    digest: StateDigest,
 }
 
-impl KvState {
-    /// Makes one write; returns why it cannot be made (an entry out of
-    /// order, a chunk that does not continue the restore) without changing
-    /// anything.
-    pub fn write(&mut self, write: &KvWrite) -> Result<(), String> {
-        match write {
-            KvWrite::Apply { index, data } => self.apply(*index, data),
-            KvWrite::BeginRestore { index, term } => {
-                self.values.clear();
-                self.applied = LogIndex(0);
-                self.restoring = Some(RestorePoint::beginning(*index, *term));
-                Ok(())
-            }
-            KvWrite::RestoreChunk(chunk) => {
-                let records = self.check_continues(chunk)?;
-                self.values.extend(records);
-                let point = self.restoring.as_mut().expect("checked above");
-                point.next_cursor = chunk.next_cursor.clone();
-                Ok(())
-            }
-            KvWrite::FinishRestore(chunk) => {
-                let records = self.check_continues(chunk)?;
-                self.values.extend(records);
-                self.restoring = None;
-                self.applied = chunk.meta.index;
-                Ok(())
-            }
-        }
-    }
-
-    /// Applies one committed entry's payload.
-    fn apply(&mut self, index: LogIndex, data: &[u8]) -> Result<(), String> {
-        if let Some(point) = &self.restoring {
-            return Err(format!(
-                "entry {index} applied while restoring the snapshot at {}",
-                point.index
-            ));
-        }
-        if index != self.applied.next() {
-            return Err(format!("entry {index} applied after {}", self.applied));
-        }
-        self.applied = index;
+impl SimMachine for KvState {
+    fn apply(&mut self, _index: LogIndex, data: &[u8]) {
         match KvCommand::decode(data) {
             Some((_, KvCommand::Put { key, value })) => {
+                self.digest.put(&key, &value);
                 self.values.insert(key, value);
             }
             Some((_, KvCommand::Append { key, value })) => {
+                self.digest.append(&key, &value);
                 self.values.entry(key).or_default().push_str(&value);
             }
             None => {}
         }
-        Ok(())
     }
 
-    /// Returns the records of `chunk` if it continues the restore under
-    /// way: same snapshot, starting where the last chunk ended, with keys
-    /// in its range and in order.
-    fn check_continues(&self, chunk: &SnapshotChunk) -> Result<Vec<(String, String)>, String> {
-        let Some(point) = &self.restoring else {
-            return Err(format!(
-                "a chunk of the snapshot at {} arrived with no restore under way",
-                chunk.meta.index
-            ));
-        };
-        if (point.index, point.term) != (chunk.meta.index, chunk.meta.term)
-            || point.next_cursor != chunk.cursor
-        {
-            return Err(format!(
-                "chunk of snapshot ({}, {}) at cursor {:?} does not continue the restore of ({}, {}) at {:?}",
-                chunk.meta.index,
-                chunk.meta.term,
-                chunk.cursor,
-                point.index,
-                point.term,
-                point.next_cursor
-            ));
-        }
+    fn clear(&mut self) {
+        *self = KvState::default();
+    }
+
+    /// Writes the records of `chunk`: keys from its cursor (inclusive) up
+    /// to its next cursor (exclusive, unless it is the last), in order.
+    fn write_chunk(&mut self, chunk: &SnapshotChunk) -> Result<(), String> {
         let records = decode_records(&chunk.data)
             .ok_or_else(|| format!("malformed chunk at cursor {:?}", chunk.cursor))?;
         let in_range = |key: &str| {
@@ -216,7 +130,36 @@ impl KvState {
                 chunk.cursor, chunk.cursor, chunk.next_cursor
             ));
         }
-        Ok(records)
+        for (key, value) in records {
+            self.digest.put(&key, &value);
+            self.values.insert(key, value);
+        }
+        Ok(())
+    }
+
+    fn read_chunk(&self, cursor: &[u8], bytes_max: u64) -> Option<(Bytes, Bytes, bool)> {
+        self.read_records(cursor, bytes_max)
+    }
+
+    fn digest(&self) -> u64 {
+        self.digest.value()
+    }
+}
+
+impl KvState {
+    /// Returns a map holding `pairs`.
+    pub fn with_values<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> KvState {
+        let mut state = KvState::default();
+        for (key, value) in pairs {
+            state.digest.put(key, value);
+            state.values.insert(key.into(), value.into());
+        }
+        state
+    }
+
+    /// Returns the values.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
     }
 
     /// Returns the value of `key` (empty if missing).
@@ -230,7 +173,7 @@ impl KvState {
     /// key left out; for the last chunk, its last key followed by a zero
     /// byte) and whether it is the last chunk; `None` if `cursor` is not a
     /// key this application makes.
-    pub fn read_chunk(&self, cursor: &[u8], bytes_max: u64) -> Option<(Bytes, Bytes, bool)> {
+    fn read_records(&self, cursor: &[u8], bytes_max: u64) -> Option<(Bytes, Bytes, bool)> {
         let start = std::str::from_utf8(cursor).ok()?;
         let mut data = Vec::new();
         let mut total = 0u64;
@@ -269,15 +212,6 @@ impl KvState {
             .map(|(key, value)| record_size_bytes(key, value))
             .sum()
     }
-
-    /// Returns the digest of `values` (see [`StateDigest`]).
-    pub fn digest(&self) -> u64 {
-        let mut digest = StateDigest::default();
-        for (key, value) in &self.values {
-            digest.put(key, value);
-        }
-        digest.value()
-    }
 }
 
 /// Decodes the records of a chunk; `None` if malformed.
@@ -304,22 +238,17 @@ const DIGEST_BASE: u64 = 1_000_003;
 /// Invariant: `total` is the wrapping sum of `entry_digest(key, hash)`
 /// over `hashes`, where each hash is the polynomial hash of the key's
 /// value (Horner's rule mod 2^61 - 1), which an Append extends.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StateDigest {
     hashes: BTreeMap<String, u64>,
     total: u64,
 }
 
 impl StateDigest {
-    /// Follows one command.
-    pub fn apply(&mut self, command: &KvCommand) {
-        match command {
-            KvCommand::Put { key, value } => self.put(key, value),
-            KvCommand::Append { key, value } => {
-                let old = self.hashes.get(key).copied();
-                self.set(key, old, extend_hash(old.unwrap_or(0), value));
-            }
-        }
+    /// Appends `suffix` to `key`'s value.
+    pub fn append(&mut self, key: &str, suffix: &str) {
+        let old = self.hashes.get(key).copied();
+        self.set(key, old, extend_hash(old.unwrap_or(0), suffix));
     }
 
     /// Sets `key` to `value`.

@@ -165,7 +165,7 @@ impl Cluster {
     pub fn value_on(&self, id: NodeId, key: &str) -> String {
         self.nodes
             .get(&id)
-            .map(|n| n.state().get(key))
+            .map(|n| n.state().machine.get(key))
             .unwrap_or_default()
     }
 
@@ -196,39 +196,16 @@ impl Cluster {
             if member && state != expected {
                 return Err(format!(
                     "node {id} holds {:?} at {} (restoring {:?}), the leader {leader} holds {:?} at {} (tick {})",
-                    state.values,
+                    state.machine.values(),
                     state.applied,
                     state.restoring,
-                    expected.values,
+                    expected.machine.values(),
                     expected.applied,
                     self.now
                 ));
             }
         }
         Ok(())
-    }
-
-    /// Returns one line per node: role, term, commit and applied indexes,
-    /// the restore its application has under way, log and membership.
-    pub fn describe(&self) -> String {
-        let lines: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|(id, sim)| match sim.core() {
-                Some(core) => {
-                    let s = core.status();
-                    format!(
-                        "[{id}: {:?} term {} leader {:?} commit {} applied {} restoring {:?} log {}..={} voters {:?} learners {:?}]",
-                        s.role, s.term, s.leader, s.commit, s.applied,
-                        sim.state().restoring.as_ref().map(|point| (point.index, point.term)),
-                        s.first_index, s.last_index, s.membership.voters, s.membership.learners
-                    )
-                }
-                None if sim.decommissioned => format!("[{id}: decommissioned]"),
-                None => format!("[{id}: down]"),
-            })
-            .collect();
-        lines.join(" ")
     }
 
     /// Returns the commit index of `id` (0 if down).

@@ -15,26 +15,34 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::core::{NodeId, SnapshotMeta, SnapshotRequest};
-use crate::sim::kv::KvState;
 
 /// A pinned, immutable copy of the application's state at `meta.index`.
 #[derive(Clone, Debug)]
-pub struct PinnedView {
+pub struct PinnedView<M> {
     /// The snapshot the view is: index, term and membership.
     pub meta: SnapshotMeta,
     /// The state at `meta.index`.
-    pub state: KvState,
+    pub state: M,
 }
 
 /// The pinned views and pending requests of one node.
-#[derive(Clone, Debug, Default)]
-pub struct SnapshotReads {
-    views: BTreeMap<NodeId, PinnedView>,
+#[derive(Clone, Debug)]
+pub struct SnapshotReads<M> {
+    views: BTreeMap<NodeId, PinnedView<M>>,
     /// Invariant: due ticks are non-decreasing.
     queue: VecDeque<(u64, SnapshotRequest)>,
 }
 
-impl SnapshotReads {
+impl<M> Default for SnapshotReads<M> {
+    fn default() -> SnapshotReads<M> {
+        SnapshotReads {
+            views: BTreeMap::new(),
+            queue: VecDeque::new(),
+        }
+    }
+}
+
+impl<M> SnapshotReads<M> {
     /// Queues `request`, to be served at tick `due` or later (after every
     /// request queued before it).
     pub fn enqueue(&mut self, due: u64, request: SnapshotRequest) {
@@ -51,12 +59,12 @@ impl SnapshotReads {
     }
 
     /// Returns the view pinned for `to`.
-    pub fn view(&self, to: NodeId) -> Option<&PinnedView> {
+    pub fn view(&self, to: NodeId) -> Option<&PinnedView<M>> {
         self.views.get(&to)
     }
 
     /// Pins `view` for `to`, replacing any earlier one.
-    pub fn pin(&mut self, to: NodeId, view: PinnedView) {
+    pub fn pin(&mut self, to: NodeId, view: PinnedView<M>) {
         self.views.insert(to, view);
     }
 

@@ -3,6 +3,10 @@
 //! invariant checked after each step, then a liveness phase with faults
 //! healed, and finally checks the client history for linearizability.
 //!
+//! The swarm runs any application: [`run_seed_of`] takes its clients
+//! ([`SwarmClients`]), which drive the load, report their progress and
+//! check their history; [`run_seed`] runs the register map's clients.
+//!
 //! A failure prints one line with the seed, the profile and the command
 //! that replays it.
 
@@ -12,11 +16,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::core::{ConfChange, NodeId, Role};
+use crate::sim::app::SimMachine;
 use crate::sim::cluster::{Cluster, ClusterConfig, SnapshotStats};
 use crate::sim::invariants::Violation;
-use crate::sim::linearizability::{CheckResult, check_kv_history};
 use crate::sim::network::{Corrupted, NetworkFaults};
 use crate::sim::workload::Workload;
+use linearizability::{CheckResult, check_kv_history};
 
 /// The fault and workload profile one seed runs with.
 #[derive(Clone, Debug, PartialEq)]
@@ -283,6 +288,8 @@ pub struct Failure {
     pub tick: u64,
     /// What broke.
     pub violation: Violation,
+    /// The command that runs the simulator, to which `--seed` is added.
+    pub replay: &'static str,
 }
 
 impl fmt::Display for Failure {
@@ -291,24 +298,77 @@ impl fmt::Display for Failure {
             && *self.profile == SwarmProfile::draw_original(self.seed);
         write!(
             f,
-            "SEED={} tick={} {} profile={:?} replay: cargo run --release -p raft --no-default-features --features sim --bin raft-sim -- --seed {}{}",
+            "SEED={} tick={} {} profile={:?} replay: {} --seed {}{}",
             self.seed,
             self.tick,
             self.violation,
             self.profile,
+            self.replay,
             self.seed,
             if original { " --original-profile" } else { "" }
         )
     }
 }
 
-/// Runs one seed with the profile it draws. A panic inside the run (a
-/// core assertion such as "entry conflicts with committed index") is
-/// reported as a failure of that seed.
+/// The command that replays a seed of the register map's swarm.
+pub const KV_REPLAY: &str =
+    "cargo run --release -p raft --no-default-features --features sim --bin raft-sim --";
+
+/// The clients of a simulated application: they drive its load, report
+/// their progress, and check what they saw once the cluster converged.
+pub trait SwarmClients<M: SimMachine> {
+    /// Consumes the cluster's events, then lets each idle client start an
+    /// operation with probability `rate`, first moving to a random node
+    /// with probability `wander`.
+    fn drive(&mut self, cluster: &mut Cluster<M>, rate: f64, wander: f64);
+
+    /// Returns the operations completed by each client so far.
+    fn completed(&self) -> Vec<u64>;
+
+    /// Returns the number of operations in the history.
+    fn operations(&self) -> usize;
+
+    /// Checks the history against the converged cluster (after taking the
+    /// events its last steps left); returns whether the check was
+    /// inconclusive (neither proven nor refuted).
+    fn check(&mut self, cluster: &mut Cluster<M>) -> Result<bool, Violation>;
+}
+
+impl SwarmClients<crate::sim::kv::KvState> for Workload {
+    fn drive(&mut self, cluster: &mut Cluster, rate: f64, wander: f64) {
+        Workload::drive(self, cluster, rate, wander);
+    }
+
+    fn completed(&self) -> Vec<u64> {
+        Workload::completed(self)
+    }
+
+    fn operations(&self) -> usize {
+        self.history().len()
+    }
+
+    fn check(&mut self, _cluster: &mut Cluster) -> Result<bool, Violation> {
+        check_history(self)
+    }
+}
+
+/// Runs one seed of the register map with the profile it draws. A panic
+/// inside the run (a core assertion such as "entry conflicts with
+/// committed index") is reported as a failure of that seed.
 pub fn run_seed(seed: u64) -> Result<SeedReport, Failure> {
-    let profile = SwarmProfile::draw(seed);
+    run_catching(seed, SwarmProfile::draw(seed), KV_REPLAY, run_seed_with)
+}
+
+/// Runs `run(seed, profile)`, reporting a panic as a failure of the seed,
+/// replayed by `replay`.
+pub fn run_catching(
+    seed: u64,
+    profile: SwarmProfile,
+    replay: &'static str,
+    run: impl FnOnce(u64, SwarmProfile) -> Result<SeedReport, Failure> + std::panic::UnwindSafe,
+) -> Result<SeedReport, Failure> {
     let run_profile = profile.clone();
-    match std::panic::catch_unwind(move || run_seed_with(seed, run_profile)) {
+    match std::panic::catch_unwind(move || run(seed, run_profile)) {
         Ok(result) => result,
         Err(payload) => {
             let detail = payload
@@ -324,39 +384,53 @@ pub fn run_seed(seed: u64) -> Result<SeedReport, Failure> {
                     invariant: "panic",
                     detail,
                 },
+                replay,
             })
         }
     }
 }
 
-/// Runs one seed with an explicit profile.
+/// Runs one seed of the register map with an explicit profile.
 pub fn run_seed_with(seed: u64, profile: SwarmProfile) -> Result<SeedReport, Failure> {
-    let mut cluster = Cluster::new(cluster_config(&profile), profile.faults.clone(), seed);
-    let mut workload = Workload::new(
+    let workload = Workload::new(
         profile.clients,
         profile.keys,
         profile.read_fraction,
         profile.client_timeout_ticks,
     );
-    let fail = |cluster: &Cluster, violation: Violation| Failure {
+    run_seed_of::<crate::sim::kv::KvState, _>(seed, profile, workload, KV_REPLAY)
+}
+
+/// Runs one seed of application `M` with `clients`: the safety phase
+/// (faults on, invariants checked after every step), the liveness phase
+/// (faults healed), then the clients' check. A failure names `replay`.
+pub fn run_seed_of<M: SimMachine, C: SwarmClients<M>>(
+    seed: u64,
+    profile: SwarmProfile,
+    mut clients: C,
+    replay: &'static str,
+) -> Result<SeedReport, Failure> {
+    let mut cluster = Cluster::<M>::new(cluster_config(&profile), profile.faults.clone(), seed);
+    let fail = |cluster: &Cluster<M>, violation: Violation| Failure {
         seed,
         profile: Box::new(profile.clone()),
         tick: cluster.now,
         violation,
+        replay,
     };
     let mut next_id = profile.voters + 1;
     for _ in 0..profile.safety_ticks {
         inject_faults(&mut cluster, &profile, &mut next_id);
-        workload.drive(&mut cluster, profile.request_rate, profile.wander);
+        clients.drive(&mut cluster, profile.request_rate, profile.wander);
         cluster.step().map_err(|v| fail(&cluster, v))?;
     }
-    check_liveness(&mut cluster, &mut workload).map_err(|v| fail(&cluster, v))?;
-    let linearizability_inconclusive = check_history(&workload).map_err(|v| fail(&cluster, v))?;
+    check_liveness(&mut cluster, &mut clients).map_err(|v| fail(&cluster, v))?;
+    let inconclusive = clients.check(&mut cluster).map_err(|v| fail(&cluster, v))?;
     Ok(SeedReport {
-        linearizability_inconclusive,
+        linearizability_inconclusive: inconclusive,
         seed,
         ticks: cluster.now,
-        operations: workload.history().len(),
+        operations: clients.operations(),
         max_term: cluster.max_term().0,
         messages: cluster.network.sent_total(),
         trace_hash: cluster.trace_hash(),
@@ -389,7 +463,11 @@ fn cluster_config(profile: &SwarmProfile) -> ClusterConfig {
 
 /// Draws this tick's faults: partitions, crashes, restarts, membership
 /// changes and leadership transfers.
-fn inject_faults(cluster: &mut Cluster, profile: &SwarmProfile, next_id: &mut u64) {
+fn inject_faults<M: SimMachine>(
+    cluster: &mut Cluster<M>,
+    profile: &SwarmProfile,
+    next_id: &mut u64,
+) {
     if !cluster.network.is_partitioned() && cluster.rng().random_bool(profile.partition_rate) {
         make_partition(cluster, profile.one_way);
     } else if cluster.network.is_partitioned() && cluster.rng().random_bool(profile.heal_rate) {
@@ -441,7 +519,7 @@ fn inject_faults(cluster: &mut Cluster, profile: &SwarmProfile, next_id: &mut u6
     }
 }
 
-fn make_partition(cluster: &mut Cluster, one_way: bool) {
+fn make_partition<M: SimMachine>(cluster: &mut Cluster<M>, one_way: bool) {
     let all = cluster.all_ids();
     let ids: Vec<NodeId> = all.iter().copied().collect();
     if one_way {
@@ -462,7 +540,11 @@ fn make_partition(cluster: &mut Cluster, one_way: bool) {
 
 /// Tries one membership change at the leader: add a learner, promote one,
 /// or remove a member, keeping at least `min_voters` voters (up to 3).
-fn change_membership(cluster: &mut Cluster, initial_voters: u64, next_id: &mut u64) {
+fn change_membership<M: SimMachine>(
+    cluster: &mut Cluster<M>,
+    initial_voters: u64,
+    next_id: &mut u64,
+) {
     let Some(leader) = cluster.leader() else {
         return;
     };
@@ -491,7 +573,10 @@ fn change_membership(cluster: &mut Cluster, initial_voters: u64, next_id: &mut u
 
 /// Heals every fault and checks that a leader emerges, every client
 /// completes a new operation and every member converges, within a bound.
-fn check_liveness(cluster: &mut Cluster, workload: &mut Workload) -> Result<(), Violation> {
+fn check_liveness<M: SimMachine, C: SwarmClients<M>>(
+    cluster: &mut Cluster<M>,
+    workload: &mut C,
+) -> Result<(), Violation> {
     cluster.network.heal();
     cluster.network.faults = NetworkFaults::reliable();
     cluster.config.crash_in_ready = 0.0;
@@ -510,7 +595,7 @@ fn check_liveness(cluster: &mut Cluster, workload: &mut Workload) -> Result<(), 
     let bound = 20 * stall_bound;
     let baseline = workload.completed();
     let mut progressed = false;
-    let (mut last_progress, mut last_applied_sum) = (0, 0);
+    let (mut last_progress, mut last_work) = (0, 0);
     for tick in 0..bound {
         workload.drive(cluster, if progressed { 0.0 } else { 1.0 }, 0.0);
         cluster.step()?;
@@ -523,9 +608,9 @@ fn check_liveness(cluster: &mut Cluster, workload: &mut Workload) -> Result<(), 
         if progressed && converged(cluster) {
             return Ok(());
         }
-        let applied_sum = applied_sum(cluster);
-        if applied_sum > last_applied_sum || !progressed {
-            (last_progress, last_applied_sum) = (tick, applied_sum);
+        let work = work_done(cluster);
+        if work > last_work || !progressed {
+            (last_progress, last_work) = (tick, work);
         }
         if tick - last_progress > stall_bound {
             break;
@@ -543,18 +628,21 @@ fn check_liveness(cluster: &mut Cluster, workload: &mut Workload) -> Result<(), 
     })
 }
 
-/// Returns the sum of the applied indexes of the live nodes.
-fn applied_sum(cluster: &Cluster) -> u64 {
-    cluster
-        .live_ids()
-        .iter()
-        .filter_map(|&id| cluster.core(id))
-        .map(|core| core.status().applied.0)
-        .sum()
+/// Returns how far the live nodes got: the sum of their applied indexes
+/// plus the snapshot chunks restored (a follower restoring a large state
+/// progresses chunk by chunk before it applies anything).
+fn work_done<M: SimMachine>(cluster: &Cluster<M>) -> u64 {
+    cluster.snapshot_stats.chunks_restored
+        + cluster
+            .live_ids()
+            .iter()
+            .filter_map(|&id| cluster.core(id))
+            .map(|core| core.status().applied.0)
+            .sum::<u64>()
 }
 
 /// Returns whether a leader exists and every member applied its commit.
-fn converged(cluster: &Cluster) -> bool {
+fn converged<M: SimMachine>(cluster: &Cluster<M>) -> bool {
     let Some(leader) = cluster.leader() else {
         return false;
     };

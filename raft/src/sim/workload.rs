@@ -19,7 +19,7 @@ use rand::Rng;
 use crate::core::{LogIndex, NodeId, Term};
 use crate::sim::cluster::{Cluster, NodeEvent};
 use crate::sim::kv::KvCommand;
-use crate::sim::linearizability::{KvInput, KvOutput, Operation};
+use linearizability::{KvInput, KvOutput, Operation};
 
 /// What a client waits for.
 #[derive(Clone, Debug)]
@@ -187,7 +187,7 @@ impl Workload {
             && sim.state().applied >= index
         {
             let key = self.history[in_flight.history_index].key.clone();
-            let value = sim.state().get(&key);
+            let value = sim.state().machine.get(&key);
             self.finish(slot, KvOutput::Value(value));
             return;
         }

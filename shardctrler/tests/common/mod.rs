@@ -180,12 +180,3 @@ pub fn run(shard_count: u32, ops: &[Op]) -> ControllerState {
 pub fn group_ids(config: &Config) -> BTreeSet<GroupId> {
     config.groups.keys().copied().collect()
 }
-
-/// Returns how many shards differ between two shard tables.
-pub fn moved_count(before: &[GroupId], after: &[GroupId]) -> usize {
-    before
-        .iter()
-        .zip(after)
-        .filter(|(old, new)| old != new)
-        .count()
-}

@@ -1,7 +1,7 @@
 //! The application side of a node's Ready, as the simulated cluster plays
 //! it (issue 15 §2, "compaction without copies, snapshots on demand"):
-//! - a follower writes restore chunks into its [`KvState`](crate::sim::kv::KvState)
-//!   behind a durable mark (steps 1 and 3 of the contract) and applies
+//! - a follower writes restore chunks into its application's state
+//!   ([`AppState`](crate::sim::app::AppState)) behind a durable mark (steps 1 and 3 of the contract) and applies
 //!   committed entries (step 5);
 //! - a leader answers its core's snapshot reads from views it pins of its
 //!   own state, late, failing or from a stale view as the profile draws;
@@ -28,12 +28,12 @@ use crate::core::{
     ConfChange, EntryKind, LogIndex, NodeId, Ready, SnapshotChunk, SnapshotMeta, SnapshotRequest,
     Term,
 };
+use crate::sim::app::{AppWrite, SimMachine};
 use crate::sim::invariants::Violation;
-use crate::sim::kv::KvWrite;
 use crate::sim::snapshot_reads::PinnedView;
 use crate::storage::Storage;
 
-impl Cluster {
+impl<M: SimMachine> Cluster<M> {
     /// Step 1: writes the chunks but a last one (a chunk with an empty
     /// cursor begins a restore, a last one included); returns the last
     /// one, which finishes the restore after the persist.
@@ -48,11 +48,11 @@ impl Cluster {
             self.snapshot_stats.chunks_restored += 1;
             if chunk.cursor.is_empty() {
                 let (index, term) = (chunk.meta.index, chunk.meta.term);
-                self.write(id, KvWrite::BeginRestore { index, term })?;
+                self.write(id, AppWrite::BeginRestore { index, term })?;
                 self.snapshot_stats.restores_begun += 1;
             }
             if !chunk.last {
-                self.write(id, KvWrite::RestoreChunk(chunk))?;
+                self.write(id, AppWrite::RestoreChunk(chunk))?;
             }
         }
         Ok(last)
@@ -68,12 +68,12 @@ impl Cluster {
         last: SnapshotChunk,
     ) -> Result<(), Violation> {
         let meta = last.meta.clone();
-        self.write(id, KvWrite::FinishRestore(last))?;
+        self.write(id, AppWrite::FinishRestore(last))?;
         self.snapshot_stats.restores_finished += 1;
         let sim = self.nodes.get_mut(&id).expect("live");
         sim.app.sync();
         sim.last_conf_change = meta.index;
-        let digest = sim.app.state().digest();
+        let digest = sim.app.state().machine.digest();
         self.invariants
             .check_state(id, meta.index, digest, "restored")?;
         self.invariants.observe_restored(id, meta.index, meta.term)
@@ -81,7 +81,7 @@ impl Cluster {
 
     /// Makes one application write at `id`, or reports why the
     /// application refused it.
-    fn write(&mut self, id: NodeId, write: KvWrite) -> Result<(), Violation> {
+    fn write(&mut self, id: NodeId, write: AppWrite) -> Result<(), Violation> {
         let sim = self.nodes.get_mut(&id).expect("live");
         sim.app
             .write(write)
@@ -113,8 +113,18 @@ impl Cluster {
             self.invariants.observe_applied(id, entry)?;
             entry.index.hash(&mut self.trace);
             entry.term.hash(&mut self.trace);
-            let (index, data) = (entry.index, entry.data.clone());
-            self.write(id, KvWrite::Apply { index, data })?;
+            // The application sees the payloads of normal entries only.
+            let data = match entry.kind {
+                EntryKind::Normal => entry.data.clone(),
+                EntryKind::ConfChange => Bytes::new(),
+            };
+            self.write(
+                id,
+                AppWrite::Apply {
+                    index: entry.index,
+                    data,
+                },
+            )?;
             if entry.kind == EntryKind::ConfChange {
                 self.save_membership(id, entry.index);
                 if let Some(ConfChange::RemoveNode(removed)) = ConfChange::decode(&entry.data) {
@@ -271,10 +281,10 @@ impl Cluster {
             membership: core.status().membership,
         };
         self.invariants
-            .check_state(id, meta.index, state.digest(), "pinned")?;
+            .check_state(id, meta.index, state.machine.digest(), "pinned")?;
         let view = PinnedView {
             meta,
-            state: state.clone(),
+            state: state.machine.clone(),
         };
         sim.snapshot_reads.pin(to, view);
         Ok(())
@@ -317,7 +327,7 @@ impl Cluster {
         self.invariants.check_state(
             id,
             state.applied,
-            state.digest(),
+            state.machine.digest(),
             "compacted its log under",
         )?;
         self.invariants.check_state_covers_log(

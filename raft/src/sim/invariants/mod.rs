@@ -24,7 +24,7 @@
 //!   compacting past what was applied), at restart or after any write.
 //!
 //! The linearizability of the client history is checked at the end of a
-//! run by [`crate::sim::linearizability`].
+//! run by the `linearizability` crate.
 
 pub mod commit_safety;
 pub mod election_safety;
@@ -40,7 +40,7 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::core::{LogIndex, NodeId, Status, Term};
-use crate::sim::kv::StateDigest;
+use crate::sim::app::SimMachine;
 
 /// A broken invariant, with what was seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub struct Invariants {
     last_applied: BTreeMap<NodeId, LogIndex>,
     /// State machine safety: the reference state, built from the first
     /// application of each index anywhere.
-    reference: StateDigest,
+    reference: Box<dyn ReferenceMachine>,
     /// The index the reference state is at.
     reference_applied: LogIndex,
     /// The digest of the reference state at each index from 0 up to
@@ -115,17 +115,38 @@ pub fn payload_hash(data: &[u8]) -> u64 {
     hasher.finish()
 }
 
-impl Default for Invariants {
-    fn default() -> Invariants {
-        let reference = StateDigest::default();
-        let empty = reference.value();
+/// The reference state state machine safety keeps: the simulated
+/// application, seen only through what the check needs.
+pub trait ReferenceMachine: fmt::Debug {
+    /// Applies one committed payload.
+    fn apply_payload(&mut self, index: LogIndex, data: &[u8]);
+    /// Returns the state's digest.
+    fn state_digest(&self) -> u64;
+}
+
+impl<M: SimMachine> ReferenceMachine for M {
+    fn apply_payload(&mut self, index: LogIndex, data: &[u8]) {
+        self.apply(index, data);
+    }
+
+    fn state_digest(&self) -> u64 {
+        self.digest()
+    }
+}
+
+impl Invariants {
+    /// Returns the checkers of a group replicating `M`, whose reference
+    /// state starts empty at the bootstrap prefix.
+    pub fn new<M: SimMachine>() -> Invariants {
+        let reference = M::default();
+        let empty = reference.digest();
         Invariants {
             leaders_by_term: BTreeMap::new(),
             entries: HashMap::new(),
             applied: HashMap::new(),
             applied_max: LogIndex(0),
             last_applied: BTreeMap::new(),
-            reference,
+            reference: Box::new(reference),
             reference_applied: LogIndex(1),
             reference_digests: vec![empty, empty],
             committed: HashMap::new(),

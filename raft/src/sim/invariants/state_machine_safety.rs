@@ -15,9 +15,8 @@
 //! The reference starts at the bootstrap prefix (index 1, the empty
 //! state): every simulated group bootstraps with one.
 
-use crate::core::{Entry, LogIndex, NodeId, Term};
+use crate::core::{Entry, EntryKind, LogIndex, NodeId, Term};
 use crate::sim::invariants::{Invariants, Violation, payload_hash};
-use crate::sim::kv::KvCommand;
 
 impl Invariants {
     /// Records that `node` applied `entry`.
@@ -60,11 +59,11 @@ impl Invariants {
                 ),
             });
         }
-        if let Some((_, command)) = KvCommand::decode(&entry.data) {
-            self.reference.apply(&command);
+        if entry.kind == EntryKind::Normal {
+            self.reference.apply_payload(entry.index, &entry.data);
         }
         self.reference_applied = entry.index;
-        self.reference_digests.push(self.reference.value());
+        self.reference_digests.push(self.reference.state_digest());
         Ok(())
     }
 

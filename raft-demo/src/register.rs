@@ -1,5 +1,5 @@
 //! A replicated register map over RocksDB: the application the
-//! `raft-node` binary, the node benchmark and the integration tests run on
+//! `raft-node` binary, the node benchmark and the real-node tests run on
 //! the driver. It keeps its values in the `data` column family and its
 //! applied index in `meta`, written together in one WriteBatch per applied
 //! run of entries (DESIGN.md "Storage layout"), so a restart resumes
@@ -9,7 +9,7 @@
 //! - `applied` equals the index stored in `meta` (both change in one
 //!   batch).
 //! - The map is its own snapshot: a lagging follower receives the `data`
-//!   column family read from a pinned view ([`crate::app_snapshot`]).
+//!   column family read from a pinned view ([`raft::app_snapshot`]).
 //! - While a snapshot is being restored, `meta` holds a restore mark (the
 //!   snapshot and the position of the next chunk) and no applied index,
 //!   so a restart resumes the restore: a partly restored map is never
@@ -23,16 +23,13 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use rocksdb::{DB, WriteBatch};
 
-use crate::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
-use crate::driver::{SnapshotSource, StateMachine};
-use crate::{app_meta, app_snapshot};
+use raft::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
+use raft::driver::{SnapshotSource, StateMachine};
+use raft::storage::{CF_DATA, CF_META};
+use raft::{app_meta, app_snapshot};
 
-/// Column family of the values.
-pub const DATA_CF: &str = "data";
-/// Column family of the applied index.
-pub const META_CF: &str = "meta";
 /// The column families a snapshot holds.
-const SNAPSHOT_CFS: [&str; 1] = [DATA_CF];
+const SNAPSHOT_CFS: [&str; 1] = [CF_DATA];
 /// Keys are at most this long (DESIGN.md "Clients and semantics").
 pub const KEY_BYTES_MAX: usize = 4096;
 
@@ -116,8 +113,8 @@ impl RegisterReader {
     /// [`StorageError::Io`] if reading fails.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let missing = |name: &str| StorageError::Io(format!("missing {name} column family"));
-        let data = self.db.cf_handle(DATA_CF).ok_or_else(|| missing(DATA_CF))?;
-        let meta = self.db.cf_handle(META_CF).ok_or_else(|| missing(META_CF))?;
+        let data = self.db.cf_handle(CF_DATA).ok_or_else(|| missing(CF_DATA))?;
+        let meta = self.db.cf_handle(CF_META).ok_or_else(|| missing(CF_META))?;
         let view = self.db.snapshot();
         let mark = view
             .get_cf(meta, app_meta::RESTORING_KEY)
@@ -163,7 +160,7 @@ impl RegisterMachine {
 
     /// Returns the value of `key`, if any.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let data = self.cf(DATA_CF);
+        let data = self.cf(CF_DATA);
         self.db
             .get_cf(data, key)
             .map_err(|e| io_error("reading a value", e))
@@ -212,7 +209,7 @@ impl StateMachine for RegisterMachine {
         {
             match RegisterCommand::decode(&entry.data) {
                 Some(RegisterCommand::Put { key, value }) => {
-                    batch.put_cf(self.cf(DATA_CF), &key, &value);
+                    batch.put_cf(self.cf(CF_DATA), &key, &value);
                     written.insert(key, Some(value));
                 }
                 Some(RegisterCommand::Append { key, value }) => {
@@ -224,11 +221,11 @@ impl StateMachine for RegisterMachine {
                             .unwrap_or_default(),
                     };
                     current.extend_from_slice(&value);
-                    batch.put_cf(self.cf(DATA_CF), &key, &current);
+                    batch.put_cf(self.cf(CF_DATA), &key, &current);
                     written.insert(key, Some(Bytes::from(current)));
                 }
                 Some(RegisterCommand::Delete { key }) => {
-                    batch.delete_cf(self.cf(DATA_CF), &key);
+                    batch.delete_cf(self.cf(CF_DATA), &key);
                     written.insert(key, None);
                 }
                 None => {}
@@ -295,8 +292,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::driver::SnapshotPiece;
-    use crate::storage::RocksStorage;
+    use raft::driver::SnapshotPiece;
+    use raft::storage::RocksStorage;
 
     fn command() -> impl Strategy<Value = RegisterCommand> {
         let key = (0u8..4).prop_map(|k| Bytes::from(vec![b'k', k]));

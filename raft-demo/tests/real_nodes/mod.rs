@@ -15,9 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use raft::core::{Membership, NodeId, Role};
 use raft::driver::{NodeJoinHandle, NodeOptions, ProposeError, RaftHandle, spawn_node};
-use raft::register::{RegisterCommand, RegisterMachine, RegisterReader};
 use raft::storage::RocksStorage;
 use raft::transport::{Faults, FaultyTransport, GrpcTransport, RaftService, Transport};
+use raft_demo::register::{RegisterCommand, RegisterMachine, RegisterReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

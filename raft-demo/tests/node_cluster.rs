@@ -10,7 +10,7 @@ mod real_nodes;
 use std::time::Duration;
 
 use raft::core::{NodeId, StorageError};
-use raft::register::RegisterCommand;
+use raft_demo::register::RegisterCommand;
 use real_nodes::{TestCluster, fast_options, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(20);

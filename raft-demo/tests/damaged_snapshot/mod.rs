@@ -19,8 +19,8 @@ use raft::core::{
     SnapshotMeta, StorageError, Term,
 };
 use raft::driver::StateMachine;
-use raft::register::RegisterMachine;
 use raft::storage::{PersistBatch, RocksStorage, Storage};
+use raft_demo::register::RegisterMachine;
 
 /// The index of the snapshot being restored.
 pub const SNAPSHOT_INDEX: LogIndex = LogIndex(20);

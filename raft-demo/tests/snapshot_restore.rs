@@ -18,10 +18,10 @@ use damaged_snapshot::{
 };
 use raft::core::{Error, Message, MessageBody, NodeId, StorageError, Term};
 use raft::driver::{NodeJoinHandle, NodeOptions, RaftHandle, spawn_node};
-use raft::register::{RegisterMachine, RegisterReader};
 use raft::storage::RocksStorage;
 use raft::transport::InboundSender;
 use raft::transport::grpc::GrpcTransport;
+use raft_demo::register::{RegisterMachine, RegisterReader};
 
 /// A replica of group 1 as node 1 of `voters`, fed by the test.
 struct Replica {

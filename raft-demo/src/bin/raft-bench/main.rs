@@ -8,7 +8,7 @@
 //! a server that answers without doing anything (`floor.rs`), the same
 //! way: what the RPC alone costs on this machine.
 //!
-//! Run: `cargo build --release --workspace --bin raft-node --bin raft-bench`
+//! Run: `cargo build --release -p raft-demo --bin raft-node --bin raft-bench`
 //! then `target/release/raft-bench --seconds 10` (3 runs per level, medians).
 
 mod catch_up;

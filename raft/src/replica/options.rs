@@ -1,0 +1,114 @@
+//! [`ReplicaOptions`]: how to run one replica of a Raft group as a server,
+//! built from the shared flags ([`ServerFlags`]) by a binary or field by
+//! field by an in-process test.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::core::NodeId;
+use crate::driver::NodeOptions;
+use crate::server_flags::ServerFlags;
+
+/// How to run one replica: its node, its gRPC address, its group's
+/// replicas and its data dir.
+#[derive(Clone, Debug)]
+pub struct ReplicaOptions {
+    /// The node: group, id, tick, compaction, request deadlines, budgets.
+    pub node: NodeOptions,
+    /// The gRPC address to serve (Raft peers and the application's API).
+    pub listen: SocketAddr,
+    /// Every replica of the group, itself included, by id: the voters of
+    /// a bootstrapped data dir, the transport's addresses and the leader
+    /// hints of replies.
+    pub peers: BTreeMap<NodeId, String>,
+    /// The directory of the replica's RocksDB.
+    pub data_dir: PathBuf,
+}
+
+impl ReplicaOptions {
+    /// Returns production defaults ([`NodeOptions::new`]) for replica `id`
+    /// of `group`, whose replicas are `peers`.
+    pub fn new(
+        group: u64,
+        id: NodeId,
+        listen: SocketAddr,
+        peers: BTreeMap<NodeId, String>,
+        data_dir: PathBuf,
+    ) -> ReplicaOptions {
+        ReplicaOptions {
+            node: NodeOptions::new(group, id),
+            listen,
+            peers,
+            data_dir,
+        }
+    }
+
+    /// Returns the options the shared server flags give replica
+    /// `flags.id` of `group`.
+    pub fn from_flags(group: u64, flags: &ServerFlags) -> ReplicaOptions {
+        let mut options = ReplicaOptions::new(
+            group,
+            NodeId(flags.id),
+            flags.listen,
+            flags.peers.clone(),
+            flags.data_dir.clone(),
+        );
+        options.node.tick = Duration::from_millis(flags.tick_ms.max(1));
+        options.node.compact_interval_entries = flags.compact_interval.max(1);
+        options.node.compact_keep_entries = flags.compact_keep;
+        options
+    }
+
+    /// Returns the replica's Raft group.
+    pub fn group(&self) -> u64 {
+        self.node.group
+    }
+
+    /// Returns the replica's id within its group.
+    pub fn id(&self) -> NodeId {
+        self.node.raft.id
+    }
+
+    /// Checks that the options agree with each other.
+    ///
+    /// # Errors
+    /// A message naming the disagreement (and the flag that sets it).
+    pub fn validate(&self) -> Result<(), String> {
+        let id = self.id();
+        if id.0 == 0 {
+            return Err("the replica id (--id) must not be 0".into());
+        }
+        if !self.peers.contains_key(&id) {
+            return Err(format!(
+                "the peers (--peers) must include this replica's id {id}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(id: u64, peers: &[u64]) -> ReplicaOptions {
+        let peers = peers
+            .iter()
+            .map(|&peer| (NodeId(peer), format!("127.0.0.1:{}", 7000 + peer)))
+            .collect();
+        let listen = "127.0.0.1:7001".parse().expect("address");
+        ReplicaOptions::new(3, NodeId(id), listen, peers, PathBuf::from("data"))
+    }
+
+    // An id of 0, or one missing from the peers, is refused naming the flag.
+    #[test]
+    fn an_id_outside_the_peers_is_refused() {
+        assert_eq!(options(2, &[1, 2, 3]).validate(), Ok(()));
+        let zero = options(0, &[1]).validate().expect_err("id 0");
+        assert!(zero.contains("--id"), "{zero}");
+        let missing = options(4, &[1, 2, 3]).validate().expect_err("not a peer");
+        assert!(missing.contains("--peers"), "{missing}");
+    }
+}
