@@ -42,7 +42,7 @@ impl Controller {
             let listen = address.parse().expect("socket address");
             let mut options = ReplicaOptions::new(*id, listen, peers.clone(), data_dir);
             options.shard_count = 10;
-            options.tick = Duration::from_millis(20);
+            options.replica.node.tick = Duration::from_millis(20);
             replicas.push(Replica::start(options).await.expect("replica starts"));
         }
         Controller {

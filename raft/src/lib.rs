@@ -1,6 +1,8 @@
 //! Raft consensus for the sharded key/value store.
 //!
 //! - [`core`]: the pure, deterministic consensus state machine.
+//! - [`session`]: at-most-once client sessions with expiry, for every state
+//!   machine.
 //! - [`storage`]: the durable log trait and its implementations.
 //! - `transport` (feature `node`): carries messages between replicas over gRPC.
 //! - `driver` (feature `node`): runs a node as a tokio task for an application.
@@ -32,6 +34,7 @@ pub mod observability;
 pub mod replica;
 #[cfg(feature = "node")]
 pub mod server_flags;
+pub mod session;
 pub mod storage;
 #[cfg(feature = "node")]
 pub mod termination;

@@ -3,7 +3,9 @@
 //! and the log's compaction, `--compact-interval`, `--compact-keep`), each
 //! also read from the environment as `KV_<FLAG>`, with defaults that work
 //! on one machine. [`crate::replica::ReplicaOptions::from_flags`] turns
-//! them into a replica's options and checks that they agree.
+//! them into a replica's options, and
+//! [`validate`](crate::replica::ReplicaOptions::validate) checks that they
+//! agree and are in range (a server refuses them with exit code 2).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,12 +32,13 @@ pub struct ServerFlags {
     /// Directory of this replica's RocksDB.
     #[arg(long, env = "KV_DATA_DIR", default_value = "data/node-1")]
     pub data_dir: PathBuf,
-    /// Duration of a Raft tick in milliseconds (heartbeat: 1 tick,
-    /// election timeout: 10 to 20 ticks).
+    /// Duration of a Raft tick in milliseconds, at least 1 (heartbeat: 1
+    /// tick, election timeout: 10 to 20 ticks).
     #[arg(long, env = "KV_TICK_MS", default_value_t = 100)]
     pub tick_ms: u64,
-    /// Compact the log every this many applied entries (or 256 MiB of
-    /// them). Compaction only drops log entries: the state is the snapshot.
+    /// Compact the log every this many applied entries, at least 1 (or
+    /// 256 MiB of them). Compaction only drops log entries: the state is
+    /// the snapshot.
     #[arg(
         long,
         env = "KV_COMPACT_INTERVAL",

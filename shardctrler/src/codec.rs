@@ -11,18 +11,23 @@
 //! entries in strictly ascending key order.
 //!
 //! ```text
-//! request  := "SCRQ" version:u16=1 client_id:u64 seq:u64 command
+//! request  := "SCRQ" version:u16=2 client_id:u64 seq:u64 timestamp_ms:u64 command
 //! command  := 1 groups                      -- Join
 //!           | 2 count:u64 gid:u64*          -- Leave (order kept, repeats allowed)
 //!           | 3 shard:u32 gid:u64           -- Move
 //! groups   := count:u64 (gid:u64 count:u64 string*)*
-//! snapshot := "SCSN" version:u16=1 shard_count:u32
-//!             count:u64 config*  count:u64 session*
+//! snapshot := "SCSN" version:u16=2 shard_count:u32
+//!             count:u64 config*  count:u64 (client_id:u64 session)*
 //! config   := num:u64 gid:u64{shard_count} groups
-//! session  := client_id:u64 last_seq:u64 (0 num:u64 | 1 admin_error)
+//! session  := last_seq:u64 (0 num:u64 | 1 admin_error) used_ms:u64
 //! config_record  := "SCCF" version:u16=1 shard_count:u32 config
-//! session_record := "SCSS" version:u16=1 last_seq:u64 (0 num:u64 | 1 admin_error)
+//! session_record := "SCSS" version:u16=2 session
 //! ```
+//!
+//! Version 1 of requests, snapshots and session records had no time: a
+//! request without `timestamp_ms`, a session without `used_ms`. They are
+//! still read (the time is 0), so a data dir or a log written by an older
+//! build opens; this build writes version 2 only.
 //!
 //! The two records are what the server stores per configuration and per
 //! client in RocksDB (`store_rocks.rs`), so an applied entry writes only
@@ -34,9 +39,9 @@
 //!
 //! - Decoding never panics and never allocates more than the input can
 //!   fill: every count is checked against the bytes left before allocating.
-//! - The encoding is canonical: if `decode(bytes)` succeeds, encoding the
-//!   result gives `bytes` back (no trailing bytes, no unordered or repeated
-//!   map keys, no unknown tags).
+//! - The encoding is canonical: if `decode(bytes)` of the current version
+//!   succeeds, encoding the result gives `bytes` back (no trailing bytes,
+//!   no unordered or repeated map keys, no unknown tags).
 //! - A version is never reinterpreted: a new layout gets a new version, and
 //!   old versions stay readable.
 
@@ -55,8 +60,17 @@ const SNAPSHOT_MAGIC: [u8; 4] = *b"SCSN";
 const CONFIG_MAGIC: [u8; 4] = *b"SCCF";
 /// The magic that opens a stored session record.
 const SESSION_MAGIC: [u8; 4] = *b"SCSS";
-/// The only format version this build writes and reads.
-const FORMAT_VERSION: u16 = 1;
+/// The request format this build writes; it reads 1 too.
+const REQUEST_VERSION: u16 = 2;
+/// The snapshot format this build writes; it reads 1 too.
+const SNAPSHOT_VERSION: u16 = 2;
+/// The configuration record format.
+const CONFIG_VERSION: u16 = 1;
+/// The session record format this build writes; it reads 1 too.
+const SESSION_VERSION: u16 = 2;
+/// The first version whose requests carry a time and whose sessions a last
+/// use.
+const TIMED_VERSION: u16 = 2;
 
 const COMMAND_JOIN: u8 = 1;
 const COMMAND_LEAVE: u8 = 2;
@@ -101,9 +115,9 @@ impl Writer {
         self.bytes.extend_from_slice(value.as_bytes());
     }
 
-    fn header(&mut self, magic: [u8; 4]) {
+    fn header(&mut self, magic: [u8; 4], version: u16) {
         self.bytes.extend_from_slice(&magic);
-        self.u16(FORMAT_VERSION);
+        self.u16(version);
     }
 }
 
@@ -189,19 +203,21 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::InvalidUtf8 { offset })
     }
 
-    fn header(&mut self, expected: [u8; 4]) -> Result<(), DecodeError> {
+    /// Reads a header of `expected` magic and a version from 1 to
+    /// `newest`; returns the version.
+    fn header(&mut self, expected: [u8; 4], newest: u16) -> Result<u16, DecodeError> {
         let found: [u8; 4] = self.array()?;
         if found != expected {
             return Err(DecodeError::BadMagic { expected, found });
         }
         let version = self.u16()?;
-        if version != FORMAT_VERSION {
+        if !(1..=newest).contains(&version) {
             return Err(DecodeError::UnsupportedVersion {
                 found: version,
-                supported: FORMAT_VERSION,
+                supported: newest,
             });
         }
-        Ok(())
+        Ok(version)
     }
 
     fn unknown_tag(&self, kind: &'static str, tag: u8) -> DecodeError {
@@ -223,9 +239,10 @@ impl<'a> Reader<'a> {
 /// Returns the log-entry encoding of `request`.
 pub(crate) fn encode_request(request: &Request) -> Vec<u8> {
     let mut writer = Writer::default();
-    writer.header(REQUEST_MAGIC);
+    writer.header(REQUEST_MAGIC, REQUEST_VERSION);
     writer.u64(request.client_id);
     writer.u64(request.seq);
+    writer.u64(request.timestamp_ms);
     match &request.command {
         Command::Join { groups } => {
             writer.u8(COMMAND_JOIN);
@@ -250,9 +267,13 @@ pub(crate) fn encode_request(request: &Request) -> Vec<u8> {
 /// Decodes exactly one request written by [`encode_request`].
 pub(crate) fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
     let mut reader = Reader::new(bytes);
-    reader.header(REQUEST_MAGIC)?;
+    let version = reader.header(REQUEST_MAGIC, REQUEST_VERSION)?;
     let client_id = reader.u64()?;
     let seq = reader.u64()?;
+    let timestamp_ms = match version {
+        TIMED_VERSION.. => reader.u64()?,
+        _ => 0,
+    };
     let command = match reader.u8()? {
         COMMAND_JOIN => Command::Join {
             groups: decode_groups(&mut reader)?,
@@ -276,6 +297,7 @@ pub(crate) fn decode_request(bytes: &[u8]) -> Result<Request, DecodeError> {
         client_id,
         seq,
         command,
+        timestamp_ms,
     })
 }
 
@@ -315,15 +337,15 @@ fn decode_groups(reader: &mut Reader<'_>) -> Result<BTreeMap<GroupId, Vec<String
 /// Returns the snapshot encoding of `state`.
 pub(crate) fn encode_snapshot(state: &ControllerState) -> Vec<u8> {
     let mut writer = Writer::default();
-    writer.header(SNAPSHOT_MAGIC);
+    writer.header(SNAPSHOT_MAGIC, SNAPSHOT_VERSION);
     writer.u32(state.shard_count());
     writer.count(state.history().len());
     for config in state.history() {
         encode_config(&mut writer, config);
     }
-    writer.count(state.sessions().len());
+    writer.count(state.session_count());
     for (client_id, session) in state.sessions() {
-        writer.u64(*client_id);
+        writer.u64(client_id);
         encode_session(&mut writer, session);
     }
     writer.bytes
@@ -338,10 +360,10 @@ fn encode_config(writer: &mut Writer, config: &Config) {
     encode_groups(writer, &config.groups);
 }
 
-/// Writes a session as its last seq and its recorded reply.
+/// Writes a session as its last seq, its recorded reply and its last use.
 fn encode_session(writer: &mut Writer, session: &Session) {
-    writer.u64(session.last_seq());
-    match session.reply() {
+    writer.u64(session.last_seq);
+    match &session.reply {
         Ok(num) => {
             writer.u8(REPLY_OK);
             writer.u64(num.0);
@@ -351,16 +373,17 @@ fn encode_session(writer: &mut Writer, session: &Session) {
             encode_admin_error(writer, error);
         }
     }
+    writer.u64(session.used_ms);
 }
 
 /// Decodes exactly one snapshot written by [`encode_snapshot`] and checks
 /// the state's invariants.
 pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<ControllerState, DecodeError> {
     let mut reader = Reader::new(bytes);
-    reader.header(SNAPSHOT_MAGIC)?;
+    let version = reader.header(SNAPSHOT_MAGIC, SNAPSHOT_VERSION)?;
     let shard_count = reader.u32()?;
     let history = decode_history(&mut reader, shard_count)?;
-    let sessions = decode_sessions(&mut reader)?;
+    let sessions = decode_sessions(&mut reader, version)?;
     reader.finish()?;
     ControllerState::from_parts(shard_count, history, sessions)
 }
@@ -391,7 +414,10 @@ fn decode_config(reader: &mut Reader<'_>, shard_count: u32) -> Result<Config, De
     })
 }
 
-fn decode_sessions(reader: &mut Reader<'_>) -> Result<BTreeMap<u64, Session>, DecodeError> {
+fn decode_sessions(
+    reader: &mut Reader<'_>,
+    version: u16,
+) -> Result<BTreeMap<u64, Session>, DecodeError> {
     // A session is at least its client id, its seq and a reply tag.
     let count = reader.count(17)?;
     let mut sessions = BTreeMap::new();
@@ -403,27 +429,35 @@ fn decode_sessions(reader: &mut Reader<'_>) -> Result<BTreeMap<u64, Session>, De
             return Err(DecodeError::UnorderedKeys { offset });
         }
         previous = Some(client_id);
-        sessions.insert(client_id, decode_session(reader)?);
+        sessions.insert(client_id, decode_session(reader, version)?);
     }
     Ok(sessions)
 }
 
-/// Reads a session written by [`encode_session`].
-fn decode_session(reader: &mut Reader<'_>) -> Result<Session, DecodeError> {
+/// Reads a session written by [`encode_session`] (in `version`).
+fn decode_session(reader: &mut Reader<'_>, version: u16) -> Result<Session, DecodeError> {
     let last_seq = reader.u64()?;
     let reply: RecordedReply = match reader.u8()? {
         REPLY_OK => Ok(ConfigNum(reader.u64()?)),
         REPLY_ERR => Err(decode_admin_error(reader)?),
         tag => return Err(reader.unknown_tag("reply", tag)),
     };
-    Ok(Session::new(last_seq, reply))
+    let used_ms = match version {
+        TIMED_VERSION.. => reader.u64()?,
+        _ => 0,
+    };
+    Ok(Session {
+        last_seq,
+        reply,
+        used_ms,
+    })
 }
 
 /// Returns the stored record of one configuration (the `data` column
 /// family of the server's RocksDB; see `store_rocks.rs`).
 pub(crate) fn encode_config_record(config: &Config) -> Vec<u8> {
     let mut writer = Writer::default();
-    writer.header(CONFIG_MAGIC);
+    writer.header(CONFIG_MAGIC, CONFIG_VERSION);
     // Shard tables are as long as the shard count, a u32 at bootstrap.
     writer.u32(config.shards.len() as u32);
     encode_config(&mut writer, config);
@@ -435,7 +469,7 @@ pub(crate) fn encode_config_record(config: &Config) -> Vec<u8> {
 /// assembled (`ControllerState::from_parts`).
 pub(crate) fn decode_config_record(bytes: &[u8]) -> Result<Config, DecodeError> {
     let mut reader = Reader::new(bytes);
-    reader.header(CONFIG_MAGIC)?;
+    reader.header(CONFIG_MAGIC, CONFIG_VERSION)?;
     let shard_count = reader.u32()?;
     if (shard_count as usize).saturating_mul(8) > reader.remaining() {
         return Err(DecodeError::Truncated {
@@ -452,7 +486,7 @@ pub(crate) fn decode_config_record(bytes: &[u8]) -> Result<Config, DecodeError> 
 /// family; the client id is in the key).
 pub(crate) fn encode_session_record(session: &Session) -> Vec<u8> {
     let mut writer = Writer::default();
-    writer.header(SESSION_MAGIC);
+    writer.header(SESSION_MAGIC, SESSION_VERSION);
     encode_session(&mut writer, session);
     writer.bytes
 }
@@ -460,8 +494,8 @@ pub(crate) fn encode_session_record(session: &Session) -> Vec<u8> {
 /// Decodes exactly one record written by [`encode_session_record`].
 pub(crate) fn decode_session_record(bytes: &[u8]) -> Result<Session, DecodeError> {
     let mut reader = Reader::new(bytes);
-    reader.header(SESSION_MAGIC)?;
-    let session = decode_session(&mut reader)?;
+    let version = reader.header(SESSION_MAGIC, SESSION_VERSION)?;
+    let session = decode_session(&mut reader, version)?;
     reader.finish()?;
     Ok(session)
 }

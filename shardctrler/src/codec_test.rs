@@ -37,6 +37,7 @@ fn sample_state() -> ControllerState {
         let _ = state.apply(Request {
             client_id,
             seq: 1,
+            timestamp_ms: 0,
             command,
         });
     };
@@ -89,6 +90,7 @@ fn requests_round_trip() {
         let request = Request {
             client_id: u64::MAX - seq,
             seq,
+            timestamp_ms: 0,
             command,
         };
         assert_eq!(Request::decode(&request.encode()), Ok(request));
@@ -119,6 +121,7 @@ fn truncated_input_is_refused() {
         let request = Request {
             client_id: 1,
             seq: 1,
+            timestamp_ms: 0,
             command,
         }
         .encode();
@@ -145,18 +148,20 @@ fn trailing_bytes_are_refused() {
 /// 50..109 config 1 (num 50..58, shards 58..74, group count 74..82, gid
 /// 82..90, server count 90..98, length 98..106, "a:1" at 106..109),
 /// 109..117 session count, 117..125 client, 125..133 seq, 133 reply tag,
-/// 134..142 config num.
+/// 134..142 config num, 142..150 last use.
 fn one_group_snapshot() -> Vec<u8> {
     let mut state = ControllerState::new(2);
     let groups = [(GroupId(1), vec!["a:1".to_string()])].into();
     let request = Request {
         client_id: 5,
         seq: 1,
+        timestamp_ms: 7,
         command: Command::Join { groups },
     };
     state.apply(request).expect("join");
     let bytes = state.encode_snapshot();
-    assert_eq!(bytes.len(), 142, "layout changed: update the offsets");
+    assert_eq!(bytes.len(), 150, "layout changed: update the offsets");
+    assert_eq!(bytes[142..150], 7u64.to_le_bytes());
     bytes
 }
 
@@ -173,10 +178,10 @@ fn corrupted_framing_is_refused() {
         Err(DecodeError::BadMagic { .. })
     ));
     assert_eq!(
-        corrupted(4, 2),
+        corrupted(4, 3),
         Err(DecodeError::UnsupportedVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         })
     );
     assert_eq!(
@@ -202,6 +207,7 @@ fn corrupted_framing_is_refused() {
     let request = Request {
         client_id: 1,
         seq: 1,
+        timestamp_ms: 0,
         command: Command::Leave { gids: vec![] },
     };
     assert!(matches!(
@@ -244,18 +250,19 @@ fn unordered_or_repeated_map_keys_are_refused() {
     let request = Request {
         client_id: 1,
         seq: 1,
+        timestamp_ms: 0,
         command: Command::Join {
             groups: groups.into(),
         },
     };
     let mut bytes = request.encode();
-    // Layout: header 0..6, client 6..14, seq 14..22, tag 22, count 23..31,
-    // gid 31..39, servers 39..56, second gid 56..64.
-    assert_eq!(bytes[56], 2);
-    bytes[56] = 1;
+    // Layout: header 0..6, client 6..14, seq 14..22, time 22..30, tag 30,
+    // count 31..39, gid 39..47, servers 47..64, second gid 64..72.
+    assert_eq!(bytes[64], 2);
+    bytes[64] = 1;
     assert_eq!(
         Request::decode(&bytes),
-        Err(DecodeError::UnorderedKeys { offset: 56 })
+        Err(DecodeError::UnorderedKeys { offset: 64 })
     );
 }
 
@@ -264,10 +271,11 @@ fn unknown_command_and_error_tags_are_refused() {
     let mut bytes = Request {
         client_id: 1,
         seq: 1,
+        timestamp_ms: 0,
         command: Command::Leave { gids: vec![] },
     }
     .encode();
-    bytes[22] = 0;
+    bytes[30] = 0;
     assert!(matches!(
         Request::decode(&bytes),
         Err(DecodeError::UnknownTag {
@@ -279,12 +287,14 @@ fn unknown_command_and_error_tags_are_refused() {
     let refused = state.apply(Request {
         client_id: 1,
         seq: 1,
+        timestamp_ms: 0,
         command: Command::Leave { gids: vec![] },
     });
     assert_eq!(refused, Err(AdminError::EmptyLeave));
     let mut bytes = state.encode_snapshot();
-    let last = bytes.len() - 1;
-    bytes[last] = 200;
+    // The session ends with the error's one-byte tag, then its last use.
+    let tag = bytes.len() - 9;
+    bytes[tag] = 200;
     assert!(matches!(
         ControllerState::decode_snapshot(&bytes),
         Err(DecodeError::UnknownTag {
@@ -293,4 +303,57 @@ fn unknown_command_and_error_tags_are_refused() {
             ..
         })
     ));
+}
+
+// Goal: what an older build wrote still opens: a version 1 request (no
+// time) and a version 1 snapshot and session record (no last use) decode
+// with time 0, and the current version round-trips its times.
+#[test]
+fn version_1_requests_snapshots_and_sessions_still_decode() {
+    let request = Request {
+        client_id: 4,
+        seq: 2,
+        timestamp_ms: 1_700_000_000_000,
+        command: Command::Leave {
+            gids: vec![GroupId(1)],
+        },
+    };
+    let current = request.encode();
+    assert_eq!(Request::decode(&current), Ok(request.clone()));
+    let mut version_1 = current.clone();
+    version_1[4..6].copy_from_slice(&1u16.to_le_bytes());
+    version_1.drain(22..30);
+    let decoded = Request::decode(&version_1).expect("version 1 request");
+    assert_eq!(
+        decoded,
+        Request {
+            timestamp_ms: 0,
+            ..request
+        }
+    );
+
+    let current = one_group_snapshot();
+    let mut version_1 = current.clone();
+    version_1[4..6].copy_from_slice(&1u16.to_le_bytes());
+    version_1.truncate(142);
+    let old = ControllerState::decode_snapshot(&version_1).expect("version 1 snapshot");
+    let new = ControllerState::decode_snapshot(&current).expect("current snapshot");
+    assert_eq!(old.history(), new.history());
+    let (old_session, new_session) = (old.session(5).unwrap(), new.session(5).unwrap());
+    assert_eq!((old_session.used_ms, new_session.used_ms), (0, 7));
+    assert_eq!(
+        (&old_session.reply, old_session.last_seq),
+        (&new_session.reply, new_session.last_seq)
+    );
+
+    let record = crate::codec::encode_session_record(new_session);
+    let mut version_1 = record.clone();
+    version_1[4..6].copy_from_slice(&1u16.to_le_bytes());
+    version_1.truncate(record.len() - 8);
+    let decoded = crate::codec::decode_session_record(&version_1).expect("version 1 record");
+    assert_eq!((decoded.last_seq, decoded.used_ms), (1, 0));
+    assert_eq!(
+        crate::codec::decode_session_record(&record).as_ref(),
+        Ok(new_session)
+    );
 }

@@ -47,6 +47,10 @@ pub struct Request {
     pub seq: u64,
     /// The change requested.
     pub command: Command,
+    /// The proposing leader's clock, in ms since the Unix epoch (0 when
+    /// unknown): the time sessions expire by, logged so every replica
+    /// judges alike.
+    pub timestamp_ms: u64,
 }
 
 impl Request {

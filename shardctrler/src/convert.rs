@@ -19,6 +19,7 @@ pub fn join_request(request: pb::JoinRequest) -> Request {
     Request {
         client_id: request.client_id,
         seq: request.seq,
+        timestamp_ms: 0,
         command: Command::Join {
             groups: groups_from_proto(request.groups),
         },
@@ -30,6 +31,7 @@ pub fn leave_request(request: pb::LeaveRequest) -> Request {
     Request {
         client_id: request.client_id,
         seq: request.seq,
+        timestamp_ms: 0,
         command: Command::Leave {
             gids: request.gids.into_iter().map(GroupId).collect(),
         },
@@ -41,6 +43,7 @@ pub fn move_request(request: pb::MoveRequest) -> Request {
     Request {
         client_id: request.client_id,
         seq: request.seq,
+        timestamp_ms: 0,
         command: Command::Move {
             shard: ShardId(request.shard),
             gid: GroupId(request.gid),

@@ -17,10 +17,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use raft::core::NodeId;
-use raft::driver::{NodeOptions, RaftHandle};
+use raft::driver::RaftHandle;
 use raft::replica::{self, ReplicaServer};
 use tonic::service::Routes;
 
@@ -35,68 +34,33 @@ pub use raft::replica::Stopped;
 /// on peer traffic).
 pub const CONTROLLER_GROUP: u64 = 0;
 
-/// How to run one controller replica.
+/// How to run one controller replica: the replica runtime's options (the
+/// node's among them, `replica.node`: tick, compaction, the request
+/// deadline) and the controller's own.
 #[derive(Debug, Clone)]
 pub struct ReplicaOptions {
-    /// This replica's id (non-zero, a key of `peers`).
-    pub id: NodeId,
-    /// The gRPC address to serve (Raft peers and the public API).
-    pub listen: SocketAddr,
-    /// Every replica of the controller group, itself included.
-    pub peers: BTreeMap<NodeId, String>,
-    /// The directory of this replica's RocksDB.
-    pub data_dir: PathBuf,
+    /// The replica runtime's options: the node (group
+    /// [`CONTROLLER_GROUP`]), the gRPC address, the peers, the data dir.
+    pub replica: replica::ReplicaOptions,
     /// The shard count of a new cluster (bootstrap only).
     pub shard_count: u32,
-    /// The duration of a Raft tick.
-    pub tick: Duration,
-    /// Compact the log every this many applied entries.
-    pub compact_interval_entries: u64,
-    /// Entries kept below the applied index at compaction.
-    pub compact_keep_entries: u64,
-    /// The deadline of one proposal or read barrier inside the replica.
-    pub request_timeout: Duration,
 }
 
 impl ReplicaOptions {
     /// Returns production defaults for replica `id` of `peers`: 64 shards,
-    /// and the node defaults of [`raft::driver::NodeOptions::new`] (100 ms
-    /// ticks, compaction every 10,000 entries keeping 1,000, 5 s request
-    /// deadline).
+    /// and the replica runtime's defaults ([`replica::ReplicaOptions::new`]:
+    /// 100 ms ticks, compaction every 10,000 entries keeping 1,000, 5 s
+    /// request deadline).
     pub fn new(
         id: NodeId,
         listen: SocketAddr,
         peers: BTreeMap<NodeId, String>,
         data_dir: PathBuf,
     ) -> ReplicaOptions {
-        let node = NodeOptions::new(CONTROLLER_GROUP, id);
         ReplicaOptions {
-            id,
-            listen,
-            peers,
-            data_dir,
+            replica: replica::ReplicaOptions::new(CONTROLLER_GROUP, id, listen, peers, data_dir),
             shard_count: 64,
-            tick: node.tick,
-            compact_interval_entries: node.compact_interval_entries,
-            compact_keep_entries: node.compact_keep_entries,
-            request_timeout: node.request_timeout,
         }
-    }
-
-    /// Returns the options of the replica runtime these options give.
-    pub fn replica_options(&self) -> replica::ReplicaOptions {
-        let mut options = replica::ReplicaOptions::new(
-            CONTROLLER_GROUP,
-            self.id,
-            self.listen,
-            self.peers.clone(),
-            self.data_dir.clone(),
-        );
-        options.node.tick = self.tick;
-        options.node.compact_interval_entries = self.compact_interval_entries.max(1);
-        options.node.compact_keep_entries = self.compact_keep_entries;
-        options.node.request_timeout = self.request_timeout;
-        options
     }
 }
 
@@ -116,7 +80,7 @@ impl Replica {
     /// Returns a [`StartError`] if the options disagree, the data dir cannot
     /// be used, or the address cannot be bound.
     pub async fn start(options: ReplicaOptions) -> Result<Replica, StartError> {
-        Replica::start_with(options.replica_options(), options.shard_count).await
+        Replica::start_with(options.replica, options.shard_count).await
     }
 
     /// Starts a replica run by the replica runtime's `options`, that

@@ -29,6 +29,8 @@ pub(crate) struct Applied {
     pub(crate) created: Option<Config>,
     /// The client's session after the request, if it has one.
     pub(crate) session: Option<Session>,
+    /// The clients whose sessions expired before the request.
+    pub(crate) expired: Vec<u64>,
 }
 
 /// A replica's applied controller state and the number of its latest
@@ -86,13 +88,14 @@ impl SharedState {
         let applied = {
             let mut state = self.write_guard();
             let before = state.latest().num;
-            let reply = state.apply(request);
+            let logged = state.apply_logged(request);
             let created = (state.latest().num != before).then(|| state.latest().clone());
-            let session = state.sessions().get(&client_id).cloned();
+            let session = state.session(client_id).cloned();
             Applied {
-                reply,
+                reply: logged.reply,
                 created,
                 session,
+                expired: logged.expired,
             }
         };
         if let Some(config) = &applied.created {

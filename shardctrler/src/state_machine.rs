@@ -16,13 +16,19 @@
 //! - A session exists only for a non-zero client id, holds a non-zero
 //!   `last_seq`, and a recorded success names a configuration of the history.
 //! - At most once: a request whose `seq` equals its client's `last_seq` gets
-//!   the recorded reply and changes nothing; an older one is refused as
-//!   stale and changes nothing.
+//!   the recorded reply and changes nothing but the session's last use; an
+//!   older one is refused as stale and changes nothing.
+//! - Sessions expire: before each request, sessions unused for longer than
+//!   `SESSION_TTL_MS` at the request's logged time (the leader's clock when
+//!   it proposed it) are removed, so every replica drops the same ones at
+//!   the same index.
 //! - Validation precedes change: a refused request leaves the history as it
 //!   was; only its session records the refusal, so a retry gets the same
 //!   answer.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use raft::session::{SESSION_TTL_MS, SessionCheck, SessionTable};
 
 use crate::address::{duplicate_key, is_valid_server_address, shortened};
 use crate::command::{Command, Request};
@@ -30,37 +36,23 @@ use crate::error::{AdminError, DecodeError};
 use crate::rebalance::rebalance;
 use crate::types::{Config, ConfigNum, GroupId, ShardId};
 
+/// What applying one logged request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedRequest {
+    /// The configuration it created, or why it was refused.
+    pub reply: Result<Config, AdminError>,
+    /// The clients whose sessions expired before it ran.
+    pub expired: Vec<u64>,
+}
+
 /// The reply recorded for a client's last request: the number of the
 /// configuration it created, or why it was refused. A number is enough
 /// because configurations never change once created.
 pub type RecordedReply = Result<ConfigNum, AdminError>;
 
-/// What the controller remembers about one client: its last executed request
-/// and the reply that request got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    /// Invariant: non-zero.
-    last_seq: u64,
-    /// Invariant: an `Ok` names a configuration in the history.
-    reply: RecordedReply,
-}
-
-impl Session {
-    /// Returns a session whose last request was `last_seq`, answered `reply`.
-    pub(crate) fn new(last_seq: u64, reply: RecordedReply) -> Session {
-        Session { last_seq, reply }
-    }
-
-    /// Returns the sequence number of the client's last executed request.
-    pub fn last_seq(&self) -> u64 {
-        self.last_seq
-    }
-
-    /// Returns the reply recorded for the client's last executed request.
-    pub fn reply(&self) -> &RecordedReply {
-        &self.reply
-    }
-}
+/// What the controller remembers about one client: its last executed request,
+/// the reply that request got, and when the session was last used.
+pub type Session = raft::session::Session<RecordedReply>;
 
 /// The history of configurations and the client sessions of one controller
 /// replica. Every replica that applies the same requests in the same order
@@ -71,8 +63,9 @@ pub struct ControllerState {
     shard_count: u32,
     /// Invariant: non-empty, `history[i].num == i`, append-only.
     history: Vec<Config>,
-    /// Invariant: keys non-zero; see [`Session`].
-    sessions: BTreeMap<u64, Session>,
+    /// Invariant: client ids non-zero; see [`Session`]. One scope: the
+    /// controller's sessions never move.
+    sessions: SessionTable<(), RecordedReply>,
 }
 
 impl ControllerState {
@@ -82,7 +75,7 @@ impl ControllerState {
         ControllerState {
             shard_count,
             history: vec![Config::initial(shard_count)],
-            sessions: BTreeMap::new(),
+            sessions: SessionTable::new(),
         }
     }
 
@@ -103,9 +96,21 @@ impl ControllerState {
         &self.history
     }
 
-    /// Returns the session of every client, by client id.
-    pub fn sessions(&self) -> &BTreeMap<u64, Session> {
-        &self.sessions
+    /// Returns the session of every client, ordered by client id.
+    pub fn sessions(&self) -> impl Iterator<Item = (u64, &Session)> {
+        self.sessions
+            .iter()
+            .map(|(_, client, session)| (client, session))
+    }
+
+    /// Returns the session of `client_id`.
+    pub fn session(&self, client_id: u64) -> Option<&Session> {
+        self.sessions.get(&(), client_id)
+    }
+
+    /// Returns the number of sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// Returns configuration `num`, or the latest for -1 or a number past the
@@ -129,9 +134,12 @@ impl ControllerState {
     /// Applies one committed request and returns the configuration it
     /// created.
     ///
+    /// First, sessions unused for longer than [`SESSION_TTL_MS`] at the
+    /// request's logged time are removed (see [`ControllerState::apply_logged`]).
     /// At most once: a repeat of the client's last request returns the reply
     /// recorded the first time, whether a configuration or an error, and
-    /// changes nothing. A request is validated before anything changes.
+    /// changes nothing but the session's last use. A request is validated
+    /// before anything changes.
     ///
     /// # Errors
     ///
@@ -140,26 +148,55 @@ impl ControllerState {
     /// [`AdminError::InvalidSession`] for client id or seq 0 and
     /// [`AdminError::StaleRequest`] for a seq below the client's last.
     pub fn apply(&mut self, request: Request) -> Result<Config, AdminError> {
+        self.apply_logged(request).reply
+    }
+
+    /// Applies one committed request as [`ControllerState::apply`] does, and
+    /// also returns the clients whose sessions expired, which a store
+    /// deletes in the same write.
+    pub fn apply_logged(&mut self, request: Request) -> AppliedRequest {
         let Request {
             client_id,
             seq,
             command,
+            timestamp_ms,
         } = request;
+        let expired = self
+            .sessions
+            .expire(timestamp_ms, SESSION_TTL_MS)
+            .into_iter()
+            .map(|((), client)| client)
+            .collect();
+        let reply = self.execute_once(client_id, seq, command, timestamp_ms);
+        AppliedRequest { reply, expired }
+    }
+
+    /// Executes `command` unless the session of `client_id` says `seq` was
+    /// executed already.
+    fn execute_once(
+        &mut self,
+        client_id: u64,
+        seq: u64,
+        command: Command,
+        now_ms: u64,
+    ) -> Result<Config, AdminError> {
         if client_id == 0 || seq == 0 {
             return Err(AdminError::InvalidSession { client_id, seq });
         }
-        if let Some(session) = self.sessions.get(&client_id) {
-            if seq == session.last_seq {
-                return self.replay(&session.reply);
+        match self.sessions.check(&(), client_id, seq) {
+            SessionCheck::Repeat(reply) => {
+                let reply = self.replay(reply);
+                self.sessions.touch(&(), client_id, now_ms);
+                return reply;
             }
-            if seq < session.last_seq {
-                let last_seq = session.last_seq;
+            SessionCheck::Stale { last_seq } => {
                 return Err(AdminError::StaleRequest {
                     client_id,
                     seq,
                     last_seq,
                 });
             }
+            SessionCheck::New => {}
         }
         let outcome = self.execute(command);
         let recorded = match &outcome {
@@ -169,7 +206,7 @@ impl ControllerState {
             }
             Err(error) => Err(error.clone()),
         };
-        self.sessions.insert(client_id, Session::new(seq, recorded));
+        self.sessions.record((), client_id, seq, recorded, now_ms);
         outcome
     }
 
@@ -263,10 +300,14 @@ impl ControllerState {
         history: Vec<Config>,
         sessions: BTreeMap<u64, Session>,
     ) -> Result<ControllerState, DecodeError> {
+        let mut table = SessionTable::new();
+        for (client_id, session) in sessions {
+            table.insert((), client_id, session);
+        }
         let state = ControllerState {
             shard_count,
             history,
-            sessions,
+            sessions: table,
         };
         state
             .check_invariants()
@@ -303,13 +344,13 @@ impl ControllerState {
     /// Checks the session invariants.
     fn check_sessions(&self) -> Result<(), String> {
         let config_count = self.history.len();
-        for (client_id, session) in &self.sessions {
-            if *client_id == 0 || session.last_seq == 0 {
+        for (client_id, session) in self.sessions() {
+            if client_id == 0 || session.last_seq == 0 {
                 return Err(format!(
                     "session of client {client_id} has a zero id or seq"
                 ));
             }
-            let missing = match session.reply {
+            let missing = match &session.reply {
                 Ok(num) => !usize::try_from(num.0).is_ok_and(|index| index < config_count),
                 Err(_) => false,
             };

@@ -17,6 +17,7 @@ fn request(client_id: u64, seq: u64, command: Command) -> Request {
     Request {
         client_id,
         seq,
+        timestamp_ms: 0,
         command,
     }
 }
@@ -55,10 +56,10 @@ fn retried_refused_request_gets_the_same_error() {
     let history = state.history().to_vec();
     assert_eq!(state.apply(request(7, 1, leave_command(&[5]))), refused);
     assert_eq!(state.history(), history.as_slice());
-    let session = state.sessions().get(&7).expect("session recorded");
-    assert_eq!(session.last_seq(), 1);
+    let session = state.session(7).expect("session recorded");
+    assert_eq!(session.last_seq, 1);
     assert_eq!(
-        session.reply(),
+        &session.reply,
         &Err(AdminError::UnknownGroup { gid: GroupId(5) })
     );
     // The client's next request executes normally.
@@ -118,8 +119,8 @@ fn sessions_are_per_client_and_accept_gaps() {
         .apply(request(7, 5, join_command(&[3])))
         .expect("join 3");
     assert_eq!(state.latest().num, ConfigNum(3));
-    assert_eq!(state.sessions().len(), 2);
-    assert_eq!(state.sessions().get(&7).map(|s| s.last_seq()), Some(5));
+    assert_eq!(state.session_count(), 2);
+    assert_eq!(state.session(7).map(|s| s.last_seq), Some(5));
 }
 
 /// Returns a tester with groups 1 and 2 joined.
@@ -292,9 +293,9 @@ fn bad_input_is_refused_and_changes_nothing() {
         let outcome = tester.try_apply(command.clone());
         assert_eq!(outcome, Err(expected.clone()), "command {command:?}");
         assert_eq!(tester.state.history(), history.as_slice(), "{command:?}");
-        let session = tester.state.sessions().get(&ADMIN).expect("session");
-        assert_eq!(session.last_seq(), tester.seq);
-        assert_eq!(session.reply(), &Err(expected));
+        let session = tester.state.session(ADMIN).expect("session");
+        assert_eq!(session.last_seq, tester.seq);
+        assert_eq!(&session.reply, &Err(expected));
         tester.state.check_invariants().expect("invariants hold");
     }
 }
@@ -340,4 +341,53 @@ fn a_join_at_the_server_limit_is_accepted() {
     let servers = numbered_servers(SERVERS_PER_GROUP_MAX);
     let config = tester.apply(join_groups(&[(3, servers.clone())]));
     assert_eq!(config.groups[&GroupId(3)], servers);
+}
+
+fn request_at(client_id: u64, seq: u64, command: Command, timestamp_ms: u64) -> Request {
+    Request {
+        timestamp_ms,
+        ..request(client_id, seq, command)
+    }
+}
+
+// Goal: sessions unused for longer than the TTL at a request's logged time
+// are removed by that request, the others kept; a repeated request keeps
+// its session alive; a client whose session expired starts afresh.
+// Method: clients 7, 8 and 9 at logged times 0, 1 s and TTL; client 7
+// repeats at TTL - 0.5 s; a request at TTL + 1.5 s removes client 8 only
+// (idle TTL + 0.5 s; client 7 idle 2 s, client 9 idle 1.5 s).
+#[test]
+fn sessions_idle_past_the_ttl_expire_at_the_same_request_everywhere() {
+    use raft::session::SESSION_TTL_MS as TTL;
+    let mut state = ControllerState::new(SHARD_COUNT);
+    let joined = state.apply(request_at(7, 1, join_command(&[1]), 0));
+    state
+        .apply(request_at(8, 1, join_command(&[2]), 1_000))
+        .expect("client 8");
+    state
+        .apply(request_at(9, 1, move_command(0, 1), TTL))
+        .expect("client 9");
+    let repeat = state.apply_logged(request_at(7, 1, join_command(&[1]), TTL - 500));
+    assert_eq!(repeat.reply, joined, "a repeat gets its first reply");
+    assert_eq!(repeat.expired, Vec::<u64>::new());
+    let mut replica = state.clone();
+    let applied = state.apply_logged(request_at(10, 1, leave_command(&[9]), TTL + 1_500));
+    assert_eq!(applied.expired, vec![8]);
+    assert_eq!(state.session_count(), 3);
+    assert!(state.session(8).is_none());
+    assert_eq!(state.session(7).map(|s| s.used_ms), Some(TTL - 500));
+    // Another replica applying the same entry removes the same sessions.
+    replica
+        .apply(request_at(10, 1, leave_command(&[9]), TTL + 1_500))
+        .ok();
+    assert_eq!(replica, state);
+    // Client 8's old request now executes anew: its reply was forgotten.
+    let history = state.history().len();
+    let again = state.apply(request_at(8, 1, join_command(&[2]), TTL + 2_000));
+    assert_eq!(
+        again,
+        Err(AdminError::GroupAlreadyPresent { gid: GroupId(2) })
+    );
+    assert_eq!(state.history().len(), history);
+    assert_eq!(state.session(8).map(|s| s.last_seq), Some(1));
 }

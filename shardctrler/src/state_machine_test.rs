@@ -58,6 +58,7 @@ impl Tester {
         let request = Request {
             client_id: ADMIN,
             seq: self.seq,
+            timestamp_ms: 0,
             command,
         };
         self.state.apply(request)

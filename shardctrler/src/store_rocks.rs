@@ -144,6 +144,9 @@ impl ControllerStore {
         if let Some(session) = &applied.session {
             put_session(&self.db, batch, client_id, session);
         }
+        for expired in &applied.expired {
+            batch.delete_cf(cf(&self.db, CF_META), session_key(*expired));
+        }
         applied.reply
     }
 }
@@ -257,14 +260,23 @@ fn put_state(db: &DB, batch: &mut WriteBatch, state: &ControllerState) {
         );
     }
     for (client_id, session) in state.sessions() {
-        put_session(db, batch, *client_id, session);
+        put_session(db, batch, client_id, session);
     }
 }
 
 fn put_session(db: &DB, batch: &mut WriteBatch, client_id: u64, session: &Session) {
+    batch.put_cf(
+        cf(db, CF_META),
+        session_key(client_id),
+        encode_session_record(session),
+    );
+}
+
+/// Returns the `meta` key of `client_id`'s session record.
+fn session_key(client_id: u64) -> Vec<u8> {
     let mut key = PREFIX_SESSION.to_vec();
     key.extend_from_slice(&client_id.to_be_bytes());
-    batch.put_cf(cf(db, CF_META), key, encode_session_record(session));
+    key
 }
 
 /// Deletes every key of `name` that starts with `prefix`.

@@ -31,6 +31,7 @@ fn join(client_id: u64, seq: u64, gid: u64) -> Request {
     Request {
         client_id,
         seq,
+        timestamp_ms: 0,
         command: Command::Join { groups },
     }
 }
@@ -47,6 +48,7 @@ fn apply_sample(store: &mut ControllerStore) {
     let refused = Request {
         client_id: 8,
         seq: 1,
+        timestamp_ms: 0,
         command: Command::Move {
             shard: ShardId(99),
             gid: GroupId(1),
@@ -75,7 +77,7 @@ fn applied_state_and_index_survive_a_reopen() {
     assert_eq!(reopened.applied_index(), LogIndex(5));
     assert_eq!(reopened.shared().read(Clone::clone), before);
     assert_eq!(before.latest().num, ConfigNum(3));
-    assert_eq!(before.sessions().len(), 2);
+    assert_eq!(before.session_count(), 2);
 }
 
 // Goal: a snapshot restores an equal state on a replica that had another
@@ -184,4 +186,25 @@ fn restore(store: &mut ControllerStore, index: LogIndex, mut chunks: Vec<Bytes>)
     }
     store.finish_restore(index, last).expect("finish");
     assert_eq!(store.restoring(), None);
+}
+
+// Goal: a session that expires is deleted from RocksDB in the same write as
+// the entry that expired it, so a reopened replica does not bring it back.
+// Method: client 7 joins at time 0, client 8 at TTL + 1 ms; reopen.
+#[test]
+fn an_expired_session_stays_deleted_after_a_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = open(dir.path());
+    store.apply(&entry(1, &join(7, 1, 1)));
+    let late = Request {
+        timestamp_ms: raft::session::SESSION_TTL_MS + 1,
+        ..join(8, 1, 2)
+    };
+    store.apply(&entry(2, &late));
+    let before = store.shared().read(Clone::clone);
+    assert!(before.session(7).is_none(), "client 7's session expired");
+    assert!(before.session(8).is_some());
+    drop(store);
+    let reopened = open(dir.path());
+    assert_eq!(reopened.shared().read(Clone::clone), before);
 }

@@ -48,7 +48,8 @@ impl StartError {
 /// Why a running replica stopped on its own.
 #[derive(Debug)]
 pub enum Stopped {
-    /// The gRPC server ended, with its reason.
+    /// The gRPC server ended while the node ran (a transport error, or a
+    /// panic in its task), with its reason: a runtime failure.
     ServerEnded(String),
     /// The node stopped cleanly (every handle dropped).
     NodeEnded,
@@ -63,7 +64,7 @@ impl Stopped {
     pub fn exit_code(&self) -> u8 {
         match self {
             Stopped::NodeEnded => 0,
-            Stopped::ServerEnded(_) => exit_code::CONFIG,
+            Stopped::ServerEnded(_) => exit_code::SERVER_FAILED,
             Stopped::Storage(error) => exit_code::for_storage_error(error),
             Stopped::NodePanicked(_) => exit_code::STORAGE,
         }
@@ -89,7 +90,8 @@ mod tests {
     use crate::core::{LogIndex, Term};
 
     // A replica that cannot restore its snapshot exits with its own code,
-    // at start and when running; one that ends cleanly exits 0.
+    // at start and when running; one that ends cleanly exits 0; a gRPC
+    // server that fails while running is not a flag error.
     #[test]
     fn each_outcome_has_its_exit_code() {
         let restore = || StorageError::SnapshotRestore {
@@ -114,6 +116,10 @@ mod tests {
         assert_eq!(
             StartError::Config("bad".into()).exit_code(),
             exit_code::CONFIG
+        );
+        assert_eq!(
+            Stopped::ServerEnded("transport".into()).exit_code(),
+            exit_code::SERVER_FAILED
         );
     }
 }

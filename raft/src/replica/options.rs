@@ -46,7 +46,8 @@ impl ReplicaOptions {
     }
 
     /// Returns the options the shared server flags give replica
-    /// `flags.id` of `group`.
+    /// `flags.id` of `group`, as given: [`ReplicaOptions::validate`]
+    /// refuses those out of range.
     pub fn from_flags(group: u64, flags: &ServerFlags) -> ReplicaOptions {
         let mut options = ReplicaOptions::new(
             group,
@@ -55,8 +56,8 @@ impl ReplicaOptions {
             flags.peers.clone(),
             flags.data_dir.clone(),
         );
-        options.node.tick = Duration::from_millis(flags.tick_ms.max(1));
-        options.node.compact_interval_entries = flags.compact_interval.max(1);
+        options.node.tick = Duration::from_millis(flags.tick_ms);
+        options.node.compact_interval_entries = flags.compact_interval;
         options.node.compact_keep_entries = flags.compact_keep;
         options
     }
@@ -71,7 +72,10 @@ impl ReplicaOptions {
         self.node.raft.id
     }
 
-    /// Checks that the options agree with each other.
+    /// Checks that the options agree with each other and are in range: a
+    /// tick of 0 has no meaning (the node's ticker refuses it), and a
+    /// compaction interval of 0 would compact after every applied batch;
+    /// neither is raised to 1 in silence.
     ///
     /// # Errors
     /// A message naming the disagreement (and the flag that sets it).
@@ -84,6 +88,14 @@ impl ReplicaOptions {
             return Err(format!(
                 "the peers (--peers) must include this replica's id {id}"
             ));
+        }
+        if self.node.tick.is_zero() {
+            return Err("the tick (--tick-ms) must be at least 1 ms".into());
+        }
+        if self.node.compact_interval_entries == 0 {
+            return Err(
+                "the compaction interval (--compact-interval) must be at least 1 entry".into(),
+            );
         }
         Ok(())
     }
@@ -110,5 +122,19 @@ mod tests {
         assert!(zero.contains("--id"), "{zero}");
         let missing = options(4, &[1, 2, 3]).validate().expect_err("not a peer");
         assert!(missing.contains("--peers"), "{missing}");
+    }
+
+    // A tick or a compaction interval of 0 is refused naming its flag, not
+    // raised to 1 in silence.
+    #[test]
+    fn zero_tick_or_compaction_interval_is_refused() {
+        let mut no_tick = options(1, &[1]);
+        no_tick.node.tick = Duration::ZERO;
+        let refused = no_tick.validate().expect_err("tick 0");
+        assert!(refused.contains("--tick-ms"), "{refused}");
+        let mut no_interval = options(1, &[1]);
+        no_interval.node.compact_interval_entries = 0;
+        let refused = no_interval.validate().expect_err("interval 0");
+        assert!(refused.contains("--compact-interval"), "{refused}");
     }
 }

@@ -1,6 +1,11 @@
 //! [`ReplicaServer`]: one running replica: its Raft node on the driver and
 //! one gRPC server carrying the Raft peer service and the application's
 //! services on the one `listen` address.
+//!
+//! Invariant: a replica stops with its value. [`ReplicaServer::stop`] is
+//! the path to take; a replica dropped without it stops the same way (its
+//! `Drop`), so no server task outlives it holding the port or handles on
+//! a node.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,7 +38,8 @@ pub fn open_storage(options: &ReplicaOptions) -> Result<RocksStorage, StartError
     Ok(storage)
 }
 
-/// A running replica; `O` is its state machine's apply output.
+/// A running replica; `O` is its state machine's apply output. Dropping
+/// it stops it, as [`ReplicaServer::stop`] does.
 pub struct ReplicaServer<O> {
     handle: RaftHandle<O>,
     local_address: SocketAddr,
@@ -116,13 +122,33 @@ impl<O: Send + 'static> ReplicaServer<O> {
 
     /// Stops serving and stops the node without waiting for requests in
     /// flight (they fail; their clients retry elsewhere). Returns once the
-    /// node's thread has ended.
+    /// node's thread has ended, so its database is closed.
     pub fn stop(mut self) {
+        self.signal_stop();
+        // Dropping `node_task` with `self` waits for the node's thread.
+    }
+}
+
+impl<O> ReplicaServer<O> {
+    /// Tells the gRPC server to shut down, cancels its task (whose
+    /// connection tasks then close: the server's end drops their shutdown
+    /// watch) and tells the node to stop at its next wake-up. Waits for
+    /// nothing; idempotent.
+    fn signal_stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         self.server_task.abort();
         self.node_task.abort();
-        // Dropping `node_task` waits for the node's thread.
+    }
+}
+
+impl<O> Drop for ReplicaServer<O> {
+    /// Stops a replica dropped without [`ReplicaServer::stop`]: nothing it
+    /// started outlives it. The node's join handle, dropped next, waits for
+    /// the node's thread, which the stop signal ends at once (as `stop`
+    /// does, so the database is closed when the drop returns).
+    fn drop(&mut self) {
+        self.signal_stop();
     }
 }

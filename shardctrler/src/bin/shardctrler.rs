@@ -5,7 +5,8 @@
 //!
 //! Exit codes ([`raft::exit_code`]): 0 clean stop, 2 bad flags or an
 //! address that cannot be bound, 3 a storage failure (corruption, I/O), 4
-//! the installed snapshot cannot be restored: an operator must act.
+//! the installed snapshot cannot be restored: an operator must act; 5 the
+//! gRPC server failed while running (the data dir is intact).
 
 use std::process::ExitCode;
 

@@ -16,6 +16,11 @@
 //!   retrying at a fixed pace faster than the group commits would only
 //!   grow its log.
 //!
+//! Now and then an idle admin also sends again one of its last answered
+//! requests, at a random node, and forgets it (a late duplicate, as a
+//! network or a proxy may deliver): the session must answer it as a repeat
+//! or refuse it as stale, changing nothing.
+//!
 //! Every entry payload any node applies is kept per index (the first one
 //! seen: state machine safety makes them all equal), so the check can
 //! replay the committed log (see `history_check.rs`).
@@ -39,6 +44,17 @@ use crate::{Command, Request};
 /// configuration, and a few hundred per seed cover every path.
 const ADMIN_RATE_SCALE: f64 = 0.1;
 
+/// The logged time of a request is its tick's, a tick being the servers'
+/// default 100 ms (sessions expire after an hour: 36,000 ticks, longer
+/// than a seed runs, so no admin's retry outlives its session).
+const TICK_MS: u64 = 100;
+
+/// Per tick, the chance that an idle admin sends a late duplicate, times
+/// the request rate (none once the liveness check stops the load).
+const LATE_DUPLICATE_RATE: f64 = 0.02;
+/// An admin keeps its last this many answered requests for duplicates.
+const ANSWERED_KEPT: usize = 3;
+
 /// One proposal of a request, waiting to be applied.
 #[derive(Clone, Debug)]
 struct Attempt {
@@ -57,6 +73,8 @@ struct Admin {
     pending: Option<(Request, Option<Attempt>)>,
     /// Attempts made of the pending request.
     attempts: u32,
+    /// Its last answered requests, oldest first.
+    answered: Vec<Request>,
     last_seq: u64,
     completed: u64,
 }
@@ -86,6 +104,7 @@ impl AdminClients {
                     target: NodeId(1),
                     pending: None,
                     attempts: 0,
+                    answered: Vec::new(),
                     last_seq: 0,
                     completed: 0,
                 })
@@ -119,6 +138,10 @@ impl AdminClients {
                     seq: request.seq,
                     index: entry.index,
                 });
+                if admin.answered.len() == ANSWERED_KEPT {
+                    admin.answered.remove(0);
+                }
+                admin.answered.push(request.clone());
                 admin.pending = None;
                 admin.completed += 1;
             } else if let Some((_, attempt)) = &mut admin.pending {
@@ -161,7 +184,23 @@ impl AdminClients {
         Request {
             client_id: admin.client_id,
             seq: admin.last_seq,
+            timestamp_ms: cluster.now * TICK_MS,
             command,
+        }
+    }
+
+    /// Sends one of the last answered requests of `slot` again, at a random
+    /// node, and forgets it.
+    fn send_late_duplicate(&mut self, cluster: &mut Cluster<CtrlerMachine>, slot: usize) {
+        let answered = &self.admins[slot].answered;
+        if answered.is_empty() {
+            return;
+        }
+        let mut request = answered[cluster.rng().random_range(0..answered.len())].clone();
+        request.timestamp_ms = cluster.now * TICK_MS;
+        let node = cluster.random_node();
+        if let Some(core) = cluster.core_mut(node) {
+            let _ = core.propose(Bytes::from(request.encode()));
         }
     }
 
@@ -212,6 +251,11 @@ impl SwarmClients<CtrlerMachine> for AdminClients {
         }
         for slot in 0..self.admins.len() {
             self.expire(cluster, slot);
+            if self.admins[slot].pending.is_none()
+                && cluster.rng().random_bool(LATE_DUPLICATE_RATE * rate)
+            {
+                self.send_late_duplicate(cluster, slot);
+            }
             if self.admins[slot].pending.is_none()
                 && cluster.rng().random_bool(rate * ADMIN_RATE_SCALE)
             {

@@ -5,8 +5,10 @@
 //!
 //! Invariants:
 //! - `digest` is a function of `state` alone: the history folded in order
-//!   with the sessions summed (order-free), kept up to date by `apply` and
-//!   recomputed whole after a restore.
+//!   (one more configuration folded in by each `apply` that makes one)
+//!   with the sessions' hashes summed (order-free, summed anew by each
+//!   `apply`: the simulated admins are few), recomputed whole after a
+//!   restore.
 //! - A chunk cursor is a byte offset (8 bytes, big-endian; empty is 0) into
 //!   the snapshot encoding; `restore` holds exactly the bytes of the chunks
 //!   written so far, so a chunk that does not start at its length is
@@ -55,12 +57,7 @@ impl CtrlerMachine {
     /// Returns a machine holding `state`, its digest computed whole.
     fn from_state(state: ControllerState) -> CtrlerMachine {
         let history_digest = state.history().iter().fold(0, fold_config);
-        let sessions_digest = state
-            .sessions()
-            .iter()
-            .fold(0u64, |sum, (&client, session)| {
-                sum.wrapping_add(session_hash(client, session))
-            });
+        let sessions_digest = sessions_digest(&state);
         CtrlerMachine {
             state,
             restore: Vec::new(),
@@ -87,27 +84,15 @@ impl SimMachine for CtrlerMachine {
         let Ok(request) = Request::decode(data) else {
             return;
         };
-        let client = request.client_id;
-        let old_session = self
-            .state
-            .sessions()
-            .get(&client)
-            .map(|s| session_hash(client, s));
         let configs = self.state.history().len();
         let _reply = self.state.apply(request);
         self.encoded = OnceCell::new();
         if self.state.history().len() > configs {
             self.history_digest = fold_config(self.history_digest, self.state.latest());
         }
-        let new_session = self
-            .state
-            .sessions()
-            .get(&client)
-            .map(|s| session_hash(client, s));
-        self.sessions_digest = self
-            .sessions_digest
-            .wrapping_sub(old_session.unwrap_or(0))
-            .wrapping_add(new_session.unwrap_or(0));
+        // A request may touch, record or expire sessions: a handful of
+        // admins' sessions are summed anew.
+        self.sessions_digest = sessions_digest(&self.state);
     }
 
     fn clear(&mut self) {
@@ -168,12 +153,20 @@ fn fold_config(digest: u64, config: &Config) -> u64 {
     mix(digest ^ hasher.finish())
 }
 
+/// Returns the order-free sum of the sessions' hashes.
+fn sessions_digest(state: &ControllerState) -> u64 {
+    state.sessions().fold(0u64, |sum, (client, session)| {
+        sum.wrapping_add(session_hash(client, session))
+    })
+}
+
 /// Returns the hash of one client's session.
 fn session_hash(client: u64, session: &Session) -> u64 {
     let mut hasher = DefaultHasher::new();
     client.hash(&mut hasher);
-    session.last_seq().hash(&mut hasher);
-    format!("{:?}", session.reply()).hash(&mut hasher);
+    session.last_seq.hash(&mut hasher);
+    format!("{:?}", &session.reply).hash(&mut hasher);
+    session.used_ms.hash(&mut hasher);
     mix(hasher.finish())
 }
 
@@ -201,6 +194,7 @@ mod tests {
         Request {
             client_id: client,
             seq,
+            timestamp_ms: 0,
             command: Command::Join { groups },
         }
     }
@@ -224,6 +218,7 @@ mod tests {
         let moved = Request {
             client_id: 2,
             seq: 1,
+            timestamp_ms: 0,
             command: Command::Move {
                 shard: ShardId(3),
                 gid: GroupId(1),

@@ -157,6 +157,7 @@ impl Driver {
         let request = Request {
             client_id,
             seq,
+            timestamp_ms: 0,
             command,
         };
         self.last.insert(client_id, request.clone());

@@ -59,9 +59,12 @@ impl Invariants {
                 ),
             });
         }
-        if entry.kind == EntryKind::Normal {
-            self.reference.apply_payload(entry.index, &entry.data);
-        }
+        // As the nodes do: the application sees normal payloads only.
+        let data: &[u8] = match entry.kind {
+            EntryKind::Normal => &entry.data,
+            EntryKind::ConfChange => &[],
+        };
+        self.reference.apply_payload(entry.index, data);
         self.reference_applied = entry.index;
         self.reference_digests.push(self.reference.state_digest());
         Ok(())
