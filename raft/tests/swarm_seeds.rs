@@ -10,6 +10,7 @@
 //! for trace, with [`SwarmProfile::draw_original`]. The last ones replay
 //! with the current profile.
 
+use raft::sim::seeds::assert_seeds_pass;
 use raft::sim::swarm::{SwarmProfile, run_seed, run_seed_with};
 
 /// Replays `seed` as it ran when it was found (see the module doc).
@@ -20,16 +21,7 @@ fn replay_original(seed: u64) {
 }
 
 fn run_range(start: u64, end: u64) {
-    let failures: Vec<String> = (start..end)
-        .filter_map(|seed| run_seed(seed).err())
-        .map(|f| f.to_string())
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} seeds failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_seeds_pass(start..end, run_seed);
 }
 
 #[test]

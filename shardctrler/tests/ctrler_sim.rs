@@ -11,19 +11,11 @@
 //! each failing seed with its replay command
 //! (`cargo run -p shardctrler --features sim --bin ctrler-sim -- --seed S`). The long run is in docs/shardctrler.md.
 
+use raft::sim::seeds::assert_seeds_pass;
 use shardctrler::sim::run_seed;
 
 fn run_range(start: u64, end: u64) {
-    let failures: Vec<String> = (start..end)
-        .filter_map(|seed| run_seed(seed).err())
-        .map(|failure| failure.to_string())
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} seeds failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_seeds_pass(start..end, run_seed);
 }
 
 #[test]

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use crate::core::storage::Storage;
 use crate::core::{
     ConfChange, Config, Entry, EntryKind, LogIndex, Membership, Message, MessageBody, Node, NodeId,
     ProposalId, ReadState, Ready, Role, Term,
@@ -41,7 +42,7 @@ use crate::sim::invariants::{Invariants, Violation};
 use crate::sim::kv::KvState;
 use crate::sim::network::{Network, NetworkFaults};
 use crate::sim::snapshot_reads::SnapshotReads;
-use crate::storage::{MemStorage, Storage};
+use crate::storage::MemStorage;
 
 /// More messages in flight than this means the nodes feed each other
 /// messages without bound (a livelock), reported instead of hanging.

@@ -13,11 +13,11 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
+use crate::core::storage::Storage;
 use crate::core::{LogIndex, NodeId, ProposalId, RestorePoint, Role, Term};
 use crate::sim::cluster::Cluster;
 use crate::sim::invariants::Violation;
 use crate::sim::kv::KvCommand;
-use crate::storage::Storage;
 
 /// Why a scenario step failed.
 pub type ScenarioResult<T> = Result<T, String>;

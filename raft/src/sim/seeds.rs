@@ -71,6 +71,21 @@ pub fn init_tracing() {
         .init();
 }
 
+/// Runs seeds `range` with `run` on this thread and panics listing every
+/// failing seed's replay line: the seed-range tests of every simulator.
+pub fn assert_seeds_pass(range: std::ops::Range<u64>, run: fn(u64) -> Result<SeedReport, Failure>) {
+    let failures: Vec<String> = range
+        .filter_map(|seed| run(seed).err())
+        .map(|failure| failure.to_string())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// What the seeds of a run did.
 #[derive(Clone, Debug, Default)]
 pub struct Totals {

@@ -575,7 +575,7 @@ fn change_membership<M: SimMachine>(
 /// completes a new operation and every member converges, within a bound.
 fn check_liveness<M: SimMachine, C: SwarmClients<M>>(
     cluster: &mut Cluster<M>,
-    workload: &mut C,
+    clients: &mut C,
 ) -> Result<(), Violation> {
     cluster.network.heal();
     cluster.network.faults = NetworkFaults::reliable();
@@ -593,14 +593,14 @@ fn check_liveness<M: SimMachine, C: SwarmClients<M>>(
     // not stuck, as long as it progresses).
     let stall_bound = 100 * u64::from(cluster.config.election_ticks);
     let bound = 20 * stall_bound;
-    let baseline = workload.completed();
+    let baseline = clients.completed();
     let mut progressed = false;
     let (mut last_progress, mut last_work) = (0, 0);
     for tick in 0..bound {
-        workload.drive(cluster, if progressed { 0.0 } else { 1.0 }, 0.0);
+        clients.drive(cluster, if progressed { 0.0 } else { 1.0 }, 0.0);
         cluster.step()?;
         progressed = progressed
-            || workload
+            || clients
                 .completed()
                 .iter()
                 .zip(&baseline)

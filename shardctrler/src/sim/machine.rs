@@ -254,8 +254,11 @@ mod tests {
                     target.write(&AppWrite::FinishRestore(chunk)).expect("last");
                     break;
                 }
+                // A chunk not at the end of what was written: refused by the
+                // machine itself (and before it, by the restore mark).
                 let mut skipped = chunk.clone();
                 skipped.cursor = next_cursor.clone();
+                assert!(target.machine.clone().write_chunk(&skipped).is_err());
                 assert!(target.write(&AppWrite::RestoreChunk(skipped)).is_err());
                 target
                     .write(&AppWrite::RestoreChunk(chunk))

@@ -20,7 +20,6 @@ mod history_check;
 mod machine;
 
 pub use clients::AdminClients;
-pub use history_check::Answered;
 pub use machine::{CtrlerMachine, SIM_SHARDS};
 
 use raft::sim::swarm::{Failure, SeedReport, SwarmProfile, run_catching, run_seed_of};

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use rand::Rng;
 
 use super::{Cluster, NodeEvent};
+use crate::core::storage::Storage;
 use crate::core::{
     ConfChange, EntryKind, LogIndex, NodeId, Ready, SnapshotChunk, SnapshotMeta, SnapshotRequest,
     Term,
@@ -31,7 +32,6 @@ use crate::core::{
 use crate::sim::app::{AppWrite, SimMachine};
 use crate::sim::invariants::Violation;
 use crate::sim::snapshot_reads::PinnedView;
-use crate::storage::Storage;
 
 impl<M: SimMachine> Cluster<M> {
     /// Step 1: writes the chunks but a last one (a chunk with an empty
