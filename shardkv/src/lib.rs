@@ -5,8 +5,14 @@
 //! - [`shards`]: the shards one group holds, their states (Serving,
 //!   Pulling, Sending, Cleaning) and the transitions a new configuration
 //!   and each step of a move make.
+//! - [`ops`]: client writes, their replies, and the key and value limits.
+//! - [`machine`]: the replicated state machine: writes at most once per
+//!   shard session, configurations, shard installs and hand-overs, over any
+//!   [`machine::ShardData`] (RocksDB on a server, a map in tests).
 //!
-//! The state machine over RocksDB, the migration service, the server and
-//! the configuration follower come next (issue 17).
+//! The RocksDB store, the migration service, the server and the
+//! configuration follower come next (issue 17).
 
+pub mod machine;
+pub mod ops;
 pub mod shards;

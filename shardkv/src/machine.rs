@@ -1,0 +1,341 @@
+//! The group's replicated state machine, pure (DESIGN.md "Reconfiguration
+//! in a group", "Clients and semantics"): the shard table, the clients'
+//! sessions kept per shard, and the data, applied entry by entry in log
+//! order. The server runs it over RocksDB; tests and the simulator over
+//! [`MemData`].
+//!
+//! Invariants:
+//! - A write applies only to a shard the table serves (`Serving` or
+//!   `Cleaning` in the current configuration), at most once per (client,
+//!   seq) in that shard's sessions; a refused write changes nothing.
+//! - A shard's sessions travel with it: installed with its data, deleted
+//!   with it.
+//! - An install chunk applies only to a shard `Pulling` in the chunk's
+//!   configuration, and only at the position the previous chunk ended, so
+//!   a repeated or stale chunk changes nothing.
+//! - Sessions unused for longer than [`SESSION_TTL_MS`] at an entry's
+//!   logged time are removed before the entry applies, on every replica
+//!   alike.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use proto::config::{ConfigNum, GroupId, ShardId};
+use raft::session::{SESSION_TTL_MS, Session, SessionCheck, SessionTable};
+
+use crate::ops::{VALUE_BYTES_MAX, Write, WriteReply};
+use crate::shards::{ConfigRefused, NextConfig, NotServed, ShardTable};
+
+/// The group's stored data, by shard: RocksDB's `data` column family on a
+/// server, a map in tests and the simulator.
+pub trait ShardData {
+    /// Returns the value of `key` in `shard`.
+    fn get(&self, shard: ShardId, key: &[u8]) -> Option<Bytes>;
+    /// Sets `key` in `shard`.
+    fn put(&mut self, shard: ShardId, key: Bytes, value: Bytes);
+    /// Removes `key` from `shard`.
+    fn delete(&mut self, shard: ShardId, key: &[u8]);
+    /// Removes every key of `shard`.
+    fn delete_shard(&mut self, shard: ShardId);
+}
+
+/// [`ShardData`] in memory, ordered by shard then key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemData {
+    entries: BTreeMap<(ShardId, Bytes), Bytes>,
+}
+
+impl MemData {
+    /// Returns the keys and values of `shard`, in key order.
+    pub fn shard(&self, shard: ShardId) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        self.entries
+            .range((shard, Bytes::new())..)
+            .take_while(move |((s, _), _)| *s == shard)
+            .map(|((_, key), value)| (key, value))
+    }
+}
+
+impl ShardData for MemData {
+    fn get(&self, shard: ShardId, key: &[u8]) -> Option<Bytes> {
+        self.entries
+            .get(&(shard, Bytes::copy_from_slice(key)))
+            .cloned()
+    }
+
+    fn put(&mut self, shard: ShardId, key: Bytes, value: Bytes) {
+        self.entries.insert((shard, key), value);
+    }
+
+    fn delete(&mut self, shard: ShardId, key: &[u8]) {
+        self.entries.remove(&(shard, Bytes::copy_from_slice(key)));
+    }
+
+    fn delete_shard(&mut self, shard: ShardId) {
+        let keys: Vec<(ShardId, Bytes)> = self
+            .shard(shard)
+            .map(|(key, _)| (shard, key.clone()))
+            .collect();
+        for key in keys {
+            self.entries.remove(&key);
+        }
+    }
+}
+
+/// One chunk of a shard pulled from its previous holder, as the new
+/// owner's log carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardChunk {
+    /// The shard.
+    pub shard: ShardId,
+    /// The configuration the move belongs to.
+    pub num: ConfigNum,
+    /// Where the chunk starts (empty: the beginning).
+    pub cursor: Bytes,
+    /// Where the next chunk starts.
+    pub next_cursor: Bytes,
+    /// Keys and values, in key order.
+    pub records: Vec<(Bytes, Bytes)>,
+    /// The shard's client sessions (the last chunk carries them).
+    pub sessions: Vec<(u64, Session<WriteReply>)>,
+    /// Whether this is the last chunk.
+    pub last: bool,
+}
+
+/// One entry of the group's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupCommand {
+    /// A client's write.
+    Write {
+        /// The client's session id.
+        client_id: u64,
+        /// The write's sequence number.
+        seq: u64,
+        /// The proposing leader's clock, ms since the Unix epoch.
+        timestamp_ms: u64,
+        /// The write.
+        write: Write,
+    },
+    /// The next configuration.
+    Config(NextConfig),
+    /// A chunk of a shard being pulled.
+    Install(ShardChunk),
+    /// The new owner `to` installed `shard` as of `num`: delete it here.
+    HandOver {
+        /// The shard.
+        shard: ShardId,
+        /// Its new owner.
+        to: GroupId,
+        /// The configuration of the move.
+        num: ConfigNum,
+    },
+    /// The previous holder deleted its copy of `shard` (move `num`).
+    Cleaned {
+        /// The shard.
+        shard: ShardId,
+        /// The configuration of the move.
+        num: ConfigNum,
+    },
+}
+
+/// Why a write was not applied (nothing changed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteRefused {
+    /// The shard is not served here now.
+    NotServed(NotServed),
+    /// Older than the client's last write in that shard: its reply is gone
+    /// (the client moved on long ago).
+    Stale {
+        /// The client's last write.
+        last_seq: u64,
+    },
+}
+
+/// What applying one entry did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// A write's reply (a repeat gets the first one).
+    Write(Result<WriteReply, WriteRefused>),
+    /// Whether the configuration applied.
+    Config(Result<(), ConfigRefused>),
+    /// Whether the chunk was installed (false: repeated or stale).
+    Install(bool),
+    /// Whether the shard was deleted (false: repeated, stale or
+    /// misdirected).
+    HandOver(bool),
+    /// Whether the move finished (false: repeated or stale).
+    Cleaned(bool),
+}
+
+/// One replica's group state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupMachine<D> {
+    shard_count: u32,
+    table: ShardTable,
+    sessions: SessionTable<ShardId, WriteReply>,
+    /// For each shard being pulled, where its next chunk starts.
+    installing: BTreeMap<ShardId, Bytes>,
+    data: D,
+}
+
+impl<D: ShardData> GroupMachine<D> {
+    /// Returns the state of group `gid` before any configuration, over
+    /// `data`.
+    pub fn new(gid: GroupId, shard_count: u32, data: D) -> GroupMachine<D> {
+        GroupMachine {
+            shard_count,
+            table: ShardTable::new(gid, shard_count),
+            sessions: SessionTable::new(),
+            installing: BTreeMap::new(),
+            data,
+        }
+    }
+
+    /// Returns the shard table.
+    pub fn table(&self) -> &ShardTable {
+        &self.table
+    }
+
+    /// Returns the data.
+    pub fn data(&self) -> &D {
+        &self.data
+    }
+
+    /// Returns the sessions of `shard`, by client.
+    pub fn sessions_of(&self, shard: ShardId) -> Vec<(u64, Session<WriteReply>)> {
+        self.sessions
+            .iter()
+            .filter(|(scope, _, _)| **scope == shard)
+            .map(|(_, client, session)| (client, session.clone()))
+            .collect()
+    }
+
+    /// Returns the shard of `key`.
+    pub fn shard_of(&self, key: &[u8]) -> ShardId {
+        ShardId(proto::shard_of_key(key, self.shard_count))
+    }
+
+    /// Reads `key` if its shard is served here.
+    ///
+    /// # Errors
+    ///
+    /// [`NotServed`] when the shard is not served here now.
+    pub fn read(&self, key: &[u8]) -> Result<Option<Bytes>, NotServed> {
+        let shard = self.shard_of(key);
+        self.table.route(shard)?;
+        Ok(self.data.get(shard, key))
+    }
+
+    /// Applies one committed entry; entries carrying a time first expire
+    /// idle sessions.
+    pub fn apply(&mut self, command: GroupCommand) -> Applied {
+        match command {
+            GroupCommand::Write {
+                client_id,
+                seq,
+                timestamp_ms,
+                write,
+            } => {
+                self.sessions.expire(timestamp_ms, SESSION_TTL_MS);
+                Applied::Write(self.write(client_id, seq, timestamp_ms, write))
+            }
+            GroupCommand::Config(next) => Applied::Config(self.configure(&next)),
+            GroupCommand::Install(chunk) => Applied::Install(self.install(chunk)),
+            GroupCommand::HandOver { shard, to, num } => {
+                let handed = self.table.handed_over(shard, to, num);
+                if handed {
+                    self.data.delete_shard(shard);
+                    self.sessions.remove_scope(&shard);
+                }
+                Applied::HandOver(handed)
+            }
+            GroupCommand::Cleaned { shard, num } => {
+                Applied::Cleaned(self.table.cleaned(shard, num))
+            }
+        }
+    }
+
+    /// Applies a write at most once in its shard's sessions.
+    fn write(
+        &mut self,
+        client_id: u64,
+        seq: u64,
+        now_ms: u64,
+        write: Write,
+    ) -> Result<WriteReply, WriteRefused> {
+        let shard = self.shard_of(write.key());
+        self.table.route(shard).map_err(WriteRefused::NotServed)?;
+        match self.sessions.check(&shard, client_id, seq) {
+            SessionCheck::Repeat(reply) => {
+                let reply = *reply;
+                self.sessions.touch(&shard, client_id, now_ms);
+                return Ok(reply);
+            }
+            SessionCheck::Stale { last_seq } => return Err(WriteRefused::Stale { last_seq }),
+            SessionCheck::New => {}
+        }
+        let reply = self.execute(shard, write);
+        self.sessions.record(shard, client_id, seq, reply, now_ms);
+        Ok(reply)
+    }
+
+    /// Executes a write on the data.
+    fn execute(&mut self, shard: ShardId, write: Write) -> WriteReply {
+        match write {
+            Write::Put { key, value } => self.data.put(shard, key, value),
+            Write::Append { key, value } => {
+                let old = self.data.get(shard, &key).unwrap_or_default();
+                let length = old.len() + value.len();
+                if length > VALUE_BYTES_MAX {
+                    return WriteReply::ValueTooLong { length };
+                }
+                let mut joined = BytesMut::with_capacity(length);
+                joined.extend_from_slice(&old);
+                joined.extend_from_slice(&value);
+                self.data.put(shard, key, joined.freeze());
+            }
+            Write::Delete { key } => self.data.delete(shard, &key),
+        }
+        WriteReply::Ok
+    }
+
+    /// Moves to the next configuration; each shard now pulled starts at
+    /// the beginning.
+    fn configure(&mut self, next: &NextConfig) -> Result<(), ConfigRefused> {
+        self.table.apply_config(next)?;
+        self.installing = self
+            .table
+            .states()
+            .filter(|(_, state)| matches!(state, crate::shards::ShardState::Pulling { .. }))
+            .map(|(shard, _)| (shard, Bytes::new()))
+            .collect();
+        Ok(())
+    }
+
+    /// Installs one chunk if it continues the pull of its shard.
+    fn install(&mut self, chunk: ShardChunk) -> bool {
+        let continues = self.installing.get(&chunk.shard) == Some(&chunk.cursor)
+            && chunk.num == self.table.config().num;
+        if !continues {
+            return false;
+        }
+        let shard = chunk.shard;
+        for (key, value) in chunk.records {
+            self.data.put(shard, key, value);
+        }
+        for (client, session) in chunk.sessions {
+            self.sessions.insert(shard, client, session);
+        }
+        if chunk.last {
+            self.installing.remove(&shard);
+            let installed = self.table.installed(shard, chunk.num);
+            debug_assert!(installed, "a shard being installed is Pulling");
+        } else {
+            self.installing.insert(shard, chunk.next_cursor);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+#[path = "machine_test.rs"]
+mod tests;
