@@ -5,6 +5,8 @@
 //! - [`shards`]: the shards one group holds, their states (Serving,
 //!   Pulling, Sending, Cleaning) and the transitions a new configuration
 //!   and each step of a move make.
+//! - [`follower`]: what the leader does next: the configuration to
+//!   propose (with the holders of unowned shards) and the moves to drive.
 //! - [`ops`]: client writes, their replies, and the key and value limits.
 //! - [`machine`]: the replicated state machine: writes at most once per
 //!   shard session, configurations, shard installs and hand-overs, over any
@@ -13,6 +15,7 @@
 //! The RocksDB store, the migration service, the server and the
 //! configuration follower come next (issue 17).
 
+pub mod follower;
 pub mod machine;
 pub mod ops;
 pub mod shards;
