@@ -3,6 +3,8 @@
 //!
 //! - [`kv::v1`]: the public, stable API (DESIGN.md "Public API").
 //! - [`raft::v1`]: the internal Raft peer protocol.
+//! - [`shardkv::v1`]: the internal protocol of the replica groups (their
+//!   log entries).
 //! - [`address`]: the `host:port` syntax of a server address.
 //! - [`config`]: the ids and the configuration value, and their wire form.
 //! - [`shard_of_key`]: the shard of a key.
@@ -25,6 +27,15 @@ pub mod raft {
     #[allow(missing_docs, clippy::too_many_lines)]
     pub mod v1 {
         tonic::include_proto!("raft.v1");
+    }
+}
+
+/// The internal protocol of the replica groups, package `shardkv.v1`.
+pub mod shardkv {
+    /// Version 1 of the groups' protocol.
+    #[allow(missing_docs, clippy::too_many_lines)]
+    pub mod v1 {
+        tonic::include_proto!("shardkv.v1");
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`shards`]: the shards one group holds, their states (Serving,
 //!   Pulling, Sending, Cleaning) and the transitions a new configuration
 //!   and each step of a move make.
+//! - [`codec`]: the log entries as the internal protobuf `shardkv.v1`.
 //! - [`follower`]: what the leader does next: the configuration to
 //!   propose (with the holders of unowned shards) and the moves to drive.
 //! - [`ops`]: client writes, their replies, and the key and value limits.
@@ -15,6 +16,7 @@
 //! The RocksDB store, the migration service, the server and the
 //! configuration follower come next (issue 17).
 
+pub mod codec;
 pub mod follower;
 pub mod machine;
 pub mod ops;
