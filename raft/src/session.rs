@@ -157,9 +157,9 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
         expired
     }
 
-    /// Removes every session of `scope` (a shard that left); returns how
-    /// many there were.
-    pub fn remove_scope(&mut self, scope: &S) -> usize {
+    /// Removes every session of `scope` (a shard that left); returns their
+    /// clients.
+    pub fn remove_scope(&mut self, scope: &S) -> Vec<u64> {
         let clients: Vec<u64> = self
             .records
             .range((scope.clone(), 0)..=(scope.clone(), u64::MAX))
@@ -169,7 +169,7 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
             self.unindex(scope, client);
             self.records.remove(&(scope.clone(), client));
         }
-        clients.len()
+        clients
     }
 
     /// Drops the index entry of a session; returns its last use.
@@ -226,7 +226,7 @@ mod tests {
         for (scope, client) in [(1, 1), (1, 2), (2, 1), (3, 9)] {
             table.record(scope, client, 1, (), 0);
         }
-        assert_eq!(table.remove_scope(&1), 2);
+        assert_eq!(table.remove_scope(&1), vec![1, 2]);
         let left: Vec<(u32, u64)> = table.iter().map(|(s, c, _)| (*s, c)).collect();
         assert_eq!(left, vec![(2, 1), (3, 9)]);
         assert_eq!(table.expire(10, 1), vec![(2, 1), (3, 9)]);

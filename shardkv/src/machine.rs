@@ -16,6 +16,10 @@
 //! - Sessions unused for longer than [`SESSION_TTL_MS`] at an entry's
 //!   logged time are removed before the entry applies, on every replica
 //!   alike.
+//! - Every change to the sessions, the table or the install positions
+//!   since the last [`GroupMachine::take_changes`] is in [`Changes`], so a
+//!   store persists exactly what an entry changed, in the entry's batch
+//!   (the data's changes go through [`ShardData`] itself).
 
 use std::collections::BTreeMap;
 
@@ -166,6 +170,25 @@ pub enum Applied {
     Cleaned(bool),
 }
 
+/// What applying entries changed besides the data, for a store to write
+/// in the same batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Sessions written (`Some`) or removed (`None`), by shard and client.
+    pub sessions: BTreeMap<(ShardId, u64), Option<Session<WriteReply>>>,
+    /// Whether the shard table changed.
+    pub table: bool,
+    /// Whether the install positions changed.
+    pub installing: bool,
+}
+
+impl Changes {
+    /// Returns whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && !self.table && !self.installing
+    }
+}
+
 /// One replica's group state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupMachine<D> {
@@ -175,6 +198,8 @@ pub struct GroupMachine<D> {
     /// For each shard being pulled, where its next chunk starts.
     installing: BTreeMap<ShardId, Bytes>,
     data: D,
+    /// Changes since the last `take_changes`.
+    changes: Changes,
 }
 
 impl<D: ShardData> GroupMachine<D> {
@@ -187,7 +212,24 @@ impl<D: ShardData> GroupMachine<D> {
             sessions: SessionTable::new(),
             installing: BTreeMap::new(),
             data,
+            changes: Changes::default(),
         }
+    }
+
+    /// Returns and forgets the changes made since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Returns the install positions, by shard.
+    pub fn installing(&self) -> &BTreeMap<ShardId, Bytes> {
+        &self.installing
+    }
+
+    /// Records that the session of `client` in `shard` changed.
+    fn session_changed(&mut self, shard: ShardId, client: u64) {
+        let session = self.sessions.get(&shard, client).cloned();
+        self.changes.sessions.insert((shard, client), session);
     }
 
     /// Returns the shard table.
@@ -235,7 +277,9 @@ impl<D: ShardData> GroupMachine<D> {
                 timestamp_ms,
                 write,
             } => {
-                self.sessions.expire(timestamp_ms, SESSION_TTL_MS);
+                for (shard, client) in self.sessions.expire(timestamp_ms, SESSION_TTL_MS) {
+                    self.changes.sessions.insert((shard, client), None);
+                }
                 Applied::Write(self.write(client_id, seq, timestamp_ms, write))
             }
             GroupCommand::Config(next) => Applied::Config(self.configure(&next)),
@@ -244,12 +288,17 @@ impl<D: ShardData> GroupMachine<D> {
                 let handed = self.table.handed_over(shard, to, num);
                 if handed {
                     self.data.delete_shard(shard);
-                    self.sessions.remove_scope(&shard);
+                    for client in self.sessions.remove_scope(&shard) {
+                        self.changes.sessions.insert((shard, client), None);
+                    }
+                    self.changes.table = true;
                 }
                 Applied::HandOver(handed)
             }
             GroupCommand::Cleaned { shard, num } => {
-                Applied::Cleaned(self.table.cleaned(shard, num))
+                let cleaned = self.table.cleaned(shard, num);
+                self.changes.table |= cleaned;
+                Applied::Cleaned(cleaned)
             }
         }
     }
@@ -268,6 +317,7 @@ impl<D: ShardData> GroupMachine<D> {
             SessionCheck::Repeat(reply) => {
                 let reply = *reply;
                 self.sessions.touch(&shard, client_id, now_ms);
+                self.session_changed(shard, client_id);
                 return Ok(reply);
             }
             SessionCheck::Stale { last_seq } => return Err(WriteRefused::Stale { last_seq }),
@@ -275,6 +325,7 @@ impl<D: ShardData> GroupMachine<D> {
         }
         let reply = self.execute(shard, write);
         self.sessions.record(shard, client_id, seq, reply, now_ms);
+        self.session_changed(shard, client_id);
         Ok(reply)
     }
 
@@ -302,6 +353,8 @@ impl<D: ShardData> GroupMachine<D> {
     /// the beginning.
     fn configure(&mut self, next: &NextConfig) -> Result<(), ConfigRefused> {
         self.table.apply_config(next)?;
+        self.changes.table = true;
+        self.changes.installing = true;
         self.installing = self
             .table
             .states()
@@ -324,8 +377,11 @@ impl<D: ShardData> GroupMachine<D> {
         }
         for (client, session) in chunk.sessions {
             self.sessions.insert(shard, client, session);
+            self.session_changed(shard, client);
         }
+        self.changes.installing = true;
         if chunk.last {
+            self.changes.table = true;
             self.installing.remove(&shard);
             let installed = self.table.installed(shard, chunk.num);
             debug_assert!(installed, "a shard being installed is Pulling");

@@ -221,3 +221,89 @@ fn a_moved_shard_carries_its_data_and_sessions() {
     assert_eq!(one.table().state(shard), None);
     assert_eq!(two.table().state(shard), Some(ShardState::Serving));
 }
+
+/// The sessions a store would hold had it written every change.
+fn persisted(
+    machine: &mut GroupMachine<MemData>,
+    store: &mut BTreeMap<(ShardId, u64), Session<WriteReply>>,
+) {
+    for (key, session) in machine.take_changes().sessions {
+        match session {
+            Some(session) => store.insert(key, session),
+            None => store.remove(&key),
+        };
+    }
+}
+
+/// Returns every session of the machine.
+fn all_sessions(machine: &GroupMachine<MemData>) -> BTreeMap<(ShardId, u64), Session<WriteReply>> {
+    (0..SHARDS)
+        .map(ShardId)
+        .flat_map(|shard| {
+            machine
+                .sessions_of(shard)
+                .into_iter()
+                .map(move |(client, session)| ((shard, client), session))
+        })
+        .collect()
+}
+
+// Goal: a store that writes only the changes each entry reports holds the
+// machine's sessions after writes, repeats, expiry, an install and a
+// hand-over. Method: replay the changes into a map after every entry.
+#[test]
+fn the_reported_changes_rebuild_the_sessions() {
+    use raft::session::SESSION_TTL_MS;
+    let owners = [[1; 4], [2; 4]];
+    let (mut one, mut two) = (group(1, &owners[..1]), group(2, &owners[..1]));
+    let (mut store_one, mut store_two) = (BTreeMap::new(), BTreeMap::new());
+    persisted(&mut one, &mut store_one);
+    assert!(
+        two.take_changes().table,
+        "a configuration changes the table"
+    );
+    for (client, key) in [(7, "a"), (8, "b"), (9, "c")] {
+        one.apply(append(client, 1, key, "x"));
+        one.apply(append(client, 1, key, "x"));
+        persisted(&mut one, &mut store_one);
+    }
+    let late = GroupCommand::Write {
+        client_id: 10,
+        seq: 1,
+        timestamp_ms: SESSION_TTL_MS + 1,
+        write: Write::Delete {
+            key: Bytes::from_static(b"d"),
+        },
+    };
+    one.apply(late);
+    persisted(&mut one, &mut store_one);
+    assert_eq!(store_one.len(), 1, "three sessions expired, one written");
+    assert_eq!(store_one, all_sessions(&one));
+    for machine in [&mut one, &mut two] {
+        machine.apply(GroupCommand::Config(config(2, owners[1])));
+    }
+    persisted(&mut one, &mut store_one);
+    let shard = one.shard_of(b"d");
+    for chunk in chunks(&one, shard, ConfigNum(2)) {
+        assert_eq!(
+            two.apply(GroupCommand::Install(chunk)),
+            Applied::Install(true)
+        );
+    }
+    persisted(&mut two, &mut store_two);
+    assert_eq!(store_two, all_sessions(&two));
+    let hand_over = GroupCommand::HandOver {
+        shard,
+        to: GroupId(2),
+        num: ConfigNum(2),
+    };
+    assert_eq!(one.apply(hand_over), Applied::HandOver(true));
+    let changes = one.take_changes();
+    assert!(changes.table);
+    for (key, session) in changes.sessions {
+        assert!(session.is_none(), "the hand-over only removes sessions");
+        store_one.remove(&key);
+    }
+    assert_eq!(store_one, all_sessions(&one));
+    assert!(store_one.is_empty());
+}
