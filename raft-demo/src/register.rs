@@ -23,13 +23,14 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use rocksdb::{DB, WriteBatch};
 
+use raft::app_snapshot::Part;
 use raft::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
 use raft::driver::{SnapshotSource, StateMachine};
 use raft::storage::{CF_DATA, CF_META};
 use raft::{app_meta, app_snapshot};
 
-/// The column families a snapshot holds.
-const SNAPSHOT_CFS: [&str; 1] = [CF_DATA];
+/// What a snapshot holds: the `data` column family.
+const SNAPSHOT_CFS: [Part; 1] = [Part::whole(CF_DATA)];
 /// Keys are at most this long (DESIGN.md "Clients and semantics").
 pub const KEY_BYTES_MAX: usize = 4096;
 

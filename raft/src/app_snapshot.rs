@@ -1,8 +1,10 @@
 //! Snapshots of an application's column families, for applications whose
-//! state lives in the node's RocksDB (the register map; the group server
-//! later): a pinned view read in chunks by key, and the restore of such
-//! chunks straight into the column families (the restore mark is
-//! [`crate::app_meta`]'s).
+//! state lives in the node's RocksDB (the register map, the group server):
+//! a pinned view read in chunks by key, and the restore of such chunks
+//! straight into the column families (the restore mark is
+//! [`crate::app_meta`]'s). A snapshot covers [`Part`]s: a column family,
+//! whole or only the keys under a prefix (so an application's records in
+//! `meta` travel while the applied index and the restore mark stay).
 //!
 //! A chunk is a run of whole records, each `[cf: u8][key length: u32 BE]
 //! [key][value length: u32 BE][value]`, `cf` indexing the column families
@@ -32,6 +34,28 @@ type ReadRequest = (
     mpsc::SyncSender<Result<SnapshotPiece, StorageError>>,
 );
 
+/// One part of a snapshot: the keys of column family `cf` that start with
+/// `prefix` (all of them for an empty prefix).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// The column family.
+    pub cf: &'static str,
+    /// The key prefix (empty: every key).
+    pub prefix: &'static [u8],
+}
+
+impl Part {
+    /// Returns the part holding every key of `cf`.
+    pub const fn whole(cf: &'static str) -> Part {
+        Part { cf, prefix: b"" }
+    }
+
+    /// Returns whether `key` belongs to the part.
+    fn holds(&self, key: &[u8]) -> bool {
+        key.starts_with(self.prefix)
+    }
+}
+
 /// A pinned view of some column families, read by its own thread.
 struct PinnedColumnFamilies {
     /// Invariant: `Some` until dropped.
@@ -50,18 +74,18 @@ impl Drop for PinnedColumnFamilies {
     }
 }
 
-/// Pins a view of the column families `cfs` of `db` (in this order) and
-/// returns a reader of it.
+/// Pins a view of the `parts` of `db` (in this order) and returns a
+/// reader of it.
 ///
 /// # Errors
 /// [`StorageError::Io`] if a column family is missing or the reading
 /// thread cannot start.
-pub fn pin(db: Arc<DB>, cfs: &[&'static str]) -> Result<Box<dyn SnapshotSource>, StorageError> {
-    for name in cfs {
-        db.cf_handle(name)
-            .ok_or_else(|| StorageError::Io(format!("missing {name} column family")))?;
+pub fn pin(db: Arc<DB>, parts: &[Part]) -> Result<Box<dyn SnapshotSource>, StorageError> {
+    for part in parts {
+        db.cf_handle(part.cf)
+            .ok_or_else(|| StorageError::Io(format!("missing {} column family", part.cf)))?;
     }
-    let cfs = cfs.to_vec();
+    let cfs = parts.to_vec();
     let (requests, incoming) = mpsc::sync_channel::<ReadRequest>(1);
     let (pinned_sender, pinned) = mpsc::sync_channel(1);
     let thread = std::thread::Builder::new()
@@ -100,7 +124,7 @@ impl SnapshotSource for PinnedColumnFamilies {
 fn read_chunk(
     db: &DB,
     view: &rocksdb::SnapshotWithThreadMode<'_, DB>,
-    cfs: &[&str],
+    cfs: &[Part],
     cursor: &[u8],
     bytes_max: u64,
 ) -> Result<SnapshotPiece, StorageError> {
@@ -117,7 +141,8 @@ fn read_chunk(
         }
     };
     let mut data = BytesMut::new();
-    for (cf_index, name) in cfs.iter().enumerate().skip(first_cf) {
+    for (cf_index, part) in cfs.iter().enumerate().skip(first_cf) {
+        let name = part.cf;
         let cf = db
             .cf_handle(name)
             .ok_or_else(|| StorageError::Io(format!("missing {name} column family")))?;
@@ -126,12 +151,15 @@ fn read_chunk(
         options.fill_cache(false);
         options.set_readahead_size(2 << 20);
         let mut records = db.raw_iterator_cf_opt(&cf, options);
-        if cf_index == first_cf {
+        if cf_index == first_cf && start_key > part.prefix {
             records.seek(start_key);
         } else {
-            records.seek_to_first();
+            records.seek(part.prefix);
         }
         while let (Some(key), Some(value)) = (records.key(), records.value()) {
+            if !part.holds(key) {
+                break;
+            }
             data.put_u8(cf_index as u8);
             data.put_u32(key.len() as u32);
             data.put_slice(key);
@@ -163,21 +191,32 @@ fn read_chunk(
     })
 }
 
-/// Adds to `batch` the deletion of everything in the column families
-/// `cfs` of `db`.
+/// Adds to `batch` the deletion of everything in the `parts` of `db`.
 ///
 /// # Errors
 /// [`StorageError::Io`] if a column family is missing or cannot be read.
-pub fn clear(db: &DB, batch: &mut WriteBatch, cfs: &[&str]) -> Result<(), StorageError> {
-    for name in cfs {
+pub fn clear(db: &DB, batch: &mut WriteBatch, parts: &[Part]) -> Result<(), StorageError> {
+    for part in parts {
+        let name = part.cf;
         let cf = db
             .cf_handle(name)
             .ok_or_else(|| StorageError::Io(format!("missing {name} column family")))?;
         let mut records = db.raw_iterator_cf(&cf);
-        records.seek_to_last();
-        if let Some(last) = records.key() {
-            batch.delete_range_cf(&cf, &[][..], last);
-            batch.delete_cf(&cf, last);
+        if part.prefix.is_empty() {
+            records.seek_to_last();
+            if let Some(last) = records.key() {
+                batch.delete_range_cf(&cf, &[][..], last);
+                batch.delete_cf(&cf, last);
+            }
+        } else if let Some(end) = prefix_end(part.prefix) {
+            // Every key under the prefix sorts before its end.
+            batch.delete_range_cf(&cf, part.prefix, &end[..]);
+        } else {
+            records.seek(part.prefix);
+            while let Some(key) = records.key().filter(|key| part.holds(key)) {
+                batch.delete_cf(&cf, key);
+                records.next();
+            }
         }
         records
             .status()
@@ -186,17 +225,26 @@ pub fn clear(db: &DB, batch: &mut WriteBatch, cfs: &[&str]) -> Result<(), Storag
     Ok(())
 }
 
-/// Adds the records of one chunk to `batch`, into the column families
-/// `cfs` (the ones the view was pinned over, in the same order); returns
-/// how many there were.
+/// Returns the first key after every key that starts with `prefix`, or
+/// `None` if there is none (an empty prefix, or one of 0xff bytes only).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|&byte| byte != 0xff)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
+/// Adds the records of one chunk to `batch`, into the `parts` (the ones
+/// the view was pinned over, in the same order); returns how many there
+/// were.
 ///
 /// # Errors
 /// [`StorageError::Corruption`] if the chunk is not a run of whole records
-/// of these column families.
+/// of these parts.
 pub fn put_records(
     db: &DB,
     batch: &mut WriteBatch,
-    cfs: &[&str],
+    cfs: &[Part],
     mut data: &[u8],
 ) -> Result<usize, StorageError> {
     let bad = |detail: String| StorageError::Corruption {
@@ -225,10 +273,16 @@ pub fn put_records(
             Ok(bytes)
         };
         let cf_index = usize::from(data.get_u8());
-        let name = cfs
+        let part = cfs
             .get(cf_index)
             .ok_or_else(|| bad(format!("record {record}: no column family {cf_index}")))?;
+        let name = part.cf;
         let key = take(&mut data, "key")?;
+        if !part.holds(&key) {
+            return Err(bad(format!(
+                "record {record}: a key outside the snapshot's part of {name}"
+            )));
+        }
         let value = take(&mut data, "value")?;
         let cf = db
             .cf_handle(name)
@@ -237,4 +291,71 @@ pub fn put_records(
         records += 1;
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{CF_DATA, CF_META, RocksStorage};
+
+    // Goal: a part under a prefix is read, cleared and restored without
+    // touching the other keys of its column family.
+    #[test]
+    fn a_prefixed_part_leaves_the_rest_of_its_column_family_alone() {
+        let parts = [
+            Part::whole(CF_DATA),
+            Part {
+                cf: CF_META,
+                prefix: b"app/",
+            },
+        ];
+        let source_dir = tempfile::tempdir().expect("temp dir");
+        let source_storage = RocksStorage::open(source_dir.path()).expect("open");
+        let source = source_storage.db();
+        let meta = source.cf_handle(CF_META).expect("meta");
+        let data = source.cf_handle(CF_DATA).expect("data");
+        for (cf, key) in [
+            (data, &b"k1"[..]),
+            (meta, b"app/a"),
+            (meta, b"app/b"),
+            (meta, b"other"),
+        ] {
+            source.put_cf(cf, key, b"v").expect("put");
+        }
+        let mut reader = pin(source.clone(), &parts).expect("pin");
+        let piece = reader.read(b"", 1 << 20).expect("read");
+        assert!(piece.last);
+
+        let target_dir = tempfile::tempdir().expect("temp dir");
+        let target_storage = RocksStorage::open(target_dir.path()).expect("open");
+        let target = target_storage.db();
+        let meta = target.cf_handle(CF_META).expect("meta");
+        for key in [&b"app/stale"[..], b"keep", b"apq"] {
+            target.put_cf(meta, key, b"x").expect("put");
+        }
+        let mut batch = WriteBatch::default();
+        clear(&target, &mut batch, &parts).expect("clear");
+        let restored = put_records(&target, &mut batch, &parts, &piece.data).expect("records");
+        assert_eq!(restored, 3);
+        target.write(batch).expect("write");
+        let mut keys = Vec::new();
+        let mut records = target.raw_iterator_cf(&meta);
+        records.seek_to_first();
+        while let Some(key) = records.key() {
+            keys.push(key.to_vec());
+            records.next();
+        }
+        let expected: Vec<Vec<u8>> = [&b"app/a"[..], b"app/b", b"apq", b"keep"]
+            .iter()
+            .map(|key| key.to_vec())
+            .collect();
+        assert_eq!(keys, expected);
+        let outside = [
+            0u8, 0, 0, 0, 5, b'o', b't', b'h', b'e', b'r', 0, 0, 0, 1, b'v',
+        ];
+        let mut records = vec![1u8];
+        records.extend_from_slice(&outside[1..]);
+        let mut batch = WriteBatch::default();
+        assert!(put_records(&target, &mut batch, &parts, &records).is_err());
+    }
 }

@@ -12,12 +12,15 @@
 //! - [`machine`]: the replicated state machine: writes at most once per
 //!   shard session, configurations, shard installs and hand-overs, over any
 //!   [`machine::ShardData`] (RocksDB on a server, a map in tests).
+//! - [`store_rocks`]: the machine over RocksDB, the driver's state
+//!   machine for a group replica (one batch per applied run, snapshots).
 //!
-//! The RocksDB store, the migration service, the server and the
-//! configuration follower come next (issue 17).
+//! The migration service, the server and the configuration follower's
+//! I/O come next (issue 17).
 
 pub mod codec;
 pub mod follower;
 pub mod machine;
 pub mod ops;
 pub mod shards;
+pub mod store_rocks;

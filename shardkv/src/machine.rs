@@ -216,6 +216,34 @@ impl<D: ShardData> GroupMachine<D> {
         }
     }
 
+    /// Returns a machine as a store read it back: `table`, the sessions
+    /// by shard and client, the install positions, over `data`.
+    pub fn from_parts(
+        shard_count: u32,
+        table: ShardTable,
+        sessions: impl IntoIterator<Item = (ShardId, u64, Session<WriteReply>)>,
+        installing: BTreeMap<ShardId, Bytes>,
+        data: D,
+    ) -> GroupMachine<D> {
+        let mut table_of_sessions = SessionTable::new();
+        for (shard, client, session) in sessions {
+            table_of_sessions.insert(shard, client, session);
+        }
+        GroupMachine {
+            shard_count,
+            table,
+            sessions: table_of_sessions,
+            installing,
+            data,
+            changes: Changes::default(),
+        }
+    }
+
+    /// Returns the data, to write to (a store takes its batch).
+    pub fn data_mut(&mut self) -> &mut D {
+        &mut self.data
+    }
+
     /// Returns and forgets the changes made since the last call.
     pub fn take_changes(&mut self) -> Changes {
         std::mem::take(&mut self.changes)

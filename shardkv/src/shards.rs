@@ -160,6 +160,35 @@ impl ShardTable {
         }
     }
 
+    /// Returns the table of group `gid` in `config` holding `states`, as a
+    /// store read them back.
+    ///
+    /// # Errors
+    ///
+    /// A description of the first state that names a shard outside the
+    /// configuration.
+    pub fn from_parts(
+        gid: GroupId,
+        config: Config,
+        states: BTreeMap<ShardId, ShardState>,
+    ) -> Result<ShardTable, String> {
+        if let Some(shard) = states
+            .keys()
+            .find(|shard| shard.0 as usize >= config.shard_count())
+        {
+            return Err(format!(
+                "shard {shard} is outside configuration {} of {} shards",
+                config.num,
+                config.shard_count()
+            ));
+        }
+        Ok(ShardTable {
+            gid,
+            config,
+            states,
+        })
+    }
+
     /// Returns the group's id.
     pub fn gid(&self) -> GroupId {
         self.gid

@@ -1,0 +1,476 @@
+//! The group's state machine over RocksDB (DESIGN.md "Storage layout"):
+//! the driver's [`StateMachine`] for a group replica.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `data` | `[shard u32 BE][user key]` | the value |
+//! | `meta` | `group/table` | `shardkv.v1.ShardTableRecord`: gid, configuration, shard states, install positions |
+//! | `meta` | `group/session/[shard u32 BE][client u64 BE]` | `shardkv.v1.ClientSession` |
+//! | `meta` | `applied_index`, `restoring_snapshot` | `raft::app_meta`'s |
+//!
+//! Invariants:
+//! - Applying a run of entries writes their data changes, the sessions and
+//!   table they changed, and the applied index in one WriteBatch, so a
+//!   restart resumes exactly after the last applied entry; reads within
+//!   the run see the run's own writes.
+//! - The snapshot is the `data` column family and the `group/` keys of
+//!   `meta`, read from a pinned view; the applied index and the restore
+//!   mark are not part of it.
+//! - A data dir holds one group: opening it as another gid, or with
+//!   another shard count, is refused.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message;
+use proto::config::{Config, GroupId, ShardId};
+use proto::shardkv::v1 as pb;
+use raft::app_meta;
+use raft::app_snapshot::{self, Part};
+use raft::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
+use raft::driver::{SnapshotSource, StateMachine};
+use raft::session::Session;
+use raft::storage::{CF_DATA, CF_META};
+use rocksdb::{DB, WriteBatch};
+
+use crate::machine::{Applied, Changes, GroupCommand, GroupMachine, ShardData};
+use crate::ops::WriteReply;
+use crate::shards::{ShardState, ShardTable};
+
+/// The prefix of the group's records in `meta`.
+const GROUP_PREFIX: &[u8] = b"group/";
+/// The key of the shard table record.
+const TABLE_KEY: &[u8] = b"group/table";
+/// The prefix of the session records.
+const SESSION_PREFIX: &[u8] = b"group/session/";
+/// What a snapshot holds.
+const SNAPSHOT_PARTS: [Part; 2] = [
+    Part::whole(CF_DATA),
+    Part {
+        cf: CF_META,
+        prefix: GROUP_PREFIX,
+    },
+];
+
+/// The group's data in RocksDB, written through a batch the store commits
+/// once per applied run; reads see the batch's own writes first.
+pub struct RocksData {
+    db: Arc<DB>,
+    batch: WriteBatch,
+    /// Keys written by the batch: `None` for a deletion.
+    written: HashMap<(ShardId, Bytes), Option<Bytes>>,
+    /// Shards the batch deleted whole.
+    dropped: HashSet<ShardId>,
+}
+
+impl RocksData {
+    fn new(db: Arc<DB>) -> RocksData {
+        RocksData {
+            db,
+            batch: WriteBatch::default(),
+            written: HashMap::new(),
+            dropped: HashSet::new(),
+        }
+    }
+
+    /// Returns the batch of the writes so far and starts a new one.
+    fn take_batch(&mut self) -> WriteBatch {
+        self.written.clear();
+        self.dropped.clear();
+        std::mem::take(&mut self.batch)
+    }
+
+    fn data_cf(&self) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(CF_DATA)
+            .expect("column families are checked at open")
+    }
+}
+
+/// Returns the `data` key of `key` in `shard`.
+fn data_key(shard: ShardId, key: &[u8]) -> Vec<u8> {
+    let mut stored = Vec::with_capacity(4 + key.len());
+    stored.extend_from_slice(&shard.0.to_be_bytes());
+    stored.extend_from_slice(key);
+    stored
+}
+
+impl ShardData for RocksData {
+    fn get(&self, shard: ShardId, key: &[u8]) -> Option<Bytes> {
+        if let Some(written) = self.written.get(&(shard, Bytes::copy_from_slice(key))) {
+            return written.clone();
+        }
+        if self.dropped.contains(&shard) {
+            return None;
+        }
+        self.db
+            .get_cf(self.data_cf(), data_key(shard, key))
+            .unwrap_or_else(|error| panic!("reading the group's data failed, stopping: {error}"))
+            .map(Bytes::from)
+    }
+
+    fn put(&mut self, shard: ShardId, key: Bytes, value: Bytes) {
+        let cf = self.db.cf_handle(CF_DATA).expect("checked at open");
+        self.batch.put_cf(cf, data_key(shard, &key), &value);
+        self.written.insert((shard, key), Some(value));
+    }
+
+    fn delete(&mut self, shard: ShardId, key: &[u8]) {
+        let cf = self.db.cf_handle(CF_DATA).expect("checked at open");
+        self.batch.delete_cf(cf, data_key(shard, key));
+        self.written
+            .insert((shard, Bytes::copy_from_slice(key)), None);
+    }
+
+    fn delete_shard(&mut self, shard: ShardId) {
+        let cf = self.db.cf_handle(CF_DATA).expect("checked at open");
+        let end = shard
+            .0
+            .checked_add(1)
+            .expect("shard ids are below u32::MAX");
+        self.batch
+            .delete_range_cf(cf, shard.0.to_be_bytes(), end.to_be_bytes());
+        self.written.retain(|(written, _), _| *written != shard);
+        self.dropped.insert(shard);
+    }
+}
+
+/// A group replica's state machine over RocksDB.
+pub struct GroupStore {
+    db: Arc<DB>,
+    gid: GroupId,
+    shard_count: u32,
+    machine: GroupMachine<RocksData>,
+    applied: LogIndex,
+    restoring: Option<RestorePoint>,
+}
+
+impl GroupStore {
+    /// Opens the state of group `gid` (`shard_count` shards) stored in `db`,
+    /// or a fresh one.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Corruption`] if the stored state is damaged or
+    /// belongs to another group or shard count; [`StorageError::Io`] if
+    /// reading fails.
+    pub fn open(db: Arc<DB>, gid: GroupId, shard_count: u32) -> Result<GroupStore, StorageError> {
+        for name in [CF_DATA, CF_META] {
+            db.cf_handle(name)
+                .ok_or_else(|| StorageError::Io(format!("missing {name} column family")))?;
+        }
+        let applied = app_meta::read_applied(&db)?;
+        let restoring = app_meta::read_restore_mark(&db)?;
+        let machine = load_machine(&db, gid, shard_count)?;
+        Ok(GroupStore {
+            db,
+            gid,
+            shard_count,
+            machine,
+            applied,
+            restoring,
+        })
+    }
+
+    /// Returns the group state machine.
+    pub fn machine(&self) -> &GroupMachine<RocksData> {
+        &self.machine
+    }
+
+    fn meta(&self) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(CF_META).expect("checked at open")
+    }
+
+    /// Adds to `batch` the records `changes` names.
+    fn put_changes(&self, batch: &mut WriteBatch, changes: Changes) {
+        for ((shard, client), session) in changes.sessions {
+            let key = session_key(shard, client);
+            match session {
+                Some(session) => batch.put_cf(self.meta(), key, session_record(client, &session)),
+                None => batch.delete_cf(self.meta(), key),
+            }
+        }
+        if changes.table || changes.installing {
+            batch.put_cf(self.meta(), TABLE_KEY, table_record(&self.machine));
+        }
+    }
+
+    fn try_write(&self, batch: WriteBatch, context: &str) -> Result<(), StorageError> {
+        self.db
+            .write(batch)
+            .map_err(|error| StorageError::Io(format!("{context}: {error}")))
+    }
+}
+
+/// Returns the `meta` key of a session.
+fn session_key(shard: ShardId, client: u64) -> Vec<u8> {
+    let mut key = SESSION_PREFIX.to_vec();
+    key.extend_from_slice(&shard.0.to_be_bytes());
+    key.extend_from_slice(&client.to_be_bytes());
+    key
+}
+
+fn session_record(client: u64, session: &Session<WriteReply>) -> Vec<u8> {
+    let too_long = match session.reply {
+        WriteReply::Ok => 0,
+        WriteReply::ValueTooLong { length } => length as u64,
+    };
+    pb::ClientSession {
+        client_id: client,
+        last_seq: session.last_seq,
+        used_ms: session.used_ms,
+        reply: Some(pb::WriteReply {
+            value_too_long: too_long,
+        }),
+    }
+    .encode_to_vec()
+}
+
+fn table_record(machine: &GroupMachine<RocksData>) -> Vec<u8> {
+    let table = machine.table();
+    let states = table
+        .states()
+        .map(|(shard, state)| {
+            let (kind, gid) = match state {
+                ShardState::Serving => (pb::ShardStateKind::Serving, GroupId(0)),
+                ShardState::Pulling { from } => (pb::ShardStateKind::Pulling, from),
+                ShardState::Sending { to } => (pb::ShardStateKind::Sending, to),
+                ShardState::Cleaning { from } => (pb::ShardStateKind::Cleaning, from),
+            };
+            pb::ShardStateRecord {
+                shard: shard.0,
+                kind: kind as i32,
+                gid: gid.0,
+            }
+        })
+        .collect();
+    pb::ShardTableRecord {
+        gid: table.gid().0,
+        config: Some(table.config().to_proto()),
+        states,
+        installing: machine
+            .installing()
+            .iter()
+            .map(|(shard, cursor)| (shard.0, cursor.to_vec().into()))
+            .collect(),
+    }
+    .encode_to_vec()
+}
+
+fn corruption(location: &str, detail: String) -> StorageError {
+    StorageError::Corruption {
+        index: LogIndex(0),
+        location: location.into(),
+        detail,
+    }
+}
+
+/// Reads the group's machine back from `db` (a fresh one if it has none).
+fn load_machine(
+    db: &Arc<DB>,
+    gid: GroupId,
+    shard_count: u32,
+) -> Result<GroupMachine<RocksData>, StorageError> {
+    let meta = db.cf_handle(CF_META).expect("checked at open");
+    let io = |error: rocksdb::Error| StorageError::Io(format!("reading the group state: {error}"));
+    let data = RocksData::new(Arc::clone(db));
+    let Some(raw) = db.get_cf(meta, TABLE_KEY).map_err(io)? else {
+        return Ok(GroupMachine::new(gid, shard_count, data));
+    };
+    let location = "meta group/table";
+    let record = pb::ShardTableRecord::decode(&raw[..])
+        .map_err(|error| corruption(location, format!("does not decode: {error}")))?;
+    if record.gid != gid.0 {
+        return Err(corruption(
+            location,
+            format!("the data dir holds group {}, not group {gid}", record.gid),
+        ));
+    }
+    let config = Config::from_proto(
+        record
+            .config
+            .ok_or_else(|| corruption(location, "no configuration".into()))?,
+    );
+    if config.shard_count() != shard_count as usize {
+        return Err(corruption(
+            location,
+            format!(
+                "the data dir holds {} shards, not {shard_count}",
+                config.shard_count()
+            ),
+        ));
+    }
+    let mut states = BTreeMap::new();
+    for state in record.states {
+        let other = GroupId(state.gid);
+        let decoded = match pb::ShardStateKind::try_from(state.kind) {
+            Ok(pb::ShardStateKind::Serving) => ShardState::Serving,
+            Ok(pb::ShardStateKind::Pulling) => ShardState::Pulling { from: other },
+            Ok(pb::ShardStateKind::Sending) => ShardState::Sending { to: other },
+            Ok(pb::ShardStateKind::Cleaning) => ShardState::Cleaning { from: other },
+            _ => {
+                return Err(corruption(
+                    location,
+                    format!("shard {} has unknown state {}", state.shard, state.kind),
+                ));
+            }
+        };
+        states.insert(ShardId(state.shard), decoded);
+    }
+    let table =
+        ShardTable::from_parts(gid, config, states).map_err(|why| corruption(location, why))?;
+    let installing = record
+        .installing
+        .into_iter()
+        .map(|(shard, cursor)| (ShardId(shard), cursor))
+        .collect();
+    let sessions = load_sessions(db)?;
+    Ok(GroupMachine::from_parts(
+        shard_count,
+        table,
+        sessions,
+        installing,
+        data,
+    ))
+}
+
+/// Reads every session record.
+fn load_sessions(db: &DB) -> Result<Vec<(ShardId, u64, Session<WriteReply>)>, StorageError> {
+    let meta = db.cf_handle(CF_META).expect("checked at open");
+    let mut records = db.raw_iterator_cf(meta);
+    records.seek(SESSION_PREFIX);
+    let mut sessions = Vec::new();
+    while let (Some(key), Some(value)) = (records.key(), records.value()) {
+        let Some(suffix) = key.strip_prefix(SESSION_PREFIX) else {
+            break;
+        };
+        let location = "meta group/session";
+        let ids: [u8; 12] = suffix
+            .try_into()
+            .map_err(|_| corruption(location, format!("a key of {} bytes", key.len())))?;
+        let shard = ShardId(u32::from_be_bytes(ids[..4].try_into().expect("4 bytes")));
+        let client = u64::from_be_bytes(ids[4..].try_into().expect("8 bytes"));
+        let record = pb::ClientSession::decode(value)
+            .map_err(|error| corruption(location, format!("does not decode: {error}")))?;
+        let too_long = record.reply.map_or(0, |reply| reply.value_too_long);
+        let reply = match too_long {
+            0 => WriteReply::Ok,
+            length => WriteReply::ValueTooLong {
+                length: usize::try_from(length).unwrap_or(usize::MAX),
+            },
+        };
+        sessions.push((
+            shard,
+            client,
+            Session {
+                last_seq: record.last_seq,
+                reply,
+                used_ms: record.used_ms,
+            },
+        ));
+        records.next();
+    }
+    records
+        .status()
+        .map_err(|error| StorageError::Io(format!("reading the sessions: {error}")))?;
+    Ok(sessions)
+}
+
+impl StateMachine for GroupStore {
+    type Output = Option<Applied>;
+
+    fn applied_index(&self) -> LogIndex {
+        self.applied
+    }
+
+    fn apply(&mut self, entry: &Entry) -> Option<Applied> {
+        self.apply_batch(std::slice::from_ref(entry))
+            .pop()
+            .flatten()
+    }
+
+    fn apply_batch(&mut self, entries: &[Entry]) -> Vec<Option<Applied>> {
+        let Some(last) = entries.last() else {
+            return Vec::new();
+        };
+        let outputs = entries
+            .iter()
+            .map(|entry| {
+                if entry.kind != EntryKind::Normal || entry.data.is_empty() {
+                    return None;
+                }
+                let command = GroupCommand::decode(&entry.data).unwrap_or_else(|error| {
+                    panic!(
+                        "log entry {} is not a group command, stopping the node: {error}",
+                        entry.index.0
+                    )
+                });
+                Some(self.machine.apply(command))
+            })
+            .collect();
+        let mut batch = self.machine.data_mut().take_batch();
+        let changes = self.machine.take_changes();
+        self.put_changes(&mut batch, changes);
+        app_meta::put_applied(&self.db, &mut batch, last.index)
+            .unwrap_or_else(|error| panic!("{error}"));
+        if let Err(error) = self.db.write(batch) {
+            panic!("group state write failed, stopping the node: {error}");
+        }
+        self.applied = last.index;
+        outputs
+    }
+
+    fn snapshot_source(&self) -> Result<Box<dyn SnapshotSource>, StorageError> {
+        app_snapshot::pin(Arc::clone(&self.db), &SNAPSHOT_PARTS)
+    }
+
+    fn restoring(&self) -> Option<RestorePoint> {
+        self.restoring.clone()
+    }
+
+    fn begin_restore(&mut self, index: LogIndex, term: Term) -> Result<(), StorageError> {
+        let point = RestorePoint::beginning(index, term);
+        let mut batch = WriteBatch::default();
+        app_snapshot::clear(&self.db, &mut batch, &SNAPSHOT_PARTS)?;
+        app_meta::delete_applied(&self.db, &mut batch)?;
+        app_meta::put_restore_mark(&self.db, &mut batch, &point)?;
+        self.try_write(batch, "marking the group state as being restored")?;
+        self.machine = GroupMachine::new(
+            self.gid,
+            self.shard_count,
+            RocksData::new(Arc::clone(&self.db)),
+        );
+        self.applied = LogIndex(0);
+        self.restoring = Some(point);
+        Ok(())
+    }
+
+    fn restore_chunk(&mut self, data: Bytes, next_cursor: Bytes) -> Result<(), StorageError> {
+        let mut point = self
+            .restoring
+            .clone()
+            .expect("restore_chunk follows begin_restore");
+        let mut batch = WriteBatch::default();
+        app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_PARTS, &data)?;
+        point.next_cursor = next_cursor;
+        app_meta::put_restore_mark(&self.db, &mut batch, &point)?;
+        self.try_write(batch, "writing restored records")?;
+        self.restoring = Some(point);
+        Ok(())
+    }
+
+    fn finish_restore(&mut self, index: LogIndex, data: Bytes) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_PARTS, &data)?;
+        app_meta::finish_restore(&self.db, batch, index)?;
+        self.machine = load_machine(&self.db, self.gid, self.shard_count)?;
+        self.restoring = None;
+        self.applied = index;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "store_rocks_test.rs"]
+mod tests;
