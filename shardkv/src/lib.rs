@@ -13,14 +13,22 @@
 //!   shard session, configurations, shard installs and hand-overs, over any
 //!   [`machine::ShardData`] (RocksDB on a server, a map in tests).
 //! - [`store_rocks`]: the machine over RocksDB, the driver's state
-//!   machine for a group replica (one batch per applied run, snapshots).
+//!   machine for a group replica (one batch per applied run, snapshots),
+//!   and the reader that serves Get from one consistent view.
+//! - [`service`]: the public `kv.v1.ShardKv` service.
+//! - [`config_watch`]: the leader's loop that follows the controller.
+//! - [`server`]: [`server::GroupReplica`], a running replica (store,
+//!   service, follower on the replica runtime).
 //!
 //! The migration service, the server and the configuration follower's
 //! I/O come next (issue 17).
 
 pub mod codec;
+pub mod config_watch;
 pub mod follower;
 pub mod machine;
 pub mod ops;
+pub mod server;
+pub mod service;
 pub mod shards;
 pub mod store_rocks;

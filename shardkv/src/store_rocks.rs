@@ -36,7 +36,7 @@ use rocksdb::{DB, WriteBatch};
 
 use crate::machine::{Applied, Changes, GroupCommand, GroupMachine, ShardData};
 use crate::ops::WriteReply;
-use crate::shards::{ShardState, ShardTable};
+use crate::shards::{NotServed, ShardState, ShardTable};
 
 /// The prefix of the group's records in `meta`.
 const GROUP_PREFIX: &[u8] = b"group/";
@@ -133,6 +133,78 @@ impl ShardData for RocksData {
             .delete_range_cf(cf, shard.0.to_be_bytes(), end.to_be_bytes());
         self.written.retain(|(written, _), _| *written != shard);
         self.dropped.insert(shard);
+    }
+}
+
+/// Reads the group's state from any task (the node's task writes it): a
+/// key is routed and read against one consistent view, so a shard that has
+/// just moved away never answers.
+#[derive(Clone)]
+pub struct GroupReader {
+    db: Arc<DB>,
+    gid: GroupId,
+    shard_count: u32,
+}
+
+impl GroupReader {
+    /// Returns a reader of group `gid`'s state in `db`.
+    pub fn new(db: Arc<DB>, gid: GroupId, shard_count: u32) -> GroupReader {
+        GroupReader {
+            db,
+            gid,
+            shard_count,
+        }
+    }
+
+    /// Returns the shard table as applied so far.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Corruption`] or [`StorageError::Io`] if it cannot
+    /// be read.
+    pub fn table(&self) -> Result<ShardTable, StorageError> {
+        let meta = self.db.cf_handle(CF_META).expect("checked at open");
+        let raw = self
+            .db
+            .get_cf(meta, TABLE_KEY)
+            .map_err(|error| StorageError::Io(format!("reading the shard table: {error}")))?;
+        self.decode(raw)
+    }
+
+    /// Decodes a stored table record (none: the fresh table).
+    fn decode(&self, raw: Option<Vec<u8>>) -> Result<ShardTable, StorageError> {
+        match raw {
+            Some(raw) => Ok(decode_table(&raw, self.gid, self.shard_count)?.0),
+            None => Ok(ShardTable::new(self.gid, self.shard_count)),
+        }
+    }
+
+    /// Returns the value of `key` if its shard is served here, read from
+    /// one view of the table and the data.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::SnapshotUnavailable`] while a snapshot is being
+    /// restored; [`StorageError::Corruption`] or [`StorageError::Io`] if
+    /// the state cannot be read.
+    pub fn get(&self, key: &[u8]) -> Result<Result<Option<Bytes>, NotServed>, StorageError> {
+        let io = |error: rocksdb::Error| StorageError::Io(format!("reading a key: {error}"));
+        let (data, meta) = (
+            self.db.cf_handle(CF_DATA).expect("checked at open"),
+            self.db.cf_handle(CF_META).expect("checked at open"),
+        );
+        let view = self.db.snapshot();
+        let mark = view.get_cf(meta, app_meta::RESTORING_KEY).map_err(io)?;
+        if let Some(point) = app_meta::decode_restore_mark(mark.as_deref())? {
+            return Err(StorageError::SnapshotUnavailable(point.index));
+        }
+        let table = self.decode(view.get_cf(meta, TABLE_KEY).map_err(io)?)?;
+        let shard = ShardId(proto::shard_of_key(key, self.shard_count));
+        if let Err(not_served) = table.route(shard) {
+            return Ok(Err(not_served));
+        }
+        let value = view.get_cf(data, data_key(shard, key)).map_err(io)?;
+        Ok(Ok(value.map(Bytes::from)))
     }
 }
 
@@ -278,8 +350,31 @@ fn load_machine(
     let Some(raw) = db.get_cf(meta, TABLE_KEY).map_err(io)? else {
         return Ok(GroupMachine::new(gid, shard_count, data));
     };
+    let (table, installing) = decode_table(&raw, gid, shard_count)?;
+    let sessions = load_sessions(db)?;
+    Ok(GroupMachine::from_parts(
+        shard_count,
+        table,
+        sessions,
+        installing,
+        data,
+    ))
+}
+
+/// Decodes the table record of group `gid` (`shard_count` shards): the
+/// shard table and the install positions.
+///
+/// # Errors
+///
+/// [`StorageError::Corruption`] if it does not decode or belongs to
+/// another group or shard count.
+pub fn decode_table(
+    raw: &[u8],
+    gid: GroupId,
+    shard_count: u32,
+) -> Result<(ShardTable, BTreeMap<ShardId, Bytes>), StorageError> {
     let location = "meta group/table";
-    let record = pb::ShardTableRecord::decode(&raw[..])
+    let record = pb::ShardTableRecord::decode(raw)
         .map_err(|error| corruption(location, format!("does not decode: {error}")))?;
     if record.gid != gid.0 {
         return Err(corruption(
@@ -325,14 +420,28 @@ fn load_machine(
         .into_iter()
         .map(|(shard, cursor)| (ShardId(shard), cursor))
         .collect();
-    let sessions = load_sessions(db)?;
-    Ok(GroupMachine::from_parts(
-        shard_count,
-        table,
-        sessions,
-        installing,
-        data,
-    ))
+    Ok((table, installing))
+}
+
+/// Returns the shard count of the group stored in `db`, if it holds one.
+///
+/// # Errors
+///
+/// [`StorageError`] if the table record cannot be read or decoded.
+pub fn decode_stored_shard_count(
+    db: &DB,
+    meta: &rocksdb::ColumnFamily,
+) -> Result<Option<u32>, StorageError> {
+    let raw = db
+        .get_cf(meta, TABLE_KEY)
+        .map_err(|error| StorageError::Io(format!("reading the shard table: {error}")))?;
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let record = pb::ShardTableRecord::decode(&raw[..])
+        .map_err(|error| corruption("meta group/table", format!("does not decode: {error}")))?;
+    let shards = record.config.map_or(0, |config| config.shards.len());
+    Ok(u32::try_from(shards).ok())
 }
 
 /// Reads every session record.

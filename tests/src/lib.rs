@@ -1,1 +1,2 @@
-//! Cross-crate integration test harness (later issues).
+//! Cross-crate integration tests (in `tests/`): controllers and replica
+//! groups started together, in process, over real gRPC and RocksDB.

@@ -1,0 +1,148 @@
+//! The configuration follower's I/O shell (DESIGN.md "Reconfiguration in
+//! a group"): on the group's leader, asks the controller for the
+//! configuration after the group's current one and proposes it through
+//! the group's log once the group has settled; what to propose is decided
+//! by [`crate::follower::plan_next`].
+//!
+//! Invariants:
+//! - Only the leader proposes; a configuration applies only through the
+//!   log, in order (the table refuses anything else), so a proposal made
+//!   twice (a leader change, a lost answer) changes nothing the second
+//!   time.
+//! - The controller is asked at a fixed interval (a Watch stream is the
+//!   faster path, for later); a controller that does not answer delays
+//!   reconfiguration, never a client request.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use proto::config::{Config, ConfigNum};
+use proto::kv::v1::shard_ctrler_client::ShardCtrlerClient;
+use proto::kv::v1::{QueryRequest, Status as KvStatus};
+use raft::core::Role;
+use raft::driver::RaftHandle;
+use tonic::transport::Channel;
+
+use crate::follower::{NotYet, plan_next};
+use crate::machine::{Applied, GroupCommand};
+use crate::store_rocks::GroupReader;
+
+/// How long one controller call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks the controller replicas at `ctrler` for configurations, keeping a
+/// cache of those it got (they never change).
+pub struct ControllerQueries {
+    ctrler: Vec<String>,
+    /// The replica to ask first (the last that answered, or a hint).
+    preferred: usize,
+    known: BTreeMap<u64, Config>,
+}
+
+impl ControllerQueries {
+    /// Returns a querier of the controller at `ctrler` (`host:port` each).
+    pub fn new(ctrler: Vec<String>) -> ControllerQueries {
+        ControllerQueries {
+            ctrler,
+            preferred: 0,
+            known: BTreeMap::new(),
+        }
+    }
+
+    /// Returns configuration `num` (-1: the latest), or `None` if no
+    /// controller replica answered.
+    pub async fn query(&mut self, num: i64) -> Option<Config> {
+        if let Ok(known) = u64::try_from(num)
+            && let Some(config) = self.known.get(&known)
+        {
+            return Some(config.clone());
+        }
+        for attempt in 0..self.ctrler.len() {
+            let index = (self.preferred + attempt) % self.ctrler.len();
+            let Some(reply) = self.ask(index, num).await else {
+                continue;
+            };
+            if reply.status == KvStatus::Ok as i32 {
+                self.preferred = index;
+                let config = Config::from_proto(reply.config?);
+                self.known.insert(config.num.0, config.clone());
+                return Some(config);
+            }
+            if let Some(hinted) = self.ctrler.iter().position(|a| *a == reply.leader_hint) {
+                self.preferred = hinted;
+            }
+        }
+        None
+    }
+
+    /// Asks replica `index` once, within the call timeout.
+    async fn ask(&self, index: usize, num: i64) -> Option<proto::kv::v1::QueryReply> {
+        let endpoint = Channel::from_shared(format!("http://{}", self.ctrler[index]))
+            .ok()?
+            .connect_timeout(CALL_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        let channel = endpoint.connect().await.ok()?;
+        let mut client = ShardCtrlerClient::new(channel);
+        let reply = client.query(QueryRequest { num }).await.ok()?;
+        Some(reply.into_inner())
+    }
+
+    /// Returns a configuration the cache holds.
+    fn cached(&self, num: ConfigNum) -> Option<Config> {
+        self.known.get(&num.0).cloned()
+    }
+}
+
+/// Follows the controller for the group behind `handle` and `reader`,
+/// every `interval`, until the task is aborted.
+pub async fn follow(
+    handle: RaftHandle<Option<Applied>>,
+    reader: GroupReader,
+    mut controller: ControllerQueries,
+    interval: Duration,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if handle.status().role != Role::Leader {
+            continue;
+        }
+        if let Some(command) = next_command(&reader, &mut controller).await {
+            // Applied or not, the next round looks at the table again.
+            let _ = handle.propose(Bytes::from(command.encode())).await;
+        }
+    }
+}
+
+/// Returns the configuration entry to propose now, if any.
+async fn next_command(
+    reader: &GroupReader,
+    controller: &mut ControllerQueries,
+) -> Option<GroupCommand> {
+    let table = match reader.table() {
+        Ok(table) => table,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the shard table to follow the controller");
+            return None;
+        }
+    };
+    if !table.settled() {
+        return None;
+    }
+    let wanted = table.config().num.next();
+    let next = controller.query(i64::try_from(wanted.0).ok()?).await?;
+    if next.num != wanted {
+        return None;
+    }
+    loop {
+        match plan_next(&table, next.clone(), |num| controller.cached(num)) {
+            Ok(planned) => return Some(GroupCommand::Config(planned)),
+            Err(NotYet::MissingHistory { missing, .. }) => {
+                controller.query(i64::try_from(missing.0).ok()?).await?;
+            }
+            Err(_) => return None,
+        }
+    }
+}
