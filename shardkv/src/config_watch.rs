@@ -1,8 +1,9 @@
 //! The configuration follower's I/O shell (DESIGN.md "Reconfiguration in
-//! a group"): on the group's leader, asks the controller for the
-//! configuration after the group's current one and proposes it through
-//! the group's log once the group has settled; what to propose is decided
-//! by [`crate::follower::plan_next`].
+//! a group"): on the group's leader, drives the group's pending shard
+//! moves ([`crate::mover`]), asks the controller for the configuration
+//! after the group's current one and proposes it through the group's log
+//! once the group has settled; what to propose is decided by
+//! [`crate::follower::plan_next`].
 //!
 //! Invariants:
 //! - Only the leader proposes; a configuration applies only through the
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use proto::config::{Config, ConfigNum};
+use proto::config::{Config, ConfigNum, GroupId};
 use proto::kv::v1::shard_ctrler_client::ShardCtrlerClient;
 use proto::kv::v1::{QueryRequest, Status as KvStatus};
 use raft::core::Role;
@@ -26,6 +27,7 @@ use tonic::transport::Channel;
 
 use crate::follower::{NotYet, plan_next};
 use crate::machine::{Applied, GroupCommand};
+use crate::mover::drive_moves;
 use crate::store_rocks::GroupReader;
 
 /// How long one controller call may take.
@@ -94,9 +96,11 @@ impl ControllerQueries {
     }
 }
 
-/// Follows the controller for the group behind `handle` and `reader`,
-/// every `interval`, until the task is aborted.
+/// Follows the controller for group `gid` behind `handle` and `reader`,
+/// and drives its shard moves, every `interval`, until the task is
+/// aborted.
 pub async fn follow(
+    gid: GroupId,
     handle: RaftHandle<Option<Applied>>,
     reader: GroupReader,
     mut controller: ControllerQueries,
@@ -109,6 +113,7 @@ pub async fn follow(
         if handle.status().role != Role::Leader {
             continue;
         }
+        drive_moves(gid, &handle, &reader, &mut controller).await;
         if let Some(command) = next_command(&reader, &mut controller).await {
             // Applied or not, the next round looks at the table again.
             let _ = handle.propose(Bytes::from(command.encode())).await;

@@ -17,18 +17,22 @@
 //!   and the reader that serves Get from one consistent view.
 //! - [`service`]: the public `kv.v1.ShardKv` service.
 //! - [`config_watch`]: the leader's loop that follows the controller.
+//! - [`transfer`]: the holder's side of a move (the internal
+//!   `ShardTransfer` service); [`mover`]: the new owner's side.
 //! - [`server`]: [`server::GroupReplica`], a running replica (store,
 //!   service, follower on the replica runtime).
 //!
-//! The migration service, the server and the configuration follower's
-//! I/O come next (issue 17).
+//! Metrics of its own, the client library's data path and the local
+//! cluster come next (issue 17).
 
 pub mod codec;
 pub mod config_watch;
 pub mod follower;
 pub mod machine;
+pub mod mover;
 pub mod ops;
 pub mod server;
 pub mod service;
 pub mod shards;
 pub mod store_rocks;
+pub mod transfer;

@@ -1,7 +1,8 @@
 //! [`GroupReplica`]: one running replica of a replica group, everything the
 //! `shardkv` binary and in-process tests start: the group store and the
-//! public `ShardKv` service on the replica runtime ([`raft::replica`]),
-//! and the task that follows the controller.
+//! public `ShardKv` service and the internal `ShardTransfer` service on the
+//! replica runtime ([`raft::replica`]), and the task that follows the
+//! controller and moves shards.
 //!
 //! Invariants:
 //! - The Raft group id is the replica group's gid (labels its metrics,
@@ -25,6 +26,7 @@ use crate::config_watch::{ControllerQueries, follow};
 use crate::machine::Applied;
 use crate::service::GroupService;
 use crate::store_rocks::{GroupReader, GroupStore, decode_stored_shard_count};
+use crate::transfer::TransferService;
 
 /// How long a new group waits for the controller to tell its shard count.
 const CONTROLLER_WAIT_MAX: Duration = Duration::from_secs(60);
@@ -44,6 +46,7 @@ pub struct GroupOptions {
 /// A running group replica.
 pub struct GroupReplica {
     server: ReplicaServer<Option<Applied>>,
+    reader: GroupReader,
     follower: FollowerTask,
 }
 
@@ -94,22 +97,36 @@ impl GroupReplica {
         let reader = GroupReader::new(db, gid, shard_count);
         let peers = options.replica.peers.clone();
         let service_reader = reader.clone();
+        let replica_reader = reader.clone();
         let server = ReplicaServer::start(options.replica, storage, store, |handle| {
+            let transfer =
+                TransferService::new(handle.clone(), service_reader.clone(), peers.clone());
             Routes::new(GroupService::new(handle, service_reader, peers).into_server())
+                .add_service(transfer.into_server())
         })
         .await?;
         let follower = FollowerTask(Some(tokio::spawn(follow(
+            gid,
             server.handle().clone(),
             reader,
             controller,
             options.config_poll,
         ))));
-        Ok(GroupReplica { server, follower })
+        Ok(GroupReplica {
+            server,
+            reader: replica_reader,
+            follower,
+        })
     }
 
     /// Returns the Raft node's handle.
     pub fn handle(&self) -> &RaftHandle<Option<Applied>> {
         self.server.handle()
+    }
+
+    /// Returns the reader of the replica's applied state.
+    pub fn reader(&self) -> &GroupReader {
+        &self.reader
     }
 
     /// Returns the address the gRPC server listens on.

@@ -34,7 +34,7 @@ use raft::session::Session;
 use raft::storage::{CF_DATA, CF_META};
 use rocksdb::{DB, WriteBatch};
 
-use crate::machine::{Applied, Changes, GroupCommand, GroupMachine, ShardData};
+use crate::machine::{Applied, Changes, GroupCommand, GroupMachine, ShardChunk, ShardData};
 use crate::ops::WriteReply;
 use crate::shards::{NotServed, ShardState, ShardTable};
 
@@ -177,6 +177,135 @@ impl GroupReader {
             Some(raw) => Ok(decode_table(&raw, self.gid, self.shard_count)?.0),
             None => Ok(ShardTable::new(self.gid, self.shard_count)),
         }
+    }
+
+    /// Returns the shard table and the install positions as applied so
+    /// far.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError::Corruption`] or [`StorageError::Io`] if they cannot
+    /// be read.
+    pub fn table_and_installing(
+        &self,
+    ) -> Result<(ShardTable, BTreeMap<ShardId, Bytes>), StorageError> {
+        let meta = self.db.cf_handle(CF_META).expect("checked at open");
+        let raw = self
+            .db
+            .get_cf(meta, TABLE_KEY)
+            .map_err(|error| StorageError::Io(format!("reading the shard table: {error}")))?;
+        match raw {
+            Some(raw) => decode_table(&raw, self.gid, self.shard_count),
+            None => Ok((ShardTable::new(self.gid, self.shard_count), BTreeMap::new())),
+        }
+    }
+
+    /// Reads the chunk of `shard` at `cursor` for its new owner `to`, in
+    /// move `num`: at most `bytes_max` bytes of records (at least one), and
+    /// the shard's sessions with the last chunk. `None` unless the shard is
+    /// here `Sending` to `to` in configuration `num` (the shard cannot
+    /// change then, so chunks read from different views fit together).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] if the state cannot be read.
+    pub fn read_chunk(
+        &self,
+        to: GroupId,
+        shard: ShardId,
+        num: proto::config::ConfigNum,
+        cursor: &[u8],
+        bytes_max: u64,
+    ) -> Result<Option<ShardChunk>, StorageError> {
+        let io = |error: rocksdb::Error| StorageError::Io(format!("reading a shard: {error}"));
+        let (data, meta) = (
+            self.db.cf_handle(CF_DATA).expect("checked at open"),
+            self.db.cf_handle(CF_META).expect("checked at open"),
+        );
+        let view = self.db.snapshot();
+        if view
+            .get_cf(meta, app_meta::RESTORING_KEY)
+            .map_err(io)?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        let table = self.decode(view.get_cf(meta, TABLE_KEY).map_err(io)?)?;
+        let sending = table.state(shard) == Some(ShardState::Sending { to });
+        if !sending || table.config().num != num {
+            return Ok(None);
+        }
+        let prefix = shard.0.to_be_bytes();
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_snapshot(&view);
+        let mut records = self.db.raw_iterator_cf_opt(data, options);
+        records.seek(data_key(shard, cursor));
+        let mut chunk = Vec::new();
+        let mut bytes = 0u64;
+        let mut next_cursor = Bytes::copy_from_slice(cursor);
+        let mut last = true;
+        while let (Some(key), Some(value)) = (records.key(), records.value()) {
+            let Some(user_key) = key.strip_prefix(&prefix[..]) else {
+                break;
+            };
+            if !chunk.is_empty() && bytes + (user_key.len() + value.len()) as u64 > bytes_max {
+                last = false;
+                next_cursor = Bytes::copy_from_slice(user_key);
+                break;
+            }
+            bytes += (user_key.len() + value.len()) as u64;
+            chunk.push((
+                Bytes::copy_from_slice(user_key),
+                Bytes::copy_from_slice(value),
+            ));
+            let mut after = user_key.to_vec();
+            after.push(0);
+            next_cursor = Bytes::from(after);
+            records.next();
+        }
+        records.status().map_err(io)?;
+        let sessions = if last {
+            self.read_sessions(&view, shard)?
+        } else {
+            Vec::new()
+        };
+        Ok(Some(ShardChunk {
+            shard,
+            num,
+            cursor: Bytes::copy_from_slice(cursor),
+            next_cursor,
+            records: chunk,
+            sessions,
+            last,
+        }))
+    }
+
+    /// Reads the sessions of `shard` from `view`.
+    fn read_sessions(
+        &self,
+        view: &rocksdb::SnapshotWithThreadMode<'_, DB>,
+        shard: ShardId,
+    ) -> Result<Vec<(u64, Session<WriteReply>)>, StorageError> {
+        let meta = self.db.cf_handle(CF_META).expect("checked at open");
+        let mut prefix = SESSION_PREFIX.to_vec();
+        prefix.extend_from_slice(&shard.0.to_be_bytes());
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_snapshot(view);
+        let mut records = self.db.raw_iterator_cf_opt(meta, options);
+        records.seek(&prefix);
+        let mut sessions = Vec::new();
+        while let (Some(key), Some(value)) = (records.key(), records.value()) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let (_, client, session) = decode_session(key, value)?;
+            sessions.push((client, session));
+            records.next();
+        }
+        records
+            .status()
+            .map_err(|error| StorageError::Io(format!("reading sessions: {error}")))?;
+        Ok(sessions)
     }
 
     /// Returns the value of `key` if its shard is served here, read from
@@ -444,6 +573,35 @@ pub fn decode_stored_shard_count(
     Ok(u32::try_from(shards).ok())
 }
 
+/// Decodes one session record and its key.
+fn decode_session(
+    key: &[u8],
+    value: &[u8],
+) -> Result<(ShardId, u64, Session<WriteReply>), StorageError> {
+    let location = "meta group/session";
+    let ids: [u8; 12] = key
+        .strip_prefix(SESSION_PREFIX)
+        .and_then(|suffix| suffix.try_into().ok())
+        .ok_or_else(|| corruption(location, format!("a key of {} bytes", key.len())))?;
+    let shard = ShardId(u32::from_be_bytes(ids[..4].try_into().expect("4 bytes")));
+    let client = u64::from_be_bytes(ids[4..].try_into().expect("8 bytes"));
+    let record = pb::ClientSession::decode(value)
+        .map_err(|error| corruption(location, format!("does not decode: {error}")))?;
+    let too_long = record.reply.map_or(0, |reply| reply.value_too_long);
+    let reply = match too_long {
+        0 => WriteReply::Ok,
+        length => WriteReply::ValueTooLong {
+            length: usize::try_from(length).unwrap_or(usize::MAX),
+        },
+    };
+    let session = Session {
+        last_seq: record.last_seq,
+        reply,
+        used_ms: record.used_ms,
+    };
+    Ok((shard, client, session))
+}
+
 /// Reads every session record.
 fn load_sessions(db: &DB) -> Result<Vec<(ShardId, u64, Session<WriteReply>)>, StorageError> {
     let meta = db.cf_handle(CF_META).expect("checked at open");
@@ -451,33 +609,10 @@ fn load_sessions(db: &DB) -> Result<Vec<(ShardId, u64, Session<WriteReply>)>, St
     records.seek(SESSION_PREFIX);
     let mut sessions = Vec::new();
     while let (Some(key), Some(value)) = (records.key(), records.value()) {
-        let Some(suffix) = key.strip_prefix(SESSION_PREFIX) else {
+        if !key.starts_with(SESSION_PREFIX) {
             break;
-        };
-        let location = "meta group/session";
-        let ids: [u8; 12] = suffix
-            .try_into()
-            .map_err(|_| corruption(location, format!("a key of {} bytes", key.len())))?;
-        let shard = ShardId(u32::from_be_bytes(ids[..4].try_into().expect("4 bytes")));
-        let client = u64::from_be_bytes(ids[4..].try_into().expect("8 bytes"));
-        let record = pb::ClientSession::decode(value)
-            .map_err(|error| corruption(location, format!("does not decode: {error}")))?;
-        let too_long = record.reply.map_or(0, |reply| reply.value_too_long);
-        let reply = match too_long {
-            0 => WriteReply::Ok,
-            length => WriteReply::ValueTooLong {
-                length: usize::try_from(length).unwrap_or(usize::MAX),
-            },
-        };
-        sessions.push((
-            shard,
-            client,
-            Session {
-                last_seq: record.last_seq,
-                reply,
-                used_ms: record.used_ms,
-            },
-        ));
+        }
+        sessions.push(decode_session(key, value)?);
         records.next();
     }
     records

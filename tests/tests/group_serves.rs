@@ -11,8 +11,8 @@ use bytes::Bytes;
 use proto::kv::v1::shard_ctrler_client::ShardCtrlerClient;
 use proto::kv::v1::shard_kv_client::ShardKvClient;
 use proto::kv::v1::{
-    DeleteRequest, GetReply, GetRequest, JoinRequest, PutRequest, ServerList, Status as KvStatus,
-    WriteReply,
+    DeleteRequest, GetReply, GetRequest, JoinRequest, LeaveRequest, PutRequest, ServerList,
+    Status as KvStatus, WriteReply,
 };
 use raft::core::NodeId;
 use raft::replica;
@@ -138,18 +138,20 @@ fn put_request(key: &str, value: &str, client_id: u64, seq: u64) -> PutRequest {
     }
 }
 
-/// One controller replica and group 1 of three replicas, in process.
+/// One controller replica and replica groups of three replicas each, in
+/// process.
 struct Cluster {
     _dir: tempfile::TempDir,
     controller: Replica,
-    group: Vec<GroupReplica>,
+    groups: BTreeMap<u64, Vec<GroupReplica>>,
     ctrler_address: String,
-    group_addresses: Vec<String>,
+    addresses: BTreeMap<u64, Vec<String>>,
+    next_seq: u64,
 }
 
 impl Cluster {
-    /// Starts the controller (4 shards) and the group's replicas.
-    async fn start() -> Cluster {
+    /// Starts the controller (4 shards) and groups `gids`.
+    async fn start(gids: &[u64]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let ctrler_addresses = free_addresses(1);
         let mut ctrler_options = ReplicaOptions::new(
@@ -163,59 +165,111 @@ impl Cluster {
         let controller = Replica::start(ctrler_options)
             .await
             .expect("controller starts");
-        let group_addresses = free_addresses(3);
-        let mut group = Vec::new();
-        for (id, address) in peers(&group_addresses) {
-            let mut replica_options = replica::ReplicaOptions::new(
-                1,
-                id,
-                address.parse().expect("address"),
-                peers(&group_addresses),
-                dir.path().join(format!("group-1-{}", id.0)),
-            );
-            replica_options.node.tick = TICK;
-            let options = GroupOptions {
-                replica: replica_options,
-                ctrler: ctrler_addresses.clone(),
-                config_poll: TICK,
-            };
-            group.push(
-                GroupReplica::start(options)
-                    .await
-                    .expect("group replica starts"),
-            );
+        let (mut groups, mut addresses) = (BTreeMap::new(), BTreeMap::new());
+        for &gid in gids {
+            let group_addresses = free_addresses(3);
+            let mut group = Vec::new();
+            for (id, address) in peers(&group_addresses) {
+                let mut replica_options = replica::ReplicaOptions::new(
+                    gid,
+                    id,
+                    address.parse().expect("address"),
+                    peers(&group_addresses),
+                    dir.path().join(format!("group-{gid}-{}", id.0)),
+                );
+                replica_options.node.tick = TICK;
+                let options = GroupOptions {
+                    replica: replica_options,
+                    ctrler: ctrler_addresses.clone(),
+                    config_poll: TICK,
+                };
+                group.push(
+                    GroupReplica::start(options)
+                        .await
+                        .expect("group replica starts"),
+                );
+            }
+            groups.insert(gid, group);
+            addresses.insert(gid, group_addresses);
         }
         Cluster {
             _dir: dir,
             controller,
-            group,
+            groups,
             ctrler_address: ctrler_addresses[0].clone(),
-            group_addresses,
+            addresses,
+            next_seq: 1,
         }
     }
 
-    /// Joins the group to the controller.
-    async fn join(&self) {
-        let servers = ServerList {
-            servers: self.group_addresses.clone(),
-        };
-        eventually("join", || async {
-            let address = format!("http://{}", self.ctrler_address);
-            let mut client = ShardCtrlerClient::connect(address).await.ok()?;
-            let request = JoinRequest {
-                groups: [(1, servers.clone())].into(),
-                client_id: 1,
-                seq: 1,
+    /// Returns a client trying every replica of every group.
+    fn client(&self) -> GroupClient {
+        GroupClient {
+            addresses: self.addresses.values().flatten().cloned().collect(),
+        }
+    }
+
+    /// Runs one admin request against the controller until it answers OK.
+    async fn admin(&mut self, join: Option<u64>, leave: Option<u64>) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let address = format!("http://{}", self.ctrler_address);
+        eventually("admin", || async {
+            let mut client = ShardCtrlerClient::connect(address.clone()).await.ok()?;
+            let status = match (join, leave) {
+                (Some(gid), _) => {
+                    let servers = ServerList {
+                        servers: self.addresses[&gid].clone(),
+                    };
+                    let request = JoinRequest {
+                        groups: [(gid, servers)].into(),
+                        client_id: 1,
+                        seq,
+                    };
+                    client.join(request).await.ok()?.into_inner().status
+                }
+                (_, Some(gid)) => {
+                    let request = LeaveRequest {
+                        gids: vec![gid],
+                        client_id: 1,
+                        seq,
+                    };
+                    client.leave(request).await.ok()?.into_inner().status
+                }
+                _ => return None,
             };
-            let reply = client.join(request).await.ok()?;
-            (reply.get_ref().status == KvStatus::Ok as i32).then_some(())
+            (status == KvStatus::Ok as i32).then_some(())
+        })
+        .await;
+    }
+
+    /// Joins group `gid` to the controller.
+    async fn join(&mut self, gid: u64) {
+        self.admin(Some(gid), None).await;
+    }
+
+    /// Removes group `gid` from the controller.
+    async fn leave(&mut self, gid: u64) {
+        self.admin(None, Some(gid)).await;
+    }
+
+    /// Waits until every replica of `gid` holds no shard.
+    async fn wait_empty(&self, gid: u64) {
+        eventually("the group hands over every shard", || async {
+            let empty = self.groups[&gid].iter().all(|replica| {
+                replica
+                    .reader()
+                    .table()
+                    .is_ok_and(|table| table.states().next().is_none())
+            });
+            empty.then_some(())
         })
         .await;
     }
 
     /// Stops every replica.
     fn stop(self) {
-        for replica in self.group {
+        for replica in self.groups.into_values().flatten() {
             replica.stop();
         }
         self.controller.stop();
@@ -226,11 +280,9 @@ impl Cluster {
 // once per (client id, seq) and refuses bad input with the limit named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joined_group_serves_writes_at_most_once_and_refuses_bad_input() {
-    let cluster = Cluster::start().await;
-    cluster.join().await;
-    let client = GroupClient {
-        addresses: cluster.group_addresses.clone(),
-    };
+    let mut cluster = Cluster::start(&[1]).await;
+    cluster.join(1).await;
+    let client = cluster.client();
     let missing = client.get("k").await;
     assert!(!missing.found, "a missing key reads as not found");
     client
@@ -277,5 +329,58 @@ async fn a_joined_group_serves_writes_at_most_once_and_refuses_bad_input() {
         !client.get("k").await.found,
         "refused writes changed nothing"
     );
+    cluster.stop();
+}
+
+// Goal: shards move between groups with their data and their sessions:
+// after a join every key reads its value from its new owner, a write
+// retried there is not applied twice, and after the first group leaves
+// it holds nothing (its copies deleted) while every key still reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_move_with_their_data_and_sessions_on_join_and_leave() {
+    let mut cluster = Cluster::start(&[1, 2]).await;
+    cluster.join(1).await;
+    let client = cluster.client();
+    let keys: Vec<String> = (0..12).map(|at| format!("key-{at}")).collect();
+    for (seq, key) in (1..).zip(&keys) {
+        client
+            .write("put", put_request(key, "a", 7, seq))
+            .await
+            .expect("put");
+    }
+    cluster.join(2).await;
+    for key in &keys {
+        let value = client.get(key).await;
+        assert_eq!(&value.value[..], b"a", "{key} after the join");
+    }
+    // The client's last write to a shard that moved to group 2 (the
+    // controller rebalances shards 2 and 3 there), retried: its session
+    // moved with the shard, so it is answered, not applied again.
+    let (seq, moved) = (1u64..)
+        .zip(&keys)
+        .filter(|(_, key)| proto::shard_of_key(key.as_bytes(), 4) >= 2)
+        .last()
+        .expect("some key is in shard 2 or 3");
+    client
+        .write("append", put_request(moved, "b", 7, seq))
+        .await
+        .expect("the retry is answered");
+    let value = client.get(moved).await;
+    assert_eq!(&value.value[..], b"a", "the retry applied nothing");
+    let last = keys.len() as u64;
+    client
+        .write("append", put_request(&keys[0], "b", 7, last + 1))
+        .await
+        .expect("append");
+    cluster.leave(1).await;
+    cluster.wait_empty(1).await;
+    for (at, key) in keys.iter().enumerate() {
+        let expected: &[u8] = if at == 0 { b"ab" } else { b"a" };
+        assert_eq!(
+            &client.get(key).await.value[..],
+            expected,
+            "{key} after the leave"
+        );
+    }
     cluster.stop();
 }
