@@ -19,68 +19,19 @@
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::time::Duration;
 
 use proto::kv::v1 as pb;
 use proto::kv::v1::shard_ctrler_client::ShardCtrlerClient;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status, Streaming};
+use tonic::transport::Channel;
+use tonic::{Status, Streaming};
 
 use crate::error::ClientError;
+use crate::replicas::{Attempt, CallOptions, Replicas, Server};
 use crate::retry::Backoff;
 
-/// Deadlines of a [`CtrlerClient`].
-#[derive(Debug, Clone)]
-pub struct CtrlerClientOptions {
-    /// How long one call (all its retries) may take.
-    pub deadline: Duration,
-    /// How long one attempt at one replica may take before the next.
-    pub attempt_timeout: Duration,
-    /// How long connecting to one replica may take.
-    pub connect_timeout: Duration,
-}
-
-impl Default for CtrlerClientOptions {
-    /// Returns a 10 s deadline, 3 s per attempt, 1 s to connect.
-    fn default() -> CtrlerClientOptions {
-        CtrlerClientOptions {
-            deadline: Duration::from_secs(10),
-            attempt_timeout: Duration::from_secs(3),
-            connect_timeout: Duration::from_secs(1),
-        }
-    }
-}
-
-/// One controller replica: its address and a lazily connected channel.
-#[derive(Clone)]
-struct Server {
-    address: String,
-    client: ShardCtrlerClient<Channel>,
-}
-
-impl Server {
-    fn new(address: &str, options: &CtrlerClientOptions) -> Result<Server, ClientError> {
-        let address = address.trim();
-        let invalid = |reason: String| ClientError::InvalidAddress {
-            address: address.to_string(),
-            reason,
-        };
-        if !proto::address::is_valid_server_address(address) {
-            return Err(invalid(
-                "expected HOST:PORT (host: a DNS name, an IPv4 address or a bracketed IPv6 address; port: 1 to 65535)"
-                    .to_string(),
-            ));
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|error| invalid(error.to_string()))?
-            .connect_timeout(options.connect_timeout);
-        Ok(Server {
-            address: address.to_string(),
-            client: ShardCtrlerClient::new(endpoint.connect_lazy()),
-        })
-    }
-}
+/// Deadlines of a [`CtrlerClient`] (the same as every client's).
+pub type CtrlerClientOptions = CallOptions;
 
 /// A request of the controller API, kept whole so each retry resends it.
 enum Call {
@@ -97,25 +48,9 @@ struct Routed {
     config: Option<pb::Config>,
 }
 
-/// What to do after one attempt.
-enum Step {
-    Done(pb::Config),
-    Fail(ClientError),
-    /// The replica named the leader: try it now.
-    Redirect(usize),
-    /// Wait, then try again, at the next replica if `next_server`.
-    Retry {
-        reason: String,
-        next_server: bool,
-    },
-}
-
 /// A client of the controller group.
 pub struct CtrlerClient {
-    /// Invariant: non-empty.
-    servers: Vec<Server>,
-    /// Invariant: an index of `servers`; the replica tried first.
-    leader: usize,
+    replicas: Replicas<ShardCtrlerClient<Channel>>,
     client_id: u64,
     /// Invariant: the seq the next write takes; starts at 1.
     next_seq: u64,
@@ -135,19 +70,9 @@ impl CtrlerClient {
         addresses: &[S],
         options: CtrlerClientOptions,
     ) -> Result<CtrlerClient, ClientError> {
-        let servers = addresses
-            .iter()
-            .map(|address| Server::new(address.as_ref(), &options))
-            .collect::<Result<Vec<_>, _>>()?;
-        if servers.is_empty() {
-            return Err(ClientError::InvalidAddress {
-                address: String::new(),
-                reason: "no controller address given".to_string(),
-            });
-        }
+        let replicas = Replicas::new(addresses, ShardCtrlerClient::new, &options)?;
         Ok(CtrlerClient {
-            servers,
-            leader: 0,
+            replicas,
             client_id: random_client_id(),
             next_seq: 1,
             options,
@@ -234,8 +159,8 @@ impl CtrlerClient {
     /// it commits. The stream reconnects to another replica when one fails.
     pub fn watch(&self, from_num: u64) -> ConfigStream {
         ConfigStream {
-            servers: self.servers.clone(),
-            current: self.leader,
+            servers: self.replicas.servers().to_vec(),
+            current: self.replicas.leader(),
             next_num: from_num,
             stream: None,
             options: self.options.clone(),
@@ -254,94 +179,32 @@ impl CtrlerClient {
     /// Sends `call` until a replica answers for good or the deadline passes.
     async fn call(&mut self, call: Call) -> Result<pb::Config, ClientError> {
         let deadline = Instant::now() + self.options.deadline;
-        let mut backoff = Backoff::default();
-        let mut last_error = String::from("no attempt was made");
-        let mut redirected = false;
-        while Instant::now() < deadline {
-            match self.attempt(&call, deadline).await {
-                Step::Done(config) => return Ok(config),
-                Step::Fail(error) => return Err(error),
-                Step::Redirect(index) => {
-                    self.leader = index;
-                    last_error = format!("redirected to {}", self.servers[index].address);
-                    // Follow one hint at once; a chain of hints (an election
-                    // in progress) waits like any retry.
-                    if !std::mem::replace(&mut redirected, true) {
-                        continue;
-                    }
-                }
-                Step::Retry {
-                    reason,
-                    next_server,
-                } => {
-                    last_error = reason;
-                    if next_server {
-                        self.leader = (self.leader + 1) % self.servers.len();
-                    }
-                    redirected = false;
-                }
-            }
-            backoff.wait(deadline).await;
-        }
-        Err(ClientError::DeadlineExceeded {
-            millis: self.options.deadline.as_millis() as u64,
-            last_error,
-        })
+        let call = &call;
+        self.replicas
+            .call(deadline, |client| async move {
+                Ok(route(send(client, call).await?))
+            })
+            .await
     }
+}
 
-    /// Sends `call` once, to the replica believed to lead.
-    async fn attempt(&mut self, call: &Call, deadline: Instant) -> Step {
-        let server = self.servers[self.leader].clone();
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = self.options.attempt_timeout.min(left);
-        match tokio::time::timeout(timeout, send(server.client, call)).await {
-            Err(_) => Step::Retry {
-                reason: format!("{}: no answer within {timeout:?}", server.address),
-                next_server: true,
-            },
-            Ok(Err(status)) => classify_status(&server.address, &status),
-            Ok(Ok(routed)) => self.route(&server.address, routed),
-        }
-    }
-
-    /// Returns what to do with a reply's routing status.
-    fn route(&mut self, address: &str, routed: Routed) -> Step {
-        match pb::Status::try_from(routed.status) {
-            Ok(pb::Status::Ok) => match routed.config {
-                Some(config) => Step::Done(config),
-                None => Step::Fail(ClientError::Server {
-                    message: format!("{address} answered OK without a configuration"),
-                }),
-            },
-            Ok(pb::Status::WrongLeader) => match self.server_index(&routed.leader_hint) {
-                Some(index) if index != self.leader => Step::Redirect(index),
-                _ => Step::Retry {
-                    reason: format!("{address}: not the leader"),
-                    next_server: true,
-                },
-            },
-            Ok(pb::Status::Timeout) => Step::Retry {
-                reason: format!("{address}: the request timed out in the controller"),
-                next_server: true,
-            },
-            other => Step::Fail(ClientError::Server {
-                message: format!("{address} answered an unexpected status {other:?}"),
+/// Returns what to do with a reply's routing status.
+fn route(routed: Routed) -> Attempt<pb::Config> {
+    match pb::Status::try_from(routed.status) {
+        Ok(pb::Status::Ok) => match routed.config {
+            Some(config) => Attempt::Done(config),
+            None => Attempt::Fail(ClientError::Server {
+                message: "a controller replica answered OK without a configuration".into(),
             }),
-        }
-    }
-
-    /// Returns the index of the replica at `hint`, adding it if it is a
-    /// valid address not yet known; `None` for an empty or invalid hint.
-    fn server_index(&mut self, hint: &str) -> Option<usize> {
-        if hint.is_empty() {
-            return None;
-        }
-        if let Some(index) = self.servers.iter().position(|s| s.address == hint) {
-            return Some(index);
-        }
-        let server = Server::new(hint, &self.options).ok()?;
-        self.servers.push(server);
-        Some(self.servers.len() - 1)
+        },
+        Ok(pb::Status::WrongLeader) => Attempt::WrongLeader(routed.leader_hint),
+        Ok(pb::Status::Timeout) => Attempt::Retry {
+            reason: "the request timed out in the controller".into(),
+            next_server: true,
+        },
+        other => Attempt::Fail(ClientError::Server {
+            message: format!("a controller replica answered an unexpected status {other:?}"),
+        }),
     }
 }
 
@@ -367,31 +230,9 @@ async fn send(mut client: ShardCtrlerClient<Channel>, call: &Call) -> Result<Rou
     })
 }
 
-/// Returns what to do after a gRPC error: refusals are final, transient
-/// failures are retried at the next replica, the rest is a server error.
-fn classify_status(address: &str, status: &Status) -> Step {
-    match status.code() {
-        Code::InvalidArgument => Step::Fail(ClientError::InvalidArgument {
-            message: status.message().to_string(),
-        }),
-        Code::Unavailable
-        | Code::DeadlineExceeded
-        | Code::ResourceExhausted
-        | Code::Cancelled
-        | Code::Aborted
-        | Code::Unknown => Step::Retry {
-            reason: format!("{address}: {:?}: {}", status.code(), status.message()),
-            next_server: true,
-        },
-        code => Step::Fail(ClientError::Server {
-            message: format!("{address}: {code:?}: {}", status.message()),
-        }),
-    }
-}
-
 /// Returns a random non-zero client id, from the OS-seeded hasher keys of
 /// the standard library (no extra dependency).
-fn random_client_id() -> u64 {
+pub(crate) fn random_client_id() -> u64 {
     loop {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u128(
@@ -413,7 +254,7 @@ fn random_client_id() -> u64 {
 /// after a reconnection the stream resumes at the number after the last
 /// one returned.
 pub struct ConfigStream {
-    servers: Vec<Server>,
+    servers: Vec<Server<ShardCtrlerClient<Channel>>>,
     current: usize,
     next_num: u64,
     stream: Option<Streaming<pb::Config>>,

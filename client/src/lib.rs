@@ -9,15 +9,23 @@
 //! - [`error`]: [`ClientError`], why a call failed.
 //! - [`format`]: human (table) and JSON renderings of a configuration.
 //!
-//! The data half (routing keys to groups, `Get`/`Put`/`Append`/`Delete`)
-//! comes with the shard servers. This crate depends on `proto` only
-//! (DESIGN.md "Parts and where they live").
+//! - [`kv`]: [`Client`], the data client: routes keys to the group owning
+//!   their shard, follows leaders and configurations, at-most-once writes.
+//! - `replicas` (private): the servers of one group and the one retry loop
+//!   both clients run.
+//!
+//! This crate depends on `proto` only (DESIGN.md "Parts and where they
+//! live").
 
 pub mod ctrler;
 pub mod error;
 pub mod format;
+pub mod kv;
+mod replicas;
 pub mod retry;
 
 pub use ctrler::{ConfigStream, CtrlerClient, CtrlerClientOptions};
 pub use error::ClientError;
+pub use kv::Client;
+pub use replicas::CallOptions;
 pub use retry::Backoff;

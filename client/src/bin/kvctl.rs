@@ -1,14 +1,16 @@
-//! `kvctl`: the command line of the sharded key/value store. This is its
-//! admin half: join, leave, move, query and watch configurations of the
-//! shard controller. Output is a table by default, JSON with `--json`.
+//! `kvctl`: the command line of the sharded key/value store: data commands
+//! (get, put, append, delete) through the data client, and admin commands
+//! (join, leave, move, query and watch configurations of the shard
+//! controller). Output is human text by default, JSON with `--json`.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use client::format::{config_json, config_table};
-use client::{ClientError, CtrlerClient, CtrlerClientOptions};
+use client::{Client, ClientError, CtrlerClient, CtrlerClientOptions};
 use proto::kv::v1 as pb;
 
 /// Exit code when the controller refused the request (bad input).
@@ -21,13 +23,14 @@ const EXIT_ERROR: u8 = 4;
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  refused by the controller (invalid input, unknown gid, ...); nothing changed
+  1  refused (invalid input: a key or value past its limit, an unknown gid,
+     ...); nothing changed
   2  bad command line
-  3  no controller replica answered within --timeout (a write may or may not
-     have applied; it never applies twice)
+  3  no server answered within --timeout (a write may or may not have
+     applied; it never applies twice)
   4  other error (bad address, unexpected server answer)";
 
-/// Admin commands of the shard controller.
+/// Data and admin commands of the sharded key/value store.
 #[derive(Parser, Debug)]
 #[command(name = "kvctl", version, about, after_help = EXIT_CODES)]
 struct Cli {
@@ -52,6 +55,31 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Print KEY's value (exit 0 with nothing printed and `found: false` in
+    /// JSON when it has none).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Set KEY to VALUE (read from standard input when VALUE is omitted).
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Option<String>,
+    },
+    /// Append VALUE to KEY's value (standard input when VALUE is omitted).
+    Append {
+        /// The key.
+        key: String,
+        /// The suffix.
+        value: Option<String>,
+    },
+    /// Remove KEY.
+    Delete {
+        /// The key.
+        key: String,
+    },
     /// Add replica groups and rebalance: GID=HOST:PORT[,HOST:PORT...] ...
     Join {
         /// Groups to add, each GID=HOST:PORT[,HOST:PORT...].
@@ -148,6 +176,9 @@ async fn run(cli: &Cli, deadline: Duration) -> Result<(), ClientError> {
         attempt_timeout: deadline.min(Duration::from_secs(3)),
         ..CtrlerClientOptions::default()
     };
+    if let Some(result) = data_command(cli, &options).await {
+        return result;
+    }
     let mut client = CtrlerClient::new(&cli.ctrler, options)?;
     let config = match &cli.command {
         Command::Join { groups } => {
@@ -167,9 +198,72 @@ async fn run(cli: &Cli, deadline: Duration) -> Result<(), ClientError> {
         Command::Config {
             command: ConfigCommand::Watch { from },
         } => return watch(&mut client, *from, cli.json).await,
+        Command::Get { .. }
+        | Command::Put { .. }
+        | Command::Append { .. }
+        | Command::Delete { .. } => unreachable!("data commands are run above"),
     };
     print_config(&config, cli.json);
     Ok(())
+}
+
+/// Runs a data command through the data client; `None` for an admin one.
+async fn data_command(cli: &Cli, options: &CtrlerClientOptions) -> Option<Result<(), ClientError>> {
+    let (op, key, value) = match &cli.command {
+        Command::Get { key } => ("get", key, None),
+        Command::Put { key, value } => ("put", key, Some(value)),
+        Command::Append { key, value } => ("append", key, Some(value)),
+        Command::Delete { key } => ("delete", key, None),
+        _ => return None,
+    };
+    let run = async {
+        let value = match value {
+            Some(Some(value)) => value.clone().into_bytes(),
+            Some(None) => read_stdin()?,
+            None => Vec::new(),
+        };
+        let client = Client::connect(&cli.ctrler, options.clone()).await?;
+        let key = key.as_bytes();
+        match op {
+            "get" => {
+                let value = client.get(key).await?;
+                print_value(value.as_deref(), cli.json);
+            }
+            "put" => client.put(key, &value).await?,
+            "append" => client.append(key, &value).await?,
+            _ => client.delete(key).await?,
+        }
+        if op != "get" && cli.json {
+            println!("{}", serde_json::json!({ "ok": true }));
+        }
+        Ok(())
+    };
+    Some(run.await)
+}
+
+/// Reads a value from standard input.
+fn read_stdin() -> Result<Vec<u8>, ClientError> {
+    let mut value = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut value)
+        .map_err(|error| ClientError::InvalidArgument {
+            message: format!("cannot read the value from standard input: {error}"),
+        })?;
+    Ok(value)
+}
+
+/// Prints a value read: its bytes (lossy UTF-8) or, with `--json`, an
+/// object with `found` and `value`.
+fn print_value(value: Option<&[u8]>, json: bool) {
+    if json {
+        let text = value.map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+        println!(
+            "{}",
+            serde_json::json!({ "found": value.is_some(), "value": text })
+        );
+    } else if let Some(value) = value {
+        println!("{}", String::from_utf8_lossy(value));
+    }
 }
 
 /// Prints configurations as they commit, from `from` or the latest.
