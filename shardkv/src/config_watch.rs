@@ -27,7 +27,7 @@ use tonic::transport::Channel;
 
 use crate::follower::{NotYet, plan_next};
 use crate::machine::{Applied, GroupCommand};
-use crate::mover::drive_moves;
+use crate::mover::{PullClock, drive_moves};
 use crate::store_rocks::GroupReader;
 
 /// How long one controller call may take.
@@ -106,6 +106,7 @@ pub async fn follow(
     mut controller: ControllerQueries,
     interval: Duration,
 ) {
+    let mut clock = PullClock::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -113,7 +114,7 @@ pub async fn follow(
         if handle.status().role != Role::Leader {
             continue;
         }
-        drive_moves(gid, &handle, &reader, &mut controller).await;
+        drive_moves(gid, &handle, &reader, &mut controller, &mut clock).await;
         if let Some(command) = next_command(&reader, &mut controller).await {
             // Applied or not, the next round looks at the table again.
             let _ = handle.propose(Bytes::from(command.encode())).await;

@@ -19,16 +19,18 @@
 //! - [`config_watch`]: the leader's loop that follows the controller.
 //! - [`transfer`]: the holder's side of a move (the internal
 //!   `ShardTransfer` service); [`mover`]: the new owner's side.
+//! - [`metrics`]: the `shardkv_*` metric names.
 //! - [`server`]: [`server::GroupReplica`], a running replica (store,
 //!   service, follower on the replica runtime).
 //!
-//! Metrics of its own, the client library's data path and the local
-//! cluster come next (issue 17).
+//! `kvctl status`, kvbench and the lab scenarios under faults come next
+//! (issue 17).
 
 pub mod codec;
 pub mod config_watch;
 pub mod follower;
 pub mod machine;
+pub mod metrics;
 pub mod mover;
 pub mod ops;
 pub mod server;

@@ -11,7 +11,8 @@
 //!   a lost answer, resumes the move without repeating an install (a
 //!   repeated chunk changes nothing anyway).
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proto::config::{ConfigNum, GroupId, ShardId};
@@ -25,6 +26,7 @@ use crate::codec::chunk_from_proto;
 use crate::config_watch::ControllerQueries;
 use crate::follower::{MoveTask, move_tasks};
 use crate::machine::{Applied, GroupCommand};
+use crate::metrics;
 use crate::store_rocks::GroupReader;
 
 /// How many bytes of records a fetched chunk holds at most.
@@ -32,13 +34,18 @@ const FETCH_BYTES: u64 = 1 << 20;
 /// How long one call to another group may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// When this leader first saw each pull it drives, for the duration
+/// histogram.
+pub type PullClock = BTreeMap<(ShardId, ConfigNum), Instant>;
+
 /// Drives the pending moves of the group once (called by the leader's
-/// loop); stops at the first step that cannot go on now.
+/// loop); each step that cannot go on now waits for the next round.
 pub async fn drive_moves(
     gid: GroupId,
     handle: &RaftHandle<Option<Applied>>,
     reader: &GroupReader,
     controller: &mut ControllerQueries,
+    clock: &mut PullClock,
 ) {
     let (table, _) = match reader.table_and_installing() {
         Ok(state) => state,
@@ -47,7 +54,14 @@ pub async fn drive_moves(
             return;
         }
     };
-    for task in move_tasks(&table) {
+    let tasks = move_tasks(&table);
+    if !tasks
+        .iter()
+        .any(|task| matches!(task, MoveTask::Pull { .. }))
+    {
+        ::metrics::gauge!(metrics::SHARDKV_MIGRATION_MOVED_BYTES).set(0.0);
+    }
+    for task in tasks {
         let (from, num) = match task {
             MoveTask::Pull { from, num, .. } | MoveTask::Clean { from, num, .. } => (from, num),
         };
@@ -56,7 +70,16 @@ pub async fn drive_moves(
             continue;
         };
         let done = match task {
-            MoveTask::Pull { shard, .. } => pull(gid, handle, reader, &servers, shard, num).await,
+            MoveTask::Pull { shard, .. } => {
+                let started = *clock.entry((shard, num)).or_insert_with(Instant::now);
+                let installed = pull(gid, handle, reader, &servers, shard, num).await;
+                if installed {
+                    clock.remove(&(shard, num));
+                    ::metrics::histogram!(metrics::SHARDKV_MIGRATION_DURATION_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
+                }
+                installed
+            }
             MoveTask::Clean { shard, .. } => clean(gid, handle, &servers, shard, num).await,
         };
         if !done {
@@ -115,9 +138,18 @@ async fn pull(
         let Some(chunk) = fetch(gid, servers, shard, num, cursor).await else {
             return false;
         };
+        let bytes: usize = chunk
+            .records
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum();
         let command = GroupCommand::Install(chunk);
         match handle.propose(Bytes::from(command.encode())).await {
-            Ok((_, Some(Applied::Install(_)))) => {}
+            Ok((_, Some(Applied::Install(true)))) => {
+                ::metrics::counter!(metrics::SHARDKV_MIGRATION_BYTES_TOTAL).increment(bytes as u64);
+                ::metrics::gauge!(metrics::SHARDKV_MIGRATION_MOVED_BYTES).increment(bytes as f64);
+            }
+            Ok((_, Some(Applied::Install(false)))) => {}
             _ => return false,
         }
     }

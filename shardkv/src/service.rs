@@ -11,7 +11,7 @@
 //!   after a barrier, or a write applied (now or by an earlier attempt).
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use proto::kv::v1::shard_kv_server::{ShardKv, ShardKvServer};
@@ -24,6 +24,7 @@ use raft::replica::routing;
 use tonic::{Request, Response, Status};
 
 use crate::machine::{Applied, GroupCommand, WriteRefused};
+use crate::metrics;
 use crate::ops::{InvalidInput, Write, WriteReply as Recorded, check_key};
 use crate::shards::NotServed;
 use crate::store_rocks::GroupReader;
@@ -148,11 +149,42 @@ fn unix_time_ms() -> u64 {
         })
 }
 
+/// Returns the `status` label of an answer.
+fn status_label(status: Result<i32, &Status>) -> &'static str {
+    match status {
+        Ok(status) => match KvStatus::try_from(status) {
+            Ok(KvStatus::Ok) => "ok",
+            Ok(KvStatus::WrongLeader) => "wrong_leader",
+            Ok(KvStatus::WrongGroup) => "wrong_group",
+            Ok(KvStatus::ShardNotReady) => "shard_not_ready",
+            Ok(KvStatus::Timeout) => "timeout",
+            Err(_) => "error",
+        },
+        Err(status) if status.code() == tonic::Code::InvalidArgument => "invalid_argument",
+        Err(_) => "error",
+    }
+}
+
+/// Counts a write's answer and returns it as the gRPC response.
+fn answered_write(
+    op: &'static str,
+    started: Instant,
+    result: Result<WriteReply, Status>,
+) -> Result<Response<WriteReply>, Status> {
+    let status = status_label(result.as_ref().map(|reply| reply.status));
+    metrics::observe_request(op, status, started.elapsed());
+    result.map(Response::new)
+}
+
 #[tonic::async_trait]
 impl ShardKv for GroupService {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetReply>, Status> {
+        let started = Instant::now();
         let key = request.into_inner().key;
-        self.read(&key).await.map(Response::new)
+        let result = self.read(&key).await;
+        let status = status_label(result.as_ref().map(|reply| reply.status));
+        metrics::observe_request("get", status, started.elapsed());
+        result.map(Response::new)
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<WriteReply>, Status> {
@@ -162,9 +194,9 @@ impl ShardKv for GroupService {
             client_id,
             seq,
         } = request.into_inner();
-        self.write(client_id, seq, Write::Put { key, value })
-            .await
-            .map(Response::new)
+        let started = Instant::now();
+        let result = self.write(client_id, seq, Write::Put { key, value }).await;
+        answered_write("put", started, result)
     }
 
     async fn append(&self, request: Request<PutRequest>) -> Result<Response<WriteReply>, Status> {
@@ -174,9 +206,11 @@ impl ShardKv for GroupService {
             client_id,
             seq,
         } = request.into_inner();
-        self.write(client_id, seq, Write::Append { key, value })
-            .await
-            .map(Response::new)
+        let started = Instant::now();
+        let result = self
+            .write(client_id, seq, Write::Append { key, value })
+            .await;
+        answered_write("append", started, result)
     }
 
     async fn delete(
@@ -188,8 +222,8 @@ impl ShardKv for GroupService {
             client_id,
             seq,
         } = request.into_inner();
-        self.write(client_id, seq, Write::Delete { key })
-            .await
-            .map(Response::new)
+        let started = Instant::now();
+        let result = self.write(client_id, seq, Write::Delete { key }).await;
+        answered_write("delete", started, result)
     }
 }

@@ -35,6 +35,7 @@ use raft::storage::{CF_DATA, CF_META};
 use rocksdb::{DB, WriteBatch};
 
 use crate::machine::{Applied, Changes, GroupCommand, GroupMachine, ShardChunk, ShardData};
+use crate::metrics;
 use crate::ops::WriteReply;
 use crate::shards::{NotServed, ShardState, ShardTable};
 
@@ -345,6 +346,8 @@ pub struct GroupStore {
     machine: GroupMachine<RocksData>,
     applied: LogIndex,
     restoring: Option<RestorePoint>,
+    /// When the size estimates were last published.
+    estimated: Option<std::time::Instant>,
 }
 
 impl GroupStore {
@@ -364,6 +367,7 @@ impl GroupStore {
         let applied = app_meta::read_applied(&db)?;
         let restoring = app_meta::read_restore_mark(&db)?;
         let machine = load_machine(&db, gid, shard_count)?;
+        metrics::observe_table(machine.table());
         Ok(GroupStore {
             db,
             gid,
@@ -371,6 +375,7 @@ impl GroupStore {
             machine,
             applied,
             restoring,
+            estimated: None,
         })
     }
 
@@ -394,6 +399,26 @@ impl GroupStore {
         }
         if changes.table || changes.installing {
             batch.put_cf(self.meta(), TABLE_KEY, table_record(&self.machine));
+        }
+    }
+
+    /// Refreshes the key-count and data-size gauges, at most once a
+    /// second (RocksDB's own estimates, cheap to read).
+    fn observe_estimates(&mut self) {
+        if self
+            .estimated
+            .is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        self.estimated = Some(std::time::Instant::now());
+        let data = self.db.cf_handle(CF_DATA).expect("checked at open");
+        let property = |name: &str| self.db.property_int_value_cf(data, name).ok().flatten();
+        if let Some(keys) = property("rocksdb.estimate-num-keys") {
+            ::metrics::gauge!(metrics::SHARDKV_KEYS_ESTIMATE).set(keys as f64);
+        }
+        if let Some(bytes) = property("rocksdb.estimate-live-data-size") {
+            ::metrics::gauge!(metrics::SHARDKV_DATA_BYTES_ESTIMATE).set(bytes as f64);
         }
     }
 
@@ -655,6 +680,9 @@ impl StateMachine for GroupStore {
             .collect();
         let mut batch = self.machine.data_mut().take_batch();
         let changes = self.machine.take_changes();
+        if changes.table {
+            metrics::observe_table(self.machine.table());
+        }
         self.put_changes(&mut batch, changes);
         app_meta::put_applied(&self.db, &mut batch, last.index)
             .unwrap_or_else(|error| panic!("{error}"));
@@ -662,6 +690,7 @@ impl StateMachine for GroupStore {
             panic!("group state write failed, stopping the node: {error}");
         }
         self.applied = last.index;
+        self.observe_estimates();
         outputs
     }
 
@@ -709,6 +738,7 @@ impl StateMachine for GroupStore {
         app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_PARTS, &data)?;
         app_meta::finish_restore(&self.db, batch, index)?;
         self.machine = load_machine(&self.db, self.gid, self.shard_count)?;
+        metrics::observe_table(self.machine.table());
         self.restoring = None;
         self.applied = index;
         Ok(())
