@@ -8,6 +8,7 @@
 //! - [`retry`]: [`Backoff`], capped exponential delays cut to a deadline.
 //! - [`error`]: [`ClientError`], why a call failed.
 //! - [`format`]: human (table) and JSON renderings of a configuration.
+//! - [`status`]: every group replica's status, for `kvctl status`.
 //!
 //! - [`kv`]: [`Client`], the data client: routes keys to the group owning
 //!   their shard, follows leaders and configurations, at-most-once writes.
@@ -23,6 +24,7 @@ pub mod format;
 pub mod kv;
 mod replicas;
 pub mod retry;
+pub mod status;
 
 pub use ctrler::{ConfigStream, CtrlerClient, CtrlerClientOptions};
 pub use error::ClientError;

@@ -19,6 +19,7 @@
 //! - [`config_watch`]: the leader's loop that follows the controller.
 //! - [`transfer`]: the holder's side of a move (the internal
 //!   `ShardTransfer` service); [`mover`]: the new owner's side.
+//! - [`admin`]: the internal `GroupAdmin` service (`kvctl status`).
 //! - [`metrics`]: the `shardkv_*` metric names.
 //! - [`server`]: [`server::GroupReplica`], a running replica (store,
 //!   service, follower on the replica runtime).
@@ -26,6 +27,7 @@
 //! `kvctl status`, kvbench and the lab scenarios under faults come next
 //! (issue 17).
 
+pub mod admin;
 pub mod codec;
 pub mod config_watch;
 pub mod follower;

@@ -22,6 +22,7 @@ use raft::storage::CF_META;
 use rocksdb::DB;
 use tonic::service::Routes;
 
+use crate::admin::AdminService;
 use crate::config_watch::{ControllerQueries, follow};
 use crate::machine::Applied;
 use crate::service::GroupService;
@@ -101,8 +102,11 @@ impl GroupReplica {
         let server = ReplicaServer::start(options.replica, storage, store, |handle| {
             let transfer =
                 TransferService::new(handle.clone(), service_reader.clone(), peers.clone());
+            let admin =
+                AdminService::new(gid, handle.clone(), service_reader.clone(), peers.clone());
             Routes::new(GroupService::new(handle, service_reader, peers).into_server())
                 .add_service(transfer.into_server())
+                .add_service(admin.into_server())
         })
         .await?;
         let follower = FollowerTask(Some(tokio::spawn(follow(

@@ -453,23 +453,26 @@ fn session_record(client: u64, session: &Session<WriteReply>) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Returns the wire form of one shard's state.
+pub fn state_record(shard: ShardId, state: ShardState) -> pb::ShardStateRecord {
+    let (kind, gid) = match state {
+        ShardState::Serving => (pb::ShardStateKind::Serving, GroupId(0)),
+        ShardState::Pulling { from } => (pb::ShardStateKind::Pulling, from),
+        ShardState::Sending { to } => (pb::ShardStateKind::Sending, to),
+        ShardState::Cleaning { from } => (pb::ShardStateKind::Cleaning, from),
+    };
+    pb::ShardStateRecord {
+        shard: shard.0,
+        kind: kind as i32,
+        gid: gid.0,
+    }
+}
+
 fn table_record(machine: &GroupMachine<RocksData>) -> Vec<u8> {
     let table = machine.table();
     let states = table
         .states()
-        .map(|(shard, state)| {
-            let (kind, gid) = match state {
-                ShardState::Serving => (pb::ShardStateKind::Serving, GroupId(0)),
-                ShardState::Pulling { from } => (pb::ShardStateKind::Pulling, from),
-                ShardState::Sending { to } => (pb::ShardStateKind::Sending, to),
-                ShardState::Cleaning { from } => (pb::ShardStateKind::Cleaning, from),
-            };
-            pb::ShardStateRecord {
-                shard: shard.0,
-                kind: kind as i32,
-                gid: gid.0,
-            }
-        })
+        .map(|(shard, state)| state_record(shard, state))
         .collect();
     pb::ShardTableRecord {
         gid: table.gid().0,

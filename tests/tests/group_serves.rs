@@ -425,3 +425,52 @@ async fn the_data_client_rides_through_joins_and_leaves() {
     }
     cluster.stop();
 }
+
+// Goal: `kvctl status` (client::status) reports every replica of every
+// group, one leader per group, and each group serving exactly the shards
+// the configuration gives it once the groups settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_every_replica_one_leader_per_group_and_the_shards() {
+    let mut cluster = Cluster::start(&[1, 2]).await;
+    cluster.join(1).await;
+    cluster.join(2).await;
+    let ctrler = [cluster.ctrler_address.clone()];
+    let mut controller =
+        client::CtrlerClient::new(&ctrler, client::CallOptions::default()).expect("client");
+    let config = controller.query(-1).await.expect("latest configuration");
+    let groups = eventually("every group settled and serving its shards", || async {
+        let groups = client::status::replica_statuses(&config, Duration::from_secs(2)).await;
+        let settled = groups.iter().all(|(gid, replicas)| {
+            let owned: Vec<u32> = (0u32..)
+                .zip(&config.shards)
+                .filter(|(_, owner)| **owner == *gid)
+                .map(|(shard, _)| shard)
+                .collect();
+            let leaders = replicas
+                .iter()
+                .filter(|r| r.reply.as_ref().is_ok_and(|reply| reply.role == "leader"))
+                .count();
+            leaders == 1
+                && replicas.iter().all(|replica| {
+                    replica.reply.as_ref().is_ok_and(|reply| {
+                        let serving: Vec<u32> = reply.shards.iter().map(|s| s.shard).collect();
+                        reply.config_num == config.num && serving == owned
+                    })
+                })
+        });
+        settled.then_some(groups)
+    })
+    .await;
+    let table = client::status::status_table(&config, &groups);
+    assert!(
+        table.contains("group 1") && table.contains("group 2"),
+        "{table}"
+    );
+    assert!(
+        table.contains("leader") && table.contains("serving"),
+        "{table}"
+    );
+    let json = client::status::status_json(&config, &groups);
+    assert_eq!(json["groups"].as_array().map(Vec::len), Some(2));
+    cluster.stop();
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use client::format::{config_json, config_table};
+use client::status::{replica_statuses, status_json, status_table};
 use client::{Client, ClientError, CtrlerClient, CtrlerClientOptions};
 use proto::kv::v1 as pb;
 
@@ -80,6 +81,10 @@ enum Command {
         /// The key.
         key: String,
     },
+    /// Show every group's replicas: role, term, applied index, the
+    /// configuration each applied, their shards' states and the moves
+    /// under way.
+    Status,
     /// Add replica groups and rebalance: GID=HOST:PORT[,HOST:PORT...] ...
     Join {
         /// Groups to add, each GID=HOST:PORT[,HOST:PORT...].
@@ -195,6 +200,16 @@ async fn run(cli: &Cli, deadline: Duration) -> Result<(), ClientError> {
         Command::Leave { gids } => client.leave(gids.clone()).await?,
         Command::Move { shard, gid } => client.move_shard(*shard, *gid).await?,
         Command::Query { num } => client.query(num.unwrap_or(-1)).await?,
+        Command::Status => {
+            let config = client.query(-1).await?;
+            let groups = replica_statuses(&config, options_timeout(deadline)).await;
+            if cli.json {
+                println!("{}", status_json(&config, &groups));
+            } else {
+                print!("{}", status_table(&config, &groups));
+            }
+            return Ok(());
+        }
         Command::Config {
             command: ConfigCommand::Watch { from },
         } => return watch(&mut client, *from, cli.json).await,
@@ -205,6 +220,11 @@ async fn run(cli: &Cli, deadline: Duration) -> Result<(), ClientError> {
     };
     print_config(&config, cli.json);
     Ok(())
+}
+
+/// Returns how long to wait for one replica's status.
+fn options_timeout(deadline: Duration) -> Duration {
+    deadline.min(Duration::from_secs(2))
 }
 
 /// Runs a data command through the data client; `None` for an admin one.
