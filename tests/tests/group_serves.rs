@@ -144,6 +144,8 @@ struct Cluster {
     _dir: tempfile::TempDir,
     controller: Replica,
     groups: BTreeMap<u64, Vec<GroupReplica>>,
+    /// How each group's replicas were started, to start them again.
+    options: BTreeMap<u64, Vec<GroupOptions>>,
     ctrler_address: String,
     addresses: BTreeMap<u64, Vec<String>>,
     next_seq: u64,
@@ -165,10 +167,11 @@ impl Cluster {
         let controller = Replica::start(ctrler_options)
             .await
             .expect("controller starts");
-        let (mut groups, mut addresses) = (BTreeMap::new(), BTreeMap::new());
+        let (mut groups, mut addresses, mut all_options) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for &gid in gids {
             let group_addresses = free_addresses(3);
-            let mut group = Vec::new();
+            let (mut group, mut group_options) = (Vec::new(), Vec::new());
             for (id, address) in peers(&group_addresses) {
                 let mut replica_options = replica::ReplicaOptions::new(
                     gid,
@@ -183,6 +186,7 @@ impl Cluster {
                     ctrler: ctrler_addresses.clone(),
                     config_poll: TICK,
                 };
+                group_options.push(options.clone());
                 group.push(
                     GroupReplica::start(options)
                         .await
@@ -190,12 +194,14 @@ impl Cluster {
                 );
             }
             groups.insert(gid, group);
+            all_options.insert(gid, group_options);
             addresses.insert(gid, group_addresses);
         }
         Cluster {
             _dir: dir,
             controller,
             groups,
+            options: all_options,
             ctrler_address: ctrler_addresses[0].clone(),
             addresses,
             next_seq: 1,
@@ -251,6 +257,28 @@ impl Cluster {
     /// Removes group `gid` from the controller.
     async fn leave(&mut self, gid: u64) {
         self.admin(None, Some(gid)).await;
+    }
+
+    /// Stops every replica of group `gid` (their data dirs stay).
+    async fn stop_group(&mut self, gid: u64) {
+        for replica in self.groups.insert(gid, Vec::new()).unwrap_or_default() {
+            replica.stop();
+        }
+    }
+
+    /// Starts every replica of group `gid` again, on its data dir (a port
+    /// is taken again once the stopped server released it).
+    async fn start_group(&mut self, gid: u64) {
+        let mut group = Vec::new();
+        for options in self.options[&gid].clone() {
+            let replica = eventually("the replica restarts", || {
+                let options = options.clone();
+                async move { GroupReplica::start(options).await.ok() }
+            })
+            .await;
+            group.push(replica);
+        }
+        self.groups.insert(gid, group);
     }
 
     /// Waits until every replica of `gid` holds no shard.
@@ -472,5 +500,113 @@ async fn status_shows_every_replica_one_leader_per_group_and_the_shards() {
     );
     let json = client::status::status_json(&config, &groups);
     assert_eq!(json["groups"].as_array().map(Vec::len), Some(2));
+    cluster.stop();
+}
+
+/// A history recorder shared by client tasks: a logical clock and the
+/// operations with their call and return times.
+#[derive(Default)]
+struct History {
+    clock: std::sync::atomic::AtomicU64,
+    operations: std::sync::Mutex<Vec<linearizability::Operation>>,
+    /// Set once the reconfigurations are over: the clients then finish.
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl History {
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+    }
+}
+
+/// One client's run until the reconfigurations are over (24 steps at
+/// least, 150 at most): appends with unique values and reads over a few
+/// keys, each recorded with its call and return times (a failed call stays
+/// pending: it may or may not have applied).
+async fn run_client(
+    client: std::sync::Arc<client::Client>,
+    id: u64,
+    history: std::sync::Arc<History>,
+) {
+    use linearizability::{KvInput, KvOutput, Operation};
+    for step in 0..150u64 {
+        if step >= 24 && history.done.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        let key = format!("k{}", (id + step) % 3);
+        let read = step % 3 == 2;
+        let call = history.tick();
+        let (input, output) = if read {
+            let value = client.get(key.as_bytes()).await;
+            let output = value.ok().map(|value| {
+                KvOutput::Value(
+                    String::from_utf8_lossy(value.as_deref().unwrap_or_default()).into_owned(),
+                )
+            });
+            (KvInput::Get, output)
+        } else {
+            let value = format!("{id}.{step};");
+            let written = client.append(key.as_bytes(), value.as_bytes()).await;
+            (
+                KvInput::Append { value },
+                written.ok().map(|()| KvOutput::Written),
+            )
+        };
+        let ret = output.as_ref().map(|_| history.tick());
+        history
+            .operations
+            .lock()
+            .expect("not poisoned")
+            .push(Operation {
+                client: id,
+                key,
+                input,
+                output,
+                call,
+                ret,
+            });
+    }
+}
+
+// Goal: concurrent clients stay linearizable, and no acknowledged write is
+// lost or doubled, while groups join and leave and a whole group restarts
+// in the middle of a reconfiguration (it misses configurations while
+// down and catches up after). Method: three client tasks record their
+// history; the checker judges it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_stay_linearizable_through_reconfigurations_and_a_group_restart() {
+    let mut cluster = Cluster::start(&[1, 2, 3]).await;
+    cluster.join(1).await;
+    let ctrler = [cluster.ctrler_address.clone()];
+    let client = std::sync::Arc::new(
+        client::Client::connect(&ctrler, client::CallOptions::default())
+            .await
+            .expect("client connects"),
+    );
+    let history = std::sync::Arc::new(History::default());
+    let clients: Vec<_> = (1..=3)
+        .map(|id| tokio::spawn(run_client(client.clone(), id, history.clone())))
+        .collect();
+    cluster.join(2).await;
+    cluster.stop_group(2).await;
+    cluster.join(3).await;
+    cluster.leave(1).await;
+    cluster.start_group(2).await;
+    cluster.join(1).await;
+    history
+        .done
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    for task in clients {
+        task.await.expect("a client finishes");
+    }
+    let operations = history.operations.lock().expect("not poisoned").clone();
+    assert!(
+        operations.iter().filter(|op| op.output.is_some()).count() > 50,
+        "most operations completed"
+    );
+    match linearizability::check_kv_history(&operations, 2_000_000) {
+        linearizability::CheckResult::Ok => {}
+        other => panic!("not linearizable: {other:?}"),
+    }
     cluster.stop();
 }
