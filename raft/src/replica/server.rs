@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
 
 use crate::core::Membership;
 use crate::driver::{NodeJoinHandle, RaftHandle, StateMachine, spawn_node};
@@ -80,9 +80,14 @@ impl<O: Send + 'static> ReplicaServer<O> {
         let (shutdown, shutdown_signal) = oneshot::channel();
         let server = tonic::transport::Server::builder()
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = shutdown_signal.await;
-            });
+            // Replies go out at once: with Nagle's algorithm a reply split
+            // over small writes waits for the client's delayed ACK (40 ms).
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async {
+                    let _ = shutdown_signal.await;
+                },
+            );
         tracing::info!(group, node = id.0, listen = %local_address, "replica serving");
         Ok(ReplicaServer {
             handle,
