@@ -348,12 +348,16 @@ impl Drop for KillOnDrop {
 
 /// Starts `raft-node` as node 1 of a group of `voters` (the others at
 /// `others`, which the test speaks for) on `dir`, its stderr to `log`.
-fn spawn_replica(dir: &Path, log: &Path, listen: &str, others: &[(u64, String)]) -> Child {
+fn spawn_replica(
+    dir: &Path,
+    log: &Path,
+    (listen, http): (&str, &str),
+    others: &[(u64, String)],
+) -> Child {
     let mut peers = vec![format!("1={listen}")];
     peers.extend(others.iter().map(|(id, address)| format!("{id}={address}")));
-    let http = format!("127.0.0.1:{}", free_ports(1)[0]);
     Command::new(env!("CARGO_BIN_EXE_raft-node"))
-        .args(["--id", "1", "--listen", listen, "--http", &http])
+        .args(["--id", "1", "--listen", listen, "--http", http])
         .args(["--peers", &peers.join(","), "--tick-ms", "20"])
         .arg("--data-dir")
         .arg(dir)
@@ -394,11 +398,16 @@ async fn a_replica_stopped_mid_restore_refuses_reads_on_every_start() {
     let data = dir.path().join("node-1");
     damaged_snapshot::prepare_interrupted(&data, &[1]);
     for attempt in 1..=2 {
-        let listen = format!("127.0.0.1:{}", free_ports(1)[0]);
+        // Both at once: a port released and picked again would collide.
+        let ports = free_ports(2);
+        let (listen, http) = (
+            format!("127.0.0.1:{}", ports[0]),
+            format!("127.0.0.1:{}", ports[1]),
+        );
         let child = KillOnDrop(spawn_replica(
             &data,
             &dir.path().join("stderr"),
-            &listen,
+            (&listen, &http),
             &[],
         ));
         let reply = get_reply(&listen, "key-0").await;
@@ -431,13 +440,20 @@ async fn an_undecodable_chunk_stops_the_process_on_every_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("node-1");
     let log = dir.path().join("stderr");
-    let ports = free_ports(2);
-    let (listen, fake) = (
+    // All three at once: a port released and picked again would collide.
+    let ports = free_ports(3);
+    let (listen, fake, http) = (
         format!("127.0.0.1:{}", ports[0]),
         format!("127.0.0.1:{}", ports[1]),
+        format!("127.0.0.1:{}", ports[2]),
     );
     for attempt in 1..=2 {
-        let mut child = KillOnDrop(spawn_replica(&data, &log, &listen, &[(2, fake.clone())]));
+        let mut child = KillOnDrop(spawn_replica(
+            &data,
+            &log,
+            (&listen, &http),
+            &[(2, fake.clone())],
+        ));
         let peers = std::collections::BTreeMap::from([(NodeId(1), listen.clone())]);
         let leader = raft::transport::GrpcTransport::new(1, NodeId(2), peers);
         let started = Instant::now();

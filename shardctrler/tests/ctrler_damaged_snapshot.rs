@@ -57,10 +57,9 @@ impl Drop for KillOnDrop {
 
 /// Starts `shardctrler` on `dir` as node 1 of a group whose node 2 is at
 /// `fake` (the test), its stderr to `log`.
-fn spawn_replica(dir: &Path, log: &Path, listen: &str, fake: &str) -> Child {
-    let http = format!("127.0.0.1:{}", free_ports(1)[0]);
+fn spawn_replica(dir: &Path, log: &Path, listen: &str, http: &str, fake: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_shardctrler"))
-        .args(["--id", "1", "--listen", listen, "--http", &http])
+        .args(["--id", "1", "--listen", listen, "--http", http])
         .args(["--peers", &format!("1={listen},2={fake}")])
         .args(["--shards", &SHARDS.to_string(), "--tick-ms", "20"])
         .arg("--data-dir")
@@ -81,13 +80,15 @@ async fn an_undecodable_snapshot_stops_the_replica_on_every_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("ctrler-1");
     let log = dir.path().join("stderr");
-    let ports = free_ports(2);
-    let (listen, fake) = (
+    // All three at once: a port released and picked again would collide.
+    let ports = free_ports(3);
+    let (listen, fake, http) = (
         format!("127.0.0.1:{}", ports[0]),
         format!("127.0.0.1:{}", ports[1]),
+        format!("127.0.0.1:{}", ports[2]),
     );
     for attempt in 1..=2 {
-        let mut child = KillOnDrop(spawn_replica(&data, &log, &listen, &fake));
+        let mut child = KillOnDrop(spawn_replica(&data, &log, &listen, &http, &fake));
         let peers = std::collections::BTreeMap::from([(NodeId(1), listen.clone())]);
         let leader = GrpcTransport::new(shardctrler::server::CONTROLLER_GROUP, NodeId(2), peers);
         let started = Instant::now();

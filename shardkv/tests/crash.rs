@@ -84,9 +84,16 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("free port");
-    listener.local_addr().expect("address").to_string()
+/// Returns `count` distinct free loopback addresses, bound together so no
+/// port is handed out twice.
+fn free_addresses(count: usize) -> Vec<String> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("address").to_string())
+        .collect()
 }
 
 /// Serves the stand-in controller for a group at `servers`.
@@ -219,8 +226,9 @@ async fn get(servers: &[String], key: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_appends_survive_killing_every_replica_exactly_once() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let listen: Vec<String> = (0..3).map(|_| free_address()).collect();
-    let http: Vec<String> = (0..3).map(|_| free_address()).collect();
+    let mut addresses = free_addresses(6);
+    let http = addresses.split_off(3);
+    let listen = addresses;
     let ctrler = start_controller(listen.clone());
     let group = Group {
         listen,

@@ -83,9 +83,16 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_address() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("free port");
-    listener.local_addr().expect("address").to_string()
+/// Returns `count` distinct free loopback addresses, bound together so no
+/// port is handed out twice.
+fn free_addresses(count: usize) -> Vec<String> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("address").to_string())
+        .collect()
 }
 
 // Goal: a group replica process exports its metrics, every series labelled
@@ -95,7 +102,8 @@ fn free_address() -> String {
 async fn a_group_replica_exports_its_metrics_with_group_and_node() {
     let ctrler_address = start_stand_in_controller();
     let dir = tempfile::tempdir().expect("temp dir");
-    let (listen, http) = (free_address(), free_address());
+    let addresses = free_addresses(2);
+    let (listen, http) = (addresses[0].clone(), addresses[1].clone());
     let _replica = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_shardkv"))
             .args([
