@@ -40,6 +40,8 @@ pub struct ControllerQueries {
     /// The replica to ask first (the last that answered, or a hint).
     preferred: usize,
     known: BTreeMap<u64, Config>,
+    /// Connections to the replicas asked so far, by index.
+    clients: BTreeMap<usize, ShardCtrlerClient<Channel>>,
 }
 
 impl ControllerQueries {
@@ -49,6 +51,7 @@ impl ControllerQueries {
             ctrler,
             preferred: 0,
             known: BTreeMap::new(),
+            clients: BTreeMap::new(),
         }
     }
 
@@ -78,16 +81,28 @@ impl ControllerQueries {
         None
     }
 
-    /// Asks replica `index` once, within the call timeout.
-    async fn ask(&self, index: usize, num: i64) -> Option<proto::kv::v1::QueryReply> {
-        let endpoint = Channel::from_shared(format!("http://{}", self.ctrler[index]))
-            .ok()?
-            .connect_timeout(CALL_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
-        let channel = endpoint.connect().await.ok()?;
-        let mut client = ShardCtrlerClient::new(channel);
-        let reply = client.query(QueryRequest { num }).await.ok()?;
-        Some(reply.into_inner())
+    /// Asks replica `index` once, within the call timeout, over a
+    /// connection kept between calls (dropped when a call fails).
+    async fn ask(&mut self, index: usize, num: i64) -> Option<proto::kv::v1::QueryReply> {
+        let mut client = match self.clients.get(&index) {
+            Some(client) => client.clone(),
+            None => {
+                let endpoint = Channel::from_shared(format!("http://{}", self.ctrler[index]))
+                    .ok()?
+                    .connect_timeout(CALL_TIMEOUT)
+                    .timeout(CALL_TIMEOUT);
+                let client = ShardCtrlerClient::new(endpoint.connect().await.ok()?);
+                self.clients.insert(index, client.clone());
+                client
+            }
+        };
+        match client.query(QueryRequest { num }).await {
+            Ok(reply) => Some(reply.into_inner()),
+            Err(_) => {
+                self.clients.remove(&index);
+                None
+            }
+        }
     }
 
     /// Returns a configuration the cache holds.
