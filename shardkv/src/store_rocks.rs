@@ -309,6 +309,30 @@ impl GroupReader {
         Ok(sessions)
     }
 
+    /// Returns how many keys and sessions of `shard` this replica stores
+    /// (both 0 once a moved shard was deleted here).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] if the state cannot be read.
+    pub fn stored(&self, shard: ShardId) -> Result<(usize, usize), StorageError> {
+        let io = |error: rocksdb::Error| StorageError::Io(format!("counting a shard: {error}"));
+        let data = self.db.cf_handle(CF_DATA).expect("checked at open");
+        let view = self.db.snapshot();
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_snapshot(&view);
+        let mut records = self.db.raw_iterator_cf_opt(data, options);
+        let prefix = shard.0.to_be_bytes();
+        records.seek(prefix);
+        let mut keys = 0;
+        while records.key().is_some_and(|key| key.starts_with(&prefix)) {
+            keys += 1;
+            records.next();
+        }
+        records.status().map_err(io)?;
+        Ok((keys, self.read_sessions(&view, shard)?.len()))
+    }
+
     /// Returns the value of `key` if its shard is served here, read from
     /// one view of the table and the data.
     ///

@@ -402,6 +402,14 @@ async fn shards_move_with_their_data_and_sessions_on_join_and_leave() {
         .expect("append");
     cluster.leave(1).await;
     cluster.wait_empty(1).await;
+    // The old owner's storage holds none of the moved shards' keys or
+    // sessions.
+    for replica in &cluster.groups[&1] {
+        for shard in (0..4).map(proto::config::ShardId) {
+            let stored = replica.reader().stored(shard).expect("readable");
+            assert_eq!(stored, (0, 0), "group 1 still stores {shard}");
+        }
+    }
     for (at, key) in keys.iter().enumerate() {
         let expected: &[u8] = if at == 0 { b"ab" } else { b"a" };
         assert_eq!(
