@@ -4,113 +4,24 @@
 //! crash). The group runs as three `shardkv` processes; the controller is
 //! a stand-in giving the group every shard.
 
-use std::collections::BTreeMap;
-use std::net::TcpListener;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use proto::config::{Config, ConfigNum, GroupId};
+use common::{KillOnDrop, free_addresses, start_stand_in_controller};
 use proto::kv::v1 as pb;
-use proto::kv::v1::shard_ctrler_server::{ShardCtrler, ShardCtrlerServer};
 use proto::kv::v1::shard_kv_client::ShardKvClient;
 use raft::observability::http_get;
-use tonic::{Request, Response, Status};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const GID: u64 = 7;
-const SHARDS: u32 = 4;
 /// Appends per client.
 const APPENDS: u64 = 150;
-
-/// A controller whose latest configuration gives group 7 every shard.
-struct OneGroup {
-    servers: Vec<String>,
-}
-
-#[tonic::async_trait]
-impl ShardCtrler for OneGroup {
-    async fn join(&self, _: Request<pb::JoinRequest>) -> Result<Response<pb::CtrlReply>, Status> {
-        Err(Status::unimplemented("stand-in"))
-    }
-
-    async fn leave(&self, _: Request<pb::LeaveRequest>) -> Result<Response<pb::CtrlReply>, Status> {
-        Err(Status::unimplemented("stand-in"))
-    }
-
-    async fn r#move(&self, _: Request<pb::MoveRequest>) -> Result<Response<pb::CtrlReply>, Status> {
-        Err(Status::unimplemented("stand-in"))
-    }
-
-    async fn query(
-        &self,
-        request: Request<pb::QueryRequest>,
-    ) -> Result<Response<pb::QueryReply>, Status> {
-        let config = match request.into_inner().num {
-            0 => Config::initial(SHARDS),
-            _ => Config {
-                num: ConfigNum(1),
-                shards: vec![GroupId(GID); SHARDS as usize],
-                groups: BTreeMap::from([(GroupId(GID), self.servers.clone())]),
-            },
-        };
-        Ok(Response::new(pb::QueryReply {
-            status: pb::Status::Ok as i32,
-            leader_hint: String::new(),
-            config: Some(config.to_proto()),
-        }))
-    }
-
-    type WatchStream = tokio_stream::Empty<Result<pb::Config, Status>>;
-
-    async fn watch(
-        &self,
-        _: Request<pb::WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented("stand-in"))
-    }
-}
-
-/// Kills the child process when dropped (a failed test leaves none).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Returns `count` distinct free loopback addresses, bound together so no
-/// port is handed out twice.
-fn free_addresses(count: usize) -> Vec<String> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().expect("address").to_string())
-        .collect()
-}
-
-/// Serves the stand-in controller for a group at `servers`.
-fn start_controller(servers: Vec<String>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("free port");
-    let address = listener.local_addr().expect("address").to_string();
-    listener.set_nonblocking(true).expect("nonblocking");
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(
-        tokio::net::TcpListener::from_std(listener).expect("tokio listener"),
-    );
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(ShardCtrlerServer::new(OneGroup { servers }))
-            .serve_with_incoming(incoming),
-    );
-    address
-}
 
 /// The three replicas' addresses and how to start them.
 struct Group {
@@ -229,7 +140,7 @@ async fn acknowledged_appends_survive_killing_every_replica_exactly_once() {
     let mut addresses = free_addresses(6);
     let http = addresses.split_off(3);
     let listen = addresses;
-    let ctrler = start_controller(listen.clone());
+    let ctrler = start_stand_in_controller(Some((GID, listen.clone())));
     let group = Group {
         listen,
         http,
