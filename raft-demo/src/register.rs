@@ -173,10 +173,6 @@ impl RegisterMachine {
             .expect("column families are checked at open")
     }
 
-    fn try_write(&self, batch: WriteBatch, context: &str) -> Result<(), StorageError> {
-        self.db.write(batch).map_err(|e| io_error(context, e))
-    }
-
     fn write(&self, batch: WriteBatch) {
         // A failed write leaves the replica unable to follow its log: stop.
         if let Err(error) = self.db.write(batch) {
@@ -248,29 +244,18 @@ impl StateMachine for RegisterMachine {
     }
 
     fn begin_restore(&mut self, index: LogIndex, term: Term) -> Result<(), StorageError> {
-        let point = RestorePoint::beginning(index, term);
-        let mut batch = WriteBatch::default();
-        app_snapshot::clear(&self.db, &mut batch, &SNAPSHOT_CFS)?;
-        app_meta::delete_applied(&self.db, &mut batch)?;
-        app_meta::put_restore_mark(&self.db, &mut batch, &point)?;
-        self.try_write(batch, "marking the register map as being restored")?;
+        let point = app_snapshot::begin_restore(&self.db, &SNAPSHOT_CFS, index, term)?;
         self.applied = LogIndex(0);
         self.restoring = Some(point);
         Ok(())
     }
 
     fn restore_chunk(&mut self, data: Bytes, next_cursor: Bytes) -> Result<(), StorageError> {
-        let mut point = self
+        let point = self
             .restoring
-            .clone()
+            .as_mut()
             .expect("restore_chunk follows begin_restore");
-        let mut batch = WriteBatch::default();
-        app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_CFS, &data)?;
-        point.next_cursor = next_cursor;
-        app_meta::put_restore_mark(&self.db, &mut batch, &point)?;
-        self.try_write(batch, "writing restored records")?;
-        self.restoring = Some(point);
-        Ok(())
+        app_snapshot::restore_chunk(&self.db, &SNAPSHOT_CFS, point, &data, next_cursor)
     }
 
     fn finish_restore(&mut self, index: LogIndex, data: Bytes) -> Result<(), StorageError> {
@@ -279,9 +264,7 @@ impl StateMachine for RegisterMachine {
             .as_ref()
             .expect("finish_restore follows begin_restore");
         assert_eq!(point.index, index, "one restore at a time");
-        let mut batch = WriteBatch::default();
-        app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_CFS, &data)?;
-        app_meta::finish_restore(&self.db, batch, index)?;
+        app_snapshot::finish_restore(&self.db, &SNAPSHOT_CFS, &data, index)?;
         self.restoring = None;
         self.applied = index;
         Ok(())

@@ -25,7 +25,8 @@ use std::sync::mpsc;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use rocksdb::{DB, ReadOptions, WriteBatch};
 
-use crate::core::{LogIndex, StorageError};
+use crate::app_meta;
+use crate::core::{LogIndex, RestorePoint, StorageError, Term};
 use crate::driver::{SnapshotPiece, SnapshotSource};
 
 type ReadRequest = (
@@ -291,6 +292,73 @@ pub fn put_records(
         records += 1;
     }
     Ok(records)
+}
+
+/// Begins the restore of the snapshot `(index, term)` into `parts`: clears
+/// them, drops the applied index and writes the restore mark, in one write
+/// (the Ready contract's step 1 for a chunk that starts a restore); returns
+/// the mark.
+///
+/// # Errors
+/// [`StorageError::Io`] if a column family is missing or the write fails.
+pub fn begin_restore(
+    db: &DB,
+    parts: &[Part],
+    index: LogIndex,
+    term: Term,
+) -> Result<RestorePoint, StorageError> {
+    let point = RestorePoint::beginning(index, term);
+    let mut batch = WriteBatch::default();
+    clear(db, &mut batch, parts)?;
+    app_meta::delete_applied(db, &mut batch)?;
+    app_meta::put_restore_mark(db, &mut batch, &point)?;
+    write(db, batch, "marking the state as being restored")?;
+    Ok(point)
+}
+
+/// Writes the records of a chunk that is not the last one into `parts`
+/// and moves the restore mark `point` to `next_cursor`, in one write.
+///
+/// # Errors
+/// [`StorageError::Corruption`] for a chunk that is not a run of whole
+/// records of these parts; [`StorageError::Io`] if the write fails.
+pub fn restore_chunk(
+    db: &DB,
+    parts: &[Part],
+    point: &mut RestorePoint,
+    data: &[u8],
+    next_cursor: Bytes,
+) -> Result<(), StorageError> {
+    let mut batch = WriteBatch::default();
+    put_records(db, &mut batch, parts, data)?;
+    let mut moved = point.clone();
+    moved.next_cursor = next_cursor;
+    app_meta::put_restore_mark(db, &mut batch, &moved)?;
+    write(db, batch, "writing restored records")?;
+    *point = moved;
+    Ok(())
+}
+
+/// Writes the last chunk's records into `parts` and finishes the restore
+/// at `index` ([`app_meta::finish_restore`]: the mark removed and the
+/// applied index set, synced).
+///
+/// # Errors
+/// As [`restore_chunk`].
+pub fn finish_restore(
+    db: &DB,
+    parts: &[Part],
+    data: &[u8],
+    index: LogIndex,
+) -> Result<(), StorageError> {
+    let mut batch = WriteBatch::default();
+    put_records(db, &mut batch, parts, data)?;
+    app_meta::finish_restore(db, batch, index)
+}
+
+fn write(db: &DB, batch: WriteBatch, context: &str) -> Result<(), StorageError> {
+    db.write(batch)
+        .map_err(|error| StorageError::Io(format!("{context}: {error}")))
 }
 
 #[cfg(test)]

@@ -23,6 +23,18 @@ use std::collections::{BTreeMap, BTreeSet};
 /// twice; one that stays quiet that long has long given up on it.
 pub const SESSION_TTL_MS: u64 = 60 * 60 * 1000;
 
+/// Returns the time a proposing replica stamps a request with: its wall
+/// clock in ms since the Unix epoch (0 if the clock is set before the
+/// epoch: sessions then never expire by it). Replicas judge expiry by the
+/// logged stamp, never by their own clock.
+pub fn logged_time_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 /// What a server remembers about one client in one scope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session<R> {

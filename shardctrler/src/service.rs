@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use proto::kv::v1 as pb;
@@ -101,7 +101,7 @@ impl CtrlerService {
     /// returns what applying it answered.
     async fn submit(&self, mut request: Request) -> Result<pb::CtrlReply, Status> {
         check_session(&request)?;
-        request.timestamp_ms = unix_time_ms();
+        request.timestamp_ms = raft::session::logged_time_ms();
         match self.handle.propose(Bytes::from(request.encode())).await {
             Ok((_, Some(Ok(config)))) => Ok(pb::CtrlReply {
                 status: pb::Status::Ok as i32,
@@ -225,16 +225,6 @@ fn code_label(code: Code) -> &'static str {
 /// refusal as its message (DESIGN.md "Public API").
 pub fn admin_status(error: &AdminError) -> Status {
     Status::invalid_argument(error.to_string())
-}
-
-/// Returns the wall clock in ms since the Unix epoch (0 if it is set before
-/// the epoch: sessions then never expire by it).
-fn unix_time_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 /// Refuses a request whose client id or seq is 0 before it reaches the log.

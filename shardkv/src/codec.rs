@@ -181,20 +181,42 @@ pub fn chunk_to_proto(chunk: &ShardChunk) -> pb::ShardChunk {
         sessions: chunk
             .sessions
             .iter()
-            .map(|(client_id, session)| pb::ClientSession {
-                client_id: *client_id,
-                last_seq: session.last_seq,
-                used_ms: session.used_ms,
-                reply: Some(pb::WriteReply {
-                    value_too_long: match session.reply {
-                        WriteReply::Ok => 0,
-                        WriteReply::ValueTooLong { length } => length as u64,
-                    },
-                }),
-            })
+            .map(|(client_id, session)| session_to_proto(*client_id, session))
             .collect(),
         last: chunk.last,
     }
+}
+
+/// Returns the wire form of `client`'s session (a chunk's, or a stored
+/// record's).
+pub fn session_to_proto(client: u64, session: &Session<WriteReply>) -> pb::ClientSession {
+    pb::ClientSession {
+        client_id: client,
+        last_seq: session.last_seq,
+        used_ms: session.used_ms,
+        reply: Some(pb::WriteReply {
+            value_too_long: match session.reply {
+                WriteReply::Ok => 0,
+                WriteReply::ValueTooLong { length } => length as u64,
+            },
+        }),
+    }
+}
+
+/// Returns a client and its session from their wire form.
+pub fn session_from_proto(session: pb::ClientSession) -> (u64, Session<WriteReply>) {
+    let reply = match session.reply.map_or(0, |reply| reply.value_too_long) {
+        0 => WriteReply::Ok,
+        length => WriteReply::ValueTooLong {
+            length: usize::try_from(length).unwrap_or(usize::MAX),
+        },
+    };
+    let record = Session {
+        last_seq: session.last_seq,
+        reply,
+        used_ms: session.used_ms,
+    };
+    (session.client_id, record)
 }
 
 /// Returns a chunk from its wire form.
@@ -209,25 +231,7 @@ pub fn chunk_from_proto(chunk: pb::ShardChunk) -> ShardChunk {
             .into_iter()
             .map(|record| (record.key, record.value))
             .collect(),
-        sessions: chunk
-            .sessions
-            .into_iter()
-            .map(|session| {
-                let too_long = session.reply.map_or(0, |reply| reply.value_too_long);
-                let reply = match too_long {
-                    0 => WriteReply::Ok,
-                    length => WriteReply::ValueTooLong {
-                        length: usize::try_from(length).unwrap_or(usize::MAX),
-                    },
-                };
-                let record = Session {
-                    last_seq: session.last_seq,
-                    reply,
-                    used_ms: session.used_ms,
-                };
-                (session.client_id, record)
-            })
-            .collect(),
+        sessions: chunk.sessions.into_iter().map(session_from_proto).collect(),
         last: chunk.last,
     }
 }

@@ -11,7 +11,7 @@
 //!   after a barrier, or a write applied (now or by an earlier attempt).
 
 use std::collections::BTreeMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Bytes;
 use proto::kv::v1::shard_kv_server::{ShardKv, ShardKvServer};
@@ -68,7 +68,7 @@ impl GroupService {
         let command = GroupCommand::Write {
             client_id,
             seq,
-            timestamp_ms: unix_time_ms(),
+            timestamp_ms: raft::session::logged_time_ms(),
             write,
         };
         let status = match self.handle.propose(Bytes::from(command.encode())).await {
@@ -138,15 +138,6 @@ fn status_of(why: NotServed) -> KvStatus {
 /// Returns `INVALID_ARGUMENT` naming the limit passed.
 fn invalid(why: InvalidInput) -> Status {
     Status::invalid_argument(why.to_string())
-}
-
-/// Returns the wall clock in ms since the Unix epoch (0 before it).
-fn unix_time_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 /// Returns the `status` label of an answer.

@@ -34,6 +34,7 @@ use raft::session::Session;
 use raft::storage::{CF_DATA, CF_META};
 use rocksdb::{DB, WriteBatch};
 
+use crate::codec::{session_from_proto, session_to_proto};
 use crate::machine::{Applied, Changes, GroupCommand, GroupMachine, ShardChunk, ShardData};
 use crate::metrics;
 use crate::ops::WriteReply;
@@ -445,12 +446,6 @@ impl GroupStore {
             ::metrics::gauge!(metrics::SHARDKV_DATA_BYTES_ESTIMATE).set(bytes as f64);
         }
     }
-
-    fn try_write(&self, batch: WriteBatch, context: &str) -> Result<(), StorageError> {
-        self.db
-            .write(batch)
-            .map_err(|error| StorageError::Io(format!("{context}: {error}")))
-    }
 }
 
 /// Returns the `meta` key of a session.
@@ -462,19 +457,7 @@ fn session_key(shard: ShardId, client: u64) -> Vec<u8> {
 }
 
 fn session_record(client: u64, session: &Session<WriteReply>) -> Vec<u8> {
-    let too_long = match session.reply {
-        WriteReply::Ok => 0,
-        WriteReply::ValueTooLong { length } => length as u64,
-    };
-    pb::ClientSession {
-        client_id: client,
-        last_seq: session.last_seq,
-        used_ms: session.used_ms,
-        reply: Some(pb::WriteReply {
-            value_too_long: too_long,
-        }),
-    }
-    .encode_to_vec()
+    session_to_proto(client, session).encode_to_vec()
 }
 
 /// Returns the wire form of one shard's state.
@@ -639,18 +622,7 @@ fn decode_session(
     let client = u64::from_be_bytes(ids[4..].try_into().expect("8 bytes"));
     let record = pb::ClientSession::decode(value)
         .map_err(|error| corruption(location, format!("does not decode: {error}")))?;
-    let too_long = record.reply.map_or(0, |reply| reply.value_too_long);
-    let reply = match too_long {
-        0 => WriteReply::Ok,
-        length => WriteReply::ValueTooLong {
-            length: usize::try_from(length).unwrap_or(usize::MAX),
-        },
-    };
-    let session = Session {
-        last_seq: record.last_seq,
-        reply,
-        used_ms: record.used_ms,
-    };
+    let (_, session) = session_from_proto(record);
     Ok((shard, client, session))
 }
 
@@ -730,12 +702,7 @@ impl StateMachine for GroupStore {
     }
 
     fn begin_restore(&mut self, index: LogIndex, term: Term) -> Result<(), StorageError> {
-        let point = RestorePoint::beginning(index, term);
-        let mut batch = WriteBatch::default();
-        app_snapshot::clear(&self.db, &mut batch, &SNAPSHOT_PARTS)?;
-        app_meta::delete_applied(&self.db, &mut batch)?;
-        app_meta::put_restore_mark(&self.db, &mut batch, &point)?;
-        self.try_write(batch, "marking the group state as being restored")?;
+        let point = app_snapshot::begin_restore(&self.db, &SNAPSHOT_PARTS, index, term)?;
         self.machine = GroupMachine::new(
             self.gid,
             self.shard_count,
@@ -747,23 +714,15 @@ impl StateMachine for GroupStore {
     }
 
     fn restore_chunk(&mut self, data: Bytes, next_cursor: Bytes) -> Result<(), StorageError> {
-        let mut point = self
+        let point = self
             .restoring
-            .clone()
+            .as_mut()
             .expect("restore_chunk follows begin_restore");
-        let mut batch = WriteBatch::default();
-        app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_PARTS, &data)?;
-        point.next_cursor = next_cursor;
-        app_meta::put_restore_mark(&self.db, &mut batch, &point)?;
-        self.try_write(batch, "writing restored records")?;
-        self.restoring = Some(point);
-        Ok(())
+        app_snapshot::restore_chunk(&self.db, &SNAPSHOT_PARTS, point, &data, next_cursor)
     }
 
     fn finish_restore(&mut self, index: LogIndex, data: Bytes) -> Result<(), StorageError> {
-        let mut batch = WriteBatch::default();
-        app_snapshot::put_records(&self.db, &mut batch, &SNAPSHOT_PARTS, &data)?;
-        app_meta::finish_restore(&self.db, batch, index)?;
+        app_snapshot::finish_restore(&self.db, &SNAPSHOT_PARTS, &data, index)?;
         self.machine = load_machine(&self.db, self.gid, self.shard_count)?;
         metrics::observe_table(self.machine.table());
         self.restoring = None;
