@@ -3,6 +3,9 @@
 //! cached configuration, follows each group's leader, and retries
 //! `WRONG_LEADER`, `WRONG_GROUP` (after refreshing the configuration),
 //! `SHARD_NOT_READY` and timeouts with backoff under the call's deadline.
+//! A task follows the controller's Watch stream and replaces the cached
+//! configuration with each newer one as it commits, so most calls after a
+//! reconfiguration go to the new owner at once.
 //!
 //! Invariants:
 //! - Every write carries a `(client id, seq)` session taken from a pool:
@@ -11,6 +14,9 @@
 //!   per write whatever its outcome.
 //! - A refusal (`INVALID_ARGUMENT`) is final; no call outlives its
 //!   deadline.
+//! - The cached configuration only moves forward: the stream never
+//!   replaces it with an older one. The stream's task ends with the
+//!   client.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), client::ClientError> {
@@ -23,7 +29,8 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use proto::kv::v1 as pb;
@@ -31,7 +38,7 @@ use proto::kv::v1::shard_kv_client::ShardKvClient;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::ctrler::{CtrlerClient, random_client_id};
+use crate::ctrler::{ConfigStream, CtrlerClient, random_client_id};
 use crate::error::ClientError;
 use crate::replicas::{Attempt, CallOptions, Replicas};
 use crate::retry::Backoff;
@@ -65,7 +72,9 @@ impl WriteOp {
 /// A client of the sharded store; cheap to share between tasks (`&self`).
 pub struct Client {
     ctrler: tokio::sync::Mutex<CtrlerClient>,
-    config: Mutex<Option<pb::Config>>,
+    config: Arc<Mutex<Option<pb::Config>>>,
+    /// Follows the controller's Watch stream into `config`.
+    watcher: tokio::task::JoinHandle<()>,
     groups: Mutex<HashMap<u64, Replicas<ShardKvClient<Channel>>>>,
     /// Idle sessions: (client id, next seq).
     sessions: Mutex<Vec<(u64, u64)>>,
@@ -86,9 +95,12 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let mut controller = CtrlerClient::new(ctrler, options.clone())?;
         let config = controller.query(-1).await?;
+        let stream = controller.watch(config.num + 1);
+        let config = Arc::new(Mutex::new(Some(config)));
         Ok(Client {
             ctrler: tokio::sync::Mutex::new(controller),
-            config: Mutex::new(Some(config)),
+            watcher: tokio::spawn(follow_configs(stream, Arc::clone(&config))),
+            config,
             groups: Mutex::new(HashMap::new()),
             sessions: Mutex::new(Vec::new()),
             options,
@@ -247,8 +259,7 @@ impl Client {
                 millis: self.options.deadline.as_millis() as u64,
                 last_error: "the controller did not answer".into(),
             })??;
-        *self.config.lock().expect("not poisoned") = Some(config.clone());
-        Ok(config)
+        Ok(remember_config(&self.config, config))
     }
 
     /// Drops the cached configuration: the next call asks the controller.
@@ -297,6 +308,38 @@ impl Client {
             .lock()
             .expect("not poisoned")
             .push((client_id, next_seq));
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+/// Puts each configuration `stream` yields into `cache`, until aborted.
+/// A broken stream is opened again after a pause.
+async fn follow_configs(mut stream: ConfigStream, cache: Arc<Mutex<Option<pb::Config>>>) {
+    loop {
+        match stream.next().await {
+            Ok(config) => {
+                remember_config(&cache, config);
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Caches `config` unless the cache holds a newer one; returns the one
+/// cached.
+fn remember_config(cache: &Mutex<Option<pb::Config>>, config: pb::Config) -> pb::Config {
+    let mut cached = cache.lock().expect("not poisoned");
+    match &*cached {
+        Some(newer) if newer.num > config.num => newer.clone(),
+        _ => {
+            *cached = Some(config.clone());
+            config
+        }
     }
 }
 

@@ -404,3 +404,61 @@ fn message_counts_are_bounded_per_heartbeat_and_per_batch() {
         )
     });
 }
+
+// Goal: reads registered together are confirmed by one heartbeat round,
+// not one round each (a replica group's Get barrier relies on it: many
+// concurrent reads share one barrier).
+// Method: 3 nodes on a reliable network; a put committed everywhere (the
+// leader has committed in its own term); 100 reads registered on the
+// leader between two Readies; the next Ready sends one heartbeat to each
+// follower, and every read is released at or after the put's index.
+#[test]
+fn concurrent_reads_share_one_heartbeat_round() {
+    const READS: u64 = 100;
+    run_seeds(&[1, 2, 3], |seed| {
+        let mut cluster = cluster(3, seed);
+        let deadline = election_timeouts(&cluster, 10);
+        let put = cluster.put_committed("k", "v", 3, deadline)?;
+        let leader = cluster.leader().ok_or("no leader after the put")?;
+        cluster
+            .process_ready(leader)
+            .map_err(|violation| format!("invariant broken: {violation}"))?;
+        cluster.take_events();
+        let before = cluster.network.sent_total();
+        for context in 0..READS {
+            cluster
+                .core_mut(leader)
+                .ok_or("the leader is down")?
+                .read_index(context)
+                .map_err(|error| format!("read {context} refused: {error}"))?;
+        }
+        cluster
+            .process_ready(leader)
+            .map_err(|violation| format!("invariant broken: {violation}"))?;
+        let sent = cluster.network.sent_total() - before;
+        ensure(sent == 2, || {
+            format!("{READS} reads sent {sent} messages, not one heartbeat per follower")
+        })?;
+        let mut released = std::collections::BTreeSet::new();
+        for _ in 0..election_timeouts(&cluster, 2) {
+            cluster.run_ticks(1)?;
+            for event in cluster.take_events() {
+                if let raft::sim::cluster::NodeEvent::ReadReady { node, read } = event
+                    && node == leader
+                {
+                    ensure(read.index >= put.index, || {
+                        format!(
+                            "read {} released at {} before the put's {}",
+                            read.context, read.index, put.index
+                        )
+                    })?;
+                    released.insert(read.context);
+                }
+            }
+            if released.len() as u64 == READS {
+                return Ok(());
+            }
+        }
+        Err(format!("{} of {READS} reads released", released.len()))
+    });
+}

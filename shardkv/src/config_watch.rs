@@ -10,12 +10,13 @@
 //!   log, in order (the table refuses anything else), so a proposal made
 //!   twice (a leader change, a lost answer) changes nothing the second
 //!   time.
-//! - The controller is asked at a fixed interval (a Watch stream is the
-//!   faster path, for later); a controller that does not answer delays
-//!   reconfiguration, never a client request.
+//! - The controller's Watch stream ([`crate::controller_stream`]) wakes
+//!   the leader as soon as a configuration commits; a `Query` at a fixed
+//!   interval covers a stalled stream. A controller that does not answer
+//!   delays reconfiguration, never a client request.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proto::config::{Config, ConfigNum, GroupId};
@@ -25,13 +26,16 @@ use raft::core::Role;
 use raft::driver::RaftHandle;
 use tonic::transport::Channel;
 
+use crate::controller_stream::ConfigAnnouncer;
 use crate::follower::{NotYet, plan_next};
 use crate::machine::{Applied, GroupCommand};
-use crate::mover::{PullClock, drive_moves};
+use crate::mover::Mover;
 use crate::store_rocks::GroupReader;
 
 /// How long one controller call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the leader drives its shard moves when nothing wakes it.
+const MOVE_TICK: Duration = Duration::from_millis(50);
 
 /// Asks the controller replicas at `ctrler` for configurations, keeping a
 /// cache of those it got (they never change).
@@ -112,35 +116,53 @@ impl ControllerQueries {
 }
 
 /// Follows the controller for group `gid` behind `handle` and `reader`,
-/// and drives its shard moves, every `interval`, until the task is
-/// aborted.
+/// and drives its shard moves, until the task is aborted: on each
+/// configuration the controller's stream announces, every [`MOVE_TICK`],
+/// and with a `Query` at least every `fallback` whatever the stream says.
 pub async fn follow(
     gid: GroupId,
     handle: RaftHandle<Option<Applied>>,
     reader: GroupReader,
     mut controller: ControllerQueries,
-    interval: Duration,
+    fallback: Duration,
 ) {
-    let mut clock = PullClock::new();
-    let mut ticker = tokio::time::interval(interval);
+    let known = reader.table().map_or(0, |table| table.config().num.0);
+    let mut announcer = ConfigAnnouncer::start(controller.ctrler.clone(), known);
+    let mut mover = Mover::default();
+    let mut ticker = tokio::time::interval(MOVE_TICK.min(fallback));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_query: Option<Instant> = None;
     loop {
-        ticker.tick().await;
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = announcer.changed() => {}
+        }
         if handle.status().role != Role::Leader {
             continue;
         }
-        drive_moves(gid, &handle, &reader, &mut controller, &mut clock).await;
-        if let Some(command) = next_command(&reader, &mut controller).await {
+        mover.drive(gid, &handle, &reader, &mut controller).await;
+        let query_due = last_query.is_none_or(|at| at.elapsed() >= fallback);
+        if let Some(command) =
+            next_command(&reader, &mut controller, announcer.newest(), query_due).await
+        {
             // Applied or not, the next round looks at the table again.
             let _ = handle.propose(Bytes::from(command.encode())).await;
+        }
+        if query_due {
+            last_query = Some(Instant::now());
         }
     }
 }
 
-/// Returns the configuration entry to propose now, if any.
+/// Returns the configuration entry to propose now, if any. The controller
+/// is asked for the next configuration only when `announced` (the newest
+/// the stream announced) reaches it or `query_due` (the fallback); a
+/// configuration already fetched comes from the cache.
 async fn next_command(
     reader: &GroupReader,
     controller: &mut ControllerQueries,
+    announced: u64,
+    query_due: bool,
 ) -> Option<GroupCommand> {
     let table = match reader.table() {
         Ok(table) => table,
@@ -153,6 +175,9 @@ async fn next_command(
         return None;
     }
     let wanted = table.config().num.next();
+    if !(query_due || announced >= wanted.0 || controller.cached(wanted).is_some()) {
+        return None;
+    }
     let next = controller.query(i64::try_from(wanted.0).ok()?).await?;
     if next.num != wanted {
         return None;

@@ -16,20 +16,19 @@
 //!   machine for a group replica (one batch per applied run, snapshots),
 //!   and the reader that serves Get from one consistent view.
 //! - [`service`]: the public `kv.v1.ShardKv` service.
-//! - [`config_watch`]: the leader's loop that follows the controller.
+//! - [`config_watch`]: the leader's loop that follows the controller;
+//!   [`controller_stream`]: the controller's Watch stream that wakes it.
 //! - [`transfer`]: the holder's side of a move (the internal
 //!   `ShardTransfer` service); [`mover`]: the new owner's side.
 //! - [`admin`]: the internal `GroupAdmin` service (`kvctl status`).
 //! - [`metrics`]: the `shardkv_*` metric names.
 //! - [`server`]: [`server::GroupReplica`], a running replica (store,
 //!   service, follower on the replica runtime).
-//!
-//! `kvctl status`, kvbench and the lab scenarios under faults come next
-//! (issue 17).
 
 pub mod admin;
 pub mod codec;
 pub mod config_watch;
+pub mod controller_stream;
 pub mod follower;
 pub mod machine;
 pub mod metrics;

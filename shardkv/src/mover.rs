@@ -5,11 +5,15 @@
 //! its copy and record that through the log.
 //!
 //! Invariants:
-//! - One chunk is in memory at a time, whatever the shard's size.
+//! - Memory is bounded whatever the shards' sizes: at most
+//!   [`PULLS_AT_ONCE`] shards are pulled at a time, each with at most two
+//!   chunks in memory (the one being installed, the next being fetched).
 //! - The log is the only record of progress: a fetch resumes at the
 //!   install position the log holds, so a leader change on either side, or
 //!   a lost answer, resumes the move without repeating an install (a
-//!   repeated chunk changes nothing anyway).
+//!   repeated chunk changes nothing anyway). A chunk fetched while the one
+//!   before it is being installed is proposed only once that install took;
+//!   the machine would refuse it out of order anyway.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -31,59 +35,142 @@ use crate::store_rocks::GroupReader;
 
 /// How many bytes of records a fetched chunk holds at most.
 const FETCH_BYTES: u64 = 1 << 20;
+/// How many shards one round pulls at a time.
+pub const PULLS_AT_ONCE: usize = 4;
 /// How long one call to another group may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// When this leader first saw each pull it drives, for the duration
-/// histogram.
-pub type PullClock = BTreeMap<(ShardId, ConfigNum), Instant>;
+/// The leader's state across rounds of moves: when each pull was first
+/// seen (for the duration histogram) and the connections to other groups'
+/// servers.
+#[derive(Default)]
+pub struct Mover {
+    clock: BTreeMap<(ShardId, ConfigNum), Instant>,
+    holders: HolderClients,
+}
 
-/// Drives the pending moves of the group once (called by the leader's
-/// loop); each step that cannot go on now waits for the next round.
-pub async fn drive_moves(
-    gid: GroupId,
-    handle: &RaftHandle<Option<Applied>>,
-    reader: &GroupReader,
-    controller: &mut ControllerQueries,
-    clock: &mut PullClock,
-) {
-    let (table, _) = match reader.table_and_installing() {
-        Ok(state) => state,
-        Err(error) => {
-            tracing::warn!(%error, "cannot read the shard table to move shards");
-            return;
-        }
-    };
-    let tasks = move_tasks(&table);
-    if !tasks
-        .iter()
-        .any(|task| matches!(task, MoveTask::Pull { .. }))
-    {
-        ::metrics::gauge!(metrics::SHARDKV_MIGRATION_MOVED_BYTES).set(0.0);
-    }
-    for task in tasks {
-        let (from, num) = match task {
-            MoveTask::Pull { from, num, .. } | MoveTask::Clean { from, num, .. } => (from, num),
-        };
-        let Some(servers) = servers_of(from, num, &table, controller).await else {
-            tracing::warn!(group = from.0, "no address known for the holder of a shard");
-            continue;
-        };
-        let done = match task {
-            MoveTask::Pull { shard, .. } => {
-                let started = *clock.entry((shard, num)).or_insert_with(Instant::now);
-                let installed = pull(gid, handle, reader, &servers, shard, num).await;
-                if installed {
-                    clock.remove(&(shard, num));
-                    ::metrics::histogram!(metrics::SHARDKV_MIGRATION_DURATION_SECONDS)
-                        .record(started.elapsed().as_secs_f64());
-                }
-                installed
+impl Mover {
+    /// Drives the pending moves of the group once (called by the leader's
+    /// loop): pulls up to [`PULLS_AT_ONCE`] shards at a time, then asks
+    /// the holders of installed shards to delete their copies. Each step
+    /// that cannot go on now waits for the next round.
+    pub async fn drive(
+        &mut self,
+        gid: GroupId,
+        handle: &RaftHandle<Option<Applied>>,
+        reader: &GroupReader,
+        controller: &mut ControllerQueries,
+    ) {
+        let (table, _) = match reader.table_and_installing() {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the shard table to move shards");
+                return;
             }
-            MoveTask::Clean { shard, .. } => clean(gid, handle, &servers, shard, num).await,
         };
-        if !done {
-            tracing::debug!(?task, "a shard move waits");
+        let mut pulls = tokio::task::JoinSet::new();
+        let mut cleans = Vec::new();
+        for task in move_tasks(&table) {
+            let (from, num) = match task {
+                MoveTask::Pull { from, num, .. } | MoveTask::Clean { from, num, .. } => (from, num),
+            };
+            let Some(servers) = servers_of(from, num, &table, controller).await else {
+                tracing::warn!(group = from.0, "no address known for the holder of a shard");
+                continue;
+            };
+            match task {
+                MoveTask::Pull { shard, .. } => {
+                    self.clock.entry((shard, num)).or_insert_with(Instant::now);
+                    let (handle, reader) = (handle.clone(), reader.clone());
+                    let mut holders = self.holders.clone();
+                    pulls.spawn(async move {
+                        let installed =
+                            pull(gid, &handle, &reader, &mut holders, &servers, shard, num).await;
+                        (shard, num, installed, holders)
+                    });
+                    while pulls.len() >= PULLS_AT_ONCE {
+                        self.finish_pull(pulls.join_next().await);
+                    }
+                }
+                MoveTask::Clean { shard, .. } => cleans.push((shard, num, servers)),
+            }
+        }
+        if pulls.is_empty() {
+            ::metrics::gauge!(metrics::SHARDKV_MIGRATION_MOVED_BYTES).set(0.0);
+        }
+        while !pulls.is_empty() {
+            self.finish_pull(pulls.join_next().await);
+        }
+        for (shard, num, servers) in cleans {
+            if !clean(gid, handle, &mut self.holders, &servers, shard, num).await {
+                tracing::debug!(shard = shard.0, num = num.0, "a shard's cleanup waits");
+            }
+        }
+    }
+
+    /// Records the end of one pull task: its duration if it installed the
+    /// shard, and the connections it opened.
+    fn finish_pull(
+        &mut self,
+        joined: Option<Result<(ShardId, ConfigNum, bool, HolderClients), tokio::task::JoinError>>,
+    ) {
+        let Some(Ok((shard, num, installed, holders))) = joined else {
+            return;
+        };
+        self.holders.merge(holders);
+        if installed {
+            if let Some(started) = self.clock.remove(&(shard, num)) {
+                ::metrics::histogram!(metrics::SHARDKV_MIGRATION_DURATION_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+            }
+        } else {
+            tracing::debug!(shard = shard.0, num = num.0, "a shard's pull waits");
+        }
+    }
+}
+
+/// Connections to other groups' servers, kept between calls (one that
+/// fails is dropped), and the server that answered last, asked first.
+#[derive(Clone, Default)]
+struct HolderClients {
+    clients: BTreeMap<String, ShardTransferClient<Channel>>,
+    preferred: Option<String>,
+}
+
+impl HolderClients {
+    /// Returns `servers` in the order to ask them: the one that answered
+    /// last first.
+    fn order<'a>(&self, servers: &'a [String]) -> Vec<&'a String> {
+        let mut ordered: Vec<&String> = servers.iter().collect();
+        if let Some(preferred) = &self.preferred
+            && let Some(at) = ordered.iter().position(|server| *server == preferred)
+        {
+            ordered[..=at].rotate_right(1);
+        }
+        ordered
+    }
+
+    /// Returns a connection to `server`, opening one if needed.
+    async fn client(&mut self, server: &str) -> Option<ShardTransferClient<Channel>> {
+        if let Some(client) = self.clients.get(server) {
+            return Some(client.clone());
+        }
+        let client = connect(server).await?;
+        self.clients.insert(server.to_string(), client.clone());
+        Some(client)
+    }
+
+    /// Forgets the connection to `server` after a failed call.
+    fn failed(&mut self, server: &str) {
+        self.clients.remove(server);
+    }
+
+    /// Takes the connections and the preference another task's copy
+    /// learned.
+    fn merge(&mut self, other: HolderClients) {
+        self.clients.extend(other.clients);
+        if other.preferred.is_some() {
+            self.preferred = other.preferred;
         }
     }
 }
@@ -117,54 +204,87 @@ async fn connect(server: &str) -> Option<ShardTransferClient<Channel>> {
     Some(ShardTransferClient::new(endpoint.connect().await.ok()?))
 }
 
-/// Fetches and installs `shard` chunk by chunk from where the log stands;
-/// returns whether it is installed.
+/// Fetches and installs `shard` chunk by chunk from where the log stands,
+/// fetching each chunk while the one before it is installed; returns
+/// whether the shard is installed.
 async fn pull(
     gid: GroupId,
     handle: &RaftHandle<Option<Applied>>,
     reader: &GroupReader,
+    holders: &mut HolderClients,
     servers: &[String],
     shard: ShardId,
     num: ConfigNum,
 ) -> bool {
+    let Ok((_, installing)) = reader.table_and_installing() else {
+        return false;
+    };
+    let Some(cursor) = installing.get(&shard).cloned() else {
+        // Installed (or no longer pulled): nothing to fetch.
+        return true;
+    };
+    let Some(mut chunk) = fetch(gid, holders, servers, shard, num, cursor).await else {
+        return false;
+    };
     loop {
-        let Ok((_, installing)) = reader.table_and_installing() else {
-            return false;
-        };
-        let Some(cursor) = installing.get(&shard).cloned() else {
-            // Installed (or no longer pulled): nothing to fetch.
-            return true;
-        };
-        let Some(chunk) = fetch(gid, servers, shard, num, cursor).await else {
-            return false;
-        };
+        let (last, next_cursor) = (chunk.last, chunk.next_cursor.clone());
         let bytes: usize = chunk
             .records
             .iter()
             .map(|(key, value)| key.len() + value.len())
             .sum();
-        let command = GroupCommand::Install(chunk);
-        match handle.propose(Bytes::from(command.encode())).await {
-            Ok((_, Some(Applied::Install(true)))) => {
-                ::metrics::counter!(metrics::SHARDKV_MIGRATION_BYTES_TOTAL).increment(bytes as u64);
-                ::metrics::gauge!(metrics::SHARDKV_MIGRATION_MOVED_BYTES).increment(bytes as f64);
-            }
-            Ok((_, Some(Applied::Install(false)))) => {}
+        let install = install(handle, chunk, bytes);
+        if last {
+            return install.await && installed(reader, shard);
+        }
+        let (took, next) = tokio::join!(
+            install,
+            fetch(gid, holders, servers, shard, num, next_cursor)
+        );
+        match (took, next) {
+            (true, Some(next)) => chunk = next,
+            // The log holds the position to resume from next round.
             _ => return false,
         }
     }
 }
 
+/// Proposes the install of `chunk` (`bytes` of records); returns whether
+/// it took.
+async fn install(
+    handle: &RaftHandle<Option<Applied>>,
+    chunk: crate::machine::ShardChunk,
+    bytes: usize,
+) -> bool {
+    let command = GroupCommand::Install(chunk);
+    match handle.propose(Bytes::from(command.encode())).await {
+        Ok((_, Some(Applied::Install(true)))) => {
+            ::metrics::counter!(metrics::SHARDKV_MIGRATION_BYTES_TOTAL).increment(bytes as u64);
+            ::metrics::gauge!(metrics::SHARDKV_MIGRATION_MOVED_BYTES).increment(bytes as f64);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Returns whether the replica's table no longer waits on `shard`'s data.
+fn installed(reader: &GroupReader, shard: ShardId) -> bool {
+    reader
+        .table_and_installing()
+        .is_ok_and(|(_, installing)| !installing.contains_key(&shard))
+}
+
 /// Asks the holder's servers for the chunk at `cursor`.
 async fn fetch(
     gid: GroupId,
+    holders: &mut HolderClients,
     servers: &[String],
     shard: ShardId,
     num: ConfigNum,
     cursor: Bytes,
 ) -> Option<crate::machine::ShardChunk> {
-    for server in servers {
-        let Some(mut client) = connect(server).await else {
+    for server in holders.order(servers) {
+        let Some(mut client) = holders.client(server).await else {
             continue;
         };
         let request = FetchChunkRequest {
@@ -174,11 +294,15 @@ async fn fetch(
             cursor: cursor.clone(),
             bytes_max: FETCH_BYTES,
         };
-        let Ok(reply) = client.fetch_chunk(request).await else {
-            continue;
+        let reply = match client.fetch_chunk(request).await {
+            Ok(reply) => reply.into_inner(),
+            Err(_) => {
+                holders.failed(server);
+                continue;
+            }
         };
-        let reply = reply.into_inner();
         if reply.status == KvStatus::Ok as i32 {
+            holders.preferred = Some(server.clone());
             return reply.chunk.map(chunk_from_proto);
         }
     }
@@ -190,13 +314,14 @@ async fn fetch(
 async fn clean(
     gid: GroupId,
     handle: &RaftHandle<Option<Applied>>,
+    holders: &mut HolderClients,
     servers: &[String],
     shard: ShardId,
     num: ConfigNum,
 ) -> bool {
     let mut deleted = false;
-    for server in servers {
-        let Some(mut client) = connect(server).await else {
+    for server in holders.order(servers) {
+        let Some(mut client) = holders.client(server).await else {
             continue;
         };
         let request = DeleteShardRequest {
@@ -204,11 +329,14 @@ async fn clean(
             shard: shard.0,
             config_num: num.0,
         };
-        if let Ok(reply) = client.delete_shard(request).await
-            && reply.get_ref().status == KvStatus::Ok as i32
-        {
-            deleted = true;
-            break;
+        match client.delete_shard(request).await {
+            Ok(reply) if reply.get_ref().status == KvStatus::Ok as i32 => {
+                holders.preferred = Some(server.clone());
+                deleted = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => holders.failed(server),
         }
     }
     if !deleted {

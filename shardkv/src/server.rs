@@ -40,7 +40,8 @@ pub struct GroupOptions {
     pub replica: replica::ReplicaOptions,
     /// The controller replicas (`host:port`).
     pub ctrler: Vec<String>,
-    /// How often the leader asks the controller for the next configuration.
+    /// How often the leader asks the controller for the next
+    /// configuration when its Watch stream announced none.
     pub config_poll: Duration,
 }
 

@@ -146,7 +146,13 @@ pub struct GroupReader {
     db: Arc<DB>,
     gid: GroupId,
     shard_count: u32,
+    /// The table `get` decoded last, with its stored bytes: a Get whose
+    /// view holds the same bytes routes with it instead of decoding again.
+    routing: Arc<std::sync::Mutex<Option<DecodedTable>>>,
 }
+
+/// A stored shard table's bytes and the table they decode to.
+type DecodedTable = (Vec<u8>, Arc<ShardTable>);
 
 impl GroupReader {
     /// Returns a reader of group `gid`'s state in `db`.
@@ -155,7 +161,24 @@ impl GroupReader {
             db,
             gid,
             shard_count,
+            routing: Arc::default(),
         }
+    }
+
+    /// Returns the table stored as `raw`, decoded once per distinct value.
+    fn routing_table(&self, raw: Option<Vec<u8>>) -> Result<Arc<ShardTable>, StorageError> {
+        let Some(raw) = raw else {
+            return Ok(Arc::new(ShardTable::new(self.gid, self.shard_count)));
+        };
+        let mut cached = self.routing.lock().expect("not poisoned");
+        if let Some((bytes, table)) = &*cached
+            && *bytes == raw
+        {
+            return Ok(Arc::clone(table));
+        }
+        let table = Arc::new(decode_table(&raw, self.gid, self.shard_count)?.0);
+        *cached = Some((raw, Arc::clone(&table)));
+        Ok(table)
     }
 
     /// Returns the shard table as applied so far.
@@ -353,7 +376,7 @@ impl GroupReader {
         if let Some(point) = app_meta::decode_restore_mark(mark.as_deref())? {
             return Err(StorageError::SnapshotUnavailable(point.index));
         }
-        let table = self.decode(view.get_cf(meta, TABLE_KEY).map_err(io)?)?;
+        let table = self.routing_table(view.get_cf(meta, TABLE_KEY).map_err(io)?)?;
         let shard = ShardId(proto::shard_of_key(key, self.shard_count));
         if let Err(not_served) = table.route(shard) {
             return Ok(Err(not_served));

@@ -31,8 +31,9 @@ struct Args {
     #[arg(long, env = "KV_CTRLER", value_delimiter = ',', required = true)]
     ctrler: Vec<String>,
     /// How often the group's leader asks the controller for the next
-    /// configuration, in milliseconds.
-    #[arg(long, env = "KV_CONFIG_POLL_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    /// configuration even when the controller's Watch stream announced
+    /// none (a stalled stream), in milliseconds.
+    #[arg(long, env = "KV_CONFIG_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     config_poll_ms: u64,
 }
 
