@@ -89,6 +89,26 @@ impl Client {
     ///
     /// [`ClientError::InvalidAddress`] for a bad address;
     /// [`ClientError::DeadlineExceeded`] if no controller replica answered.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use client::{CallOptions, Client, ClientError};
+    ///
+    /// // A malformed address is refused before any network call.
+    /// let refused = Client::connect(&["no-port"], CallOptions::default()).await;
+    /// assert!(matches!(refused, Err(ClientError::InvalidAddress { .. })));
+    ///
+    /// // Nothing answers on port 1: the call gives up at its deadline.
+    /// let options = CallOptions {
+    ///     deadline: Duration::from_millis(300),
+    ///     ..CallOptions::default()
+    /// };
+    /// let unanswered = Client::connect(&["127.0.0.1:1"], options).await;
+    /// assert!(matches!(unanswered, Err(ClientError::DeadlineExceeded { .. })));
+    /// # }
+    /// ```
     pub async fn connect<S: AsRef<str>>(
         ctrler: &[S],
         options: CallOptions,
