@@ -72,10 +72,14 @@ impl TransferService {
         }
     }
 
-    /// Returns whether the shard of move `num` to `to` is gone from here.
+    /// Returns whether the shard of move `num` is gone from here: the
+    /// table is past `num` (it could not have left `num` while still
+    /// `Sending` the shard, so the hand-over applied, even if a later
+    /// configuration gave the shard back), or at `num` without the shard.
     fn gone(&self, shard: ShardId, num: ConfigNum) -> Result<bool, Status> {
         let table = self.reader.table().map_err(storage)?;
-        Ok(table.state(shard).is_none() && table.config().num >= num)
+        let at = table.config().num;
+        Ok(at > num || (at == num && table.state(shard).is_none()))
     }
 }
 

@@ -3,60 +3,15 @@
 //! configuration that gives it every shard, and serves Put, Append, Get
 //! and Delete at most once per (client id, seq), refusing bad input.
 
-use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use proto::kv::v1::shard_ctrler_client::ShardCtrlerClient;
+use kv_tests::harness::{Cluster, DEADLINE, TICK, eventually};
+use kv_tests::history::{History, Workload, spawn_clients};
 use proto::kv::v1::shard_kv_client::ShardKvClient;
 use proto::kv::v1::{
-    DeleteRequest, GetReply, GetRequest, JoinRequest, LeaveRequest, PutRequest, ServerList,
-    Status as KvStatus, WriteReply,
+    DeleteRequest, GetReply, GetRequest, PutRequest, Status as KvStatus, WriteReply,
 };
-use raft::core::NodeId;
-use raft::replica;
-use shardctrler::{Replica, ReplicaOptions};
-use shardkv::server::{GroupOptions, GroupReplica};
-
-const TICK: Duration = Duration::from_millis(20);
-const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Returns `count` free loopback addresses.
-fn free_addresses(count: usize) -> Vec<String> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().expect("address").to_string())
-        .collect()
-}
-
-fn peers(addresses: &[String]) -> BTreeMap<NodeId, String> {
-    (1u64..)
-        .zip(addresses)
-        .map(|(id, address)| (NodeId(id), address.clone()))
-        .collect()
-}
-
-/// Calls `call` until it returns `Some`, or panics at the deadline.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut call: impl FnMut() -> F,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = call().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{what}: no success within {DEADLINE:?}"
-        );
-        tokio::time::sleep(TICK).await;
-    }
-}
 
 /// A client of the group that tries every replica until one answers OK.
 struct GroupClient {
@@ -138,169 +93,10 @@ fn put_request(key: &str, value: &str, client_id: u64, seq: u64) -> PutRequest {
     }
 }
 
-/// One controller replica and replica groups of three replicas each, in
-/// process.
-struct Cluster {
-    _dir: tempfile::TempDir,
-    controller: Replica,
-    groups: BTreeMap<u64, Vec<GroupReplica>>,
-    /// How each group's replicas were started, to start them again.
-    options: BTreeMap<u64, Vec<GroupOptions>>,
-    ctrler_address: String,
-    addresses: BTreeMap<u64, Vec<String>>,
-    next_seq: u64,
-}
-
-impl Cluster {
-    /// Starts the controller (4 shards) and groups `gids`.
-    async fn start(gids: &[u64]) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ctrler_addresses = free_addresses(1);
-        let mut ctrler_options = ReplicaOptions::new(
-            NodeId(1),
-            ctrler_addresses[0].parse().expect("address"),
-            peers(&ctrler_addresses),
-            dir.path().join("ctrler"),
-        );
-        ctrler_options.shard_count = 4;
-        ctrler_options.replica.node.tick = TICK;
-        let controller = Replica::start(ctrler_options)
-            .await
-            .expect("controller starts");
-        let (mut groups, mut addresses, mut all_options) =
-            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-        for &gid in gids {
-            let group_addresses = free_addresses(3);
-            let (mut group, mut group_options) = (Vec::new(), Vec::new());
-            for (id, address) in peers(&group_addresses) {
-                let mut replica_options = replica::ReplicaOptions::new(
-                    gid,
-                    id,
-                    address.parse().expect("address"),
-                    peers(&group_addresses),
-                    dir.path().join(format!("group-{gid}-{}", id.0)),
-                );
-                replica_options.node.tick = TICK;
-                let options = GroupOptions {
-                    replica: replica_options,
-                    ctrler: ctrler_addresses.clone(),
-                    config_poll: TICK,
-                };
-                group_options.push(options.clone());
-                group.push(
-                    GroupReplica::start(options)
-                        .await
-                        .expect("group replica starts"),
-                );
-            }
-            groups.insert(gid, group);
-            all_options.insert(gid, group_options);
-            addresses.insert(gid, group_addresses);
-        }
-        Cluster {
-            _dir: dir,
-            controller,
-            groups,
-            options: all_options,
-            ctrler_address: ctrler_addresses[0].clone(),
-            addresses,
-            next_seq: 1,
-        }
-    }
-
-    /// Returns a client trying every replica of every group.
-    fn client(&self) -> GroupClient {
-        GroupClient {
-            addresses: self.addresses.values().flatten().cloned().collect(),
-        }
-    }
-
-    /// Runs one admin request against the controller until it answers OK.
-    async fn admin(&mut self, join: Option<u64>, leave: Option<u64>) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let address = format!("http://{}", self.ctrler_address);
-        eventually("admin", || async {
-            let mut client = ShardCtrlerClient::connect(address.clone()).await.ok()?;
-            let status = match (join, leave) {
-                (Some(gid), _) => {
-                    let servers = ServerList {
-                        servers: self.addresses[&gid].clone(),
-                    };
-                    let request = JoinRequest {
-                        groups: [(gid, servers)].into(),
-                        client_id: 1,
-                        seq,
-                    };
-                    client.join(request).await.ok()?.into_inner().status
-                }
-                (_, Some(gid)) => {
-                    let request = LeaveRequest {
-                        gids: vec![gid],
-                        client_id: 1,
-                        seq,
-                    };
-                    client.leave(request).await.ok()?.into_inner().status
-                }
-                _ => return None,
-            };
-            (status == KvStatus::Ok as i32).then_some(())
-        })
-        .await;
-    }
-
-    /// Joins group `gid` to the controller.
-    async fn join(&mut self, gid: u64) {
-        self.admin(Some(gid), None).await;
-    }
-
-    /// Removes group `gid` from the controller.
-    async fn leave(&mut self, gid: u64) {
-        self.admin(None, Some(gid)).await;
-    }
-
-    /// Stops every replica of group `gid` (their data dirs stay).
-    async fn stop_group(&mut self, gid: u64) {
-        for replica in self.groups.insert(gid, Vec::new()).unwrap_or_default() {
-            replica.stop();
-        }
-    }
-
-    /// Starts every replica of group `gid` again, on its data dir (a port
-    /// is taken again once the stopped server released it).
-    async fn start_group(&mut self, gid: u64) {
-        let mut group = Vec::new();
-        for options in self.options[&gid].clone() {
-            let replica = eventually("the replica restarts", || {
-                let options = options.clone();
-                async move { GroupReplica::start(options).await.ok() }
-            })
-            .await;
-            group.push(replica);
-        }
-        self.groups.insert(gid, group);
-    }
-
-    /// Waits until every replica of `gid` holds no shard.
-    async fn wait_empty(&self, gid: u64) {
-        eventually("the group hands over every shard", || async {
-            let empty = self.groups[&gid].iter().all(|replica| {
-                replica
-                    .reader()
-                    .table()
-                    .is_ok_and(|table| table.states().next().is_none())
-            });
-            empty.then_some(())
-        })
-        .await;
-    }
-
-    /// Stops every replica.
-    fn stop(self) {
-        for replica in self.groups.into_values().flatten() {
-            replica.stop();
-        }
-        self.controller.stop();
+/// Returns a client trying every replica of every group of `cluster`.
+fn group_client(cluster: &Cluster) -> GroupClient {
+    GroupClient {
+        addresses: cluster.all_addresses(),
     }
 }
 
@@ -310,7 +106,7 @@ impl Cluster {
 async fn a_joined_group_serves_writes_at_most_once_and_refuses_bad_input() {
     let mut cluster = Cluster::start(&[1]).await;
     cluster.join(1).await;
-    let client = cluster.client();
+    let client = group_client(&cluster);
     let missing = client.get("k").await;
     assert!(!missing.found, "a missing key reads as not found");
     client
@@ -368,7 +164,7 @@ async fn a_joined_group_serves_writes_at_most_once_and_refuses_bad_input() {
 async fn shards_move_with_their_data_and_sessions_on_join_and_leave() {
     let mut cluster = Cluster::start(&[1, 2]).await;
     cluster.join(1).await;
-    let client = cluster.client();
+    let client = group_client(&cluster);
     let keys: Vec<String> = (0..12).map(|at| format!("key-{at}")).collect();
     for (seq, key) in (1..).zip(&keys) {
         client
@@ -404,7 +200,7 @@ async fn shards_move_with_their_data_and_sessions_on_join_and_leave() {
     cluster.wait_empty(1).await;
     // The old owner's storage holds none of the moved shards' keys or
     // sessions.
-    for replica in &cluster.groups[&1] {
+    for replica in cluster.replicas(1) {
         for shard in (0..4).map(proto::config::ShardId) {
             let stored = replica.reader().stored(shard).expect("readable");
             assert_eq!(stored, (0, 0), "group 1 still stores {shard}");
@@ -428,7 +224,7 @@ async fn shards_move_with_their_data_and_sessions_on_join_and_leave() {
 async fn the_data_client_rides_through_joins_and_leaves() {
     let mut cluster = Cluster::start(&[1, 2]).await;
     cluster.join(1).await;
-    let ctrler = [cluster.ctrler_address.clone()];
+    let ctrler = cluster.ctrler();
     let client = std::sync::Arc::new(
         client::Client::connect(&ctrler, client::CallOptions::default())
             .await
@@ -470,7 +266,7 @@ async fn status_shows_every_replica_one_leader_per_group_and_the_shards() {
     let mut cluster = Cluster::start(&[1, 2]).await;
     cluster.join(1).await;
     cluster.join(2).await;
-    let ctrler = [cluster.ctrler_address.clone()];
+    let ctrler = cluster.ctrler();
     let mut controller =
         client::CtrlerClient::new(&ctrler, client::CallOptions::default()).expect("client");
     let config = controller.query(-1).await.expect("latest configuration");
@@ -511,71 +307,6 @@ async fn status_shows_every_replica_one_leader_per_group_and_the_shards() {
     cluster.stop();
 }
 
-/// A history recorder shared by client tasks: a logical clock and the
-/// operations with their call and return times.
-#[derive(Default)]
-struct History {
-    clock: std::sync::atomic::AtomicU64,
-    operations: std::sync::Mutex<Vec<linearizability::Operation>>,
-    /// Set once the reconfigurations are over: the clients then finish.
-    done: std::sync::atomic::AtomicBool,
-}
-
-impl History {
-    fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
-    }
-}
-
-/// One client's run until the reconfigurations are over (24 steps at
-/// least, 150 at most): appends with unique values and reads over a few
-/// keys, each recorded with its call and return times (a failed call stays
-/// pending: it may or may not have applied).
-async fn run_client(
-    client: std::sync::Arc<client::Client>,
-    id: u64,
-    history: std::sync::Arc<History>,
-) {
-    use linearizability::{KvInput, KvOutput, Operation};
-    for step in 0..150u64 {
-        if step >= 24 && history.done.load(std::sync::atomic::Ordering::SeqCst) {
-            break;
-        }
-        let key = format!("k{}", (id + step) % 3);
-        let read = step % 3 == 2;
-        let call = history.tick();
-        let (input, output) = if read {
-            let value = client.get(key.as_bytes()).await;
-            let output = value.ok().map(|value| {
-                KvOutput::Value(
-                    String::from_utf8_lossy(value.as_deref().unwrap_or_default()).into_owned(),
-                )
-            });
-            (KvInput::Get, output)
-        } else {
-            let value = format!("{id}.{step};");
-            let written = client.append(key.as_bytes(), value.as_bytes()).await;
-            (
-                KvInput::Append { value },
-                written.ok().map(|()| KvOutput::Written),
-            )
-        };
-        let ret = output.as_ref().map(|_| history.tick());
-        history
-            .operations
-            .lock()
-            .expect("not poisoned")
-            .push(Operation {
-                client: id,
-                key,
-                input,
-                output,
-                call,
-                ret,
-            });
-    }
-}
-
 // Goal: concurrent clients stay linearizable, and no acknowledged write is
 // lost or doubled, while groups join and leave and a whole group restarts
 // in the middle of a reconfiguration (it misses configurations while
@@ -585,29 +316,25 @@ async fn run_client(
 async fn clients_stay_linearizable_through_reconfigurations_and_a_group_restart() {
     let mut cluster = Cluster::start(&[1, 2, 3]).await;
     cluster.join(1).await;
-    let ctrler = [cluster.ctrler_address.clone()];
+    let ctrler = cluster.ctrler();
     let client = std::sync::Arc::new(
         client::Client::connect(&ctrler, client::CallOptions::default())
             .await
             .expect("client connects"),
     );
-    let history = std::sync::Arc::new(History::default());
-    let clients: Vec<_> = (1..=3)
-        .map(|id| tokio::spawn(run_client(client.clone(), id, history.clone())))
-        .collect();
+    let history = History::new();
+    let clients = spawn_clients(&client, 3, &history, Workload::default());
     cluster.join(2).await;
-    cluster.stop_group(2).await;
+    cluster.stop_group(2);
     cluster.join(3).await;
     cluster.leave(1).await;
     cluster.start_group(2).await;
     cluster.join(1).await;
-    history
-        .done
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+    history.finish();
     for task in clients {
         task.await.expect("a client finishes");
     }
-    let operations = history.operations.lock().expect("not poisoned").clone();
+    let operations = history.operations();
     assert!(
         operations.iter().filter(|op| op.output.is_some()).count() > 50,
         "most operations completed"

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::core::NodeId;
 use crate::driver::NodeOptions;
 use crate::server_flags::ServerFlags;
+use crate::transport::Faults;
 
 /// How to run one replica: its node, its gRPC address, its group's
 /// replicas and its data dir.
@@ -25,6 +26,11 @@ pub struct ReplicaOptions {
     pub peers: BTreeMap<NodeId, String>,
     /// The directory of the replica's RocksDB.
     pub data_dir: PathBuf,
+    /// Tests only: when set, the peer transport is wrapped in a
+    /// [`crate::transport::FaultyTransport`] obeying these faults (a clone
+    /// of the test's handle), so a test can partition, lose or delay the
+    /// Raft messages this replica sends. `None` in production.
+    pub faults: Option<Faults>,
 }
 
 impl ReplicaOptions {
@@ -42,6 +48,7 @@ impl ReplicaOptions {
             listen,
             peers,
             data_dir,
+            faults: None,
         }
     }
 

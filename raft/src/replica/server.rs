@@ -20,7 +20,7 @@ use crate::driver::{NodeJoinHandle, RaftHandle, StateMachine, spawn_node};
 use crate::replica::{ReplicaOptions, StartError, Stopped};
 use crate::storage::RocksStorage;
 use crate::transport::inbound::{INBOUND_BYTES_MAX, INBOUND_MESSAGES_MAX};
-use crate::transport::{GrpcTransport, RaftService, inbound_queue};
+use crate::transport::{FaultyTransport, GrpcTransport, RaftService, Transport, inbound_queue};
 
 /// Opens the replica's data dir, bootstrapping an empty one with the
 /// voters of `options.peers`; a used one resumes, and its stored
@@ -52,7 +52,8 @@ impl<O: Send + 'static> ReplicaServer<O> {
     /// Binds `options.listen`, starts the node on `storage` (from
     /// [`open_storage`]) and `machine` (opened over `storage.db()`), and
     /// serves the Raft peer service with the routes `services` returns for
-    /// the node's handle, on the current tokio runtime.
+    /// the node's handle, on the current tokio runtime. Peer messages go
+    /// through `options.faults` when a test set them.
     ///
     /// # Errors
     /// [`StartError::Bind`] if the address cannot be bound,
@@ -73,7 +74,11 @@ impl<O: Send + 'static> ReplicaServer<O> {
         let local_address = listener.local_addr().map_err(bind_error)?;
         let (group, id) = (options.group(), options.id());
         let (inbound_sender, inbound) = inbound_queue(INBOUND_MESSAGES_MAX, INBOUND_BYTES_MAX);
-        let transport = Arc::new(GrpcTransport::new(group, id, options.peers.clone()));
+        let grpc = GrpcTransport::new(group, id, options.peers.clone());
+        let transport: Arc<dyn Transport> = match options.faults {
+            Some(faults) => Arc::new(FaultyTransport::new(grpc, faults)),
+            None => Arc::new(grpc),
+        };
         let (handle, node_task) = spawn_node(options.node, storage, machine, transport, inbound)?;
         let routes = services(handle.clone())
             .add_service(RaftService::new(group, inbound_sender).into_server());
