@@ -1,9 +1,9 @@
 //! What the process tests of `shardkv` share: free loopback addresses, a
 //! child process killed on drop, and a stand-in controller.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::Child;
+use std::sync::{Arc, Mutex};
 
 use proto::config::{Config, ConfigNum, GroupId};
 use proto::kv::v1 as pb;
@@ -35,10 +35,10 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A controller that answers `Query` only: configuration 0, and, when it
-/// has a group, configuration 1 giving that group every shard.
+/// A controller that answers `Query` only, from a list of configurations
+/// the test extends (`num` past the latest, or -1, answers the latest).
 struct StandIn {
-    group: Option<(u64, Vec<String>)>,
+    configs: Arc<Mutex<Vec<Config>>>,
 }
 
 #[tonic::async_trait]
@@ -59,14 +59,10 @@ impl ShardCtrler for StandIn {
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryReply>, Status> {
-        let config = match (&self.group, request.into_inner().num) {
-            (Some((gid, servers)), num) if num != 0 => Config {
-                num: ConfigNum(1),
-                shards: vec![GroupId(*gid); SHARDS as usize],
-                groups: BTreeMap::from([(GroupId(*gid), servers.clone())]),
-            },
-            _ => Config::initial(SHARDS),
-        };
+        let configs = self.configs.lock().expect("not poisoned");
+        let latest = configs.len() - 1;
+        let num = usize::try_from(request.into_inner().num).map_or(latest, |num| num.min(latest));
+        let config = configs[num].clone();
         Ok(Response::new(pb::QueryReply {
             status: pb::Status::Ok as i32,
             leader_hint: String::new(),
@@ -84,19 +80,57 @@ impl ShardCtrler for StandIn {
     }
 }
 
-/// Serves a stand-in controller on a free loopback port and returns its
-/// address; `group` (gid, servers) owns every shard from configuration 1.
-pub fn start_stand_in_controller(group: Option<(u64, Vec<String>)>) -> String {
+/// A running stand-in controller.
+pub struct StandInController {
+    /// Its `host:port`.
+    pub address: String,
+    configs: Arc<Mutex<Vec<Config>>>,
+}
+
+impl StandInController {
+    /// Publishes the configuration after the latest: `shards[i]` is the
+    /// gid owning shard `i`; `groups` are every group's servers.
+    pub fn publish(&self, shards: &[u64], groups: &[(u64, Vec<String>)]) {
+        let mut configs = self.configs.lock().expect("not poisoned");
+        let num = ConfigNum(configs.len() as u64);
+        configs.push(Config {
+            num,
+            shards: shards.iter().map(|gid| GroupId(*gid)).collect(),
+            groups: groups
+                .iter()
+                .map(|(gid, servers)| (GroupId(*gid), servers.clone()))
+                .collect(),
+        });
+    }
+}
+
+/// Serves a stand-in controller holding configuration 0 only, on a free
+/// loopback port.
+pub fn serve_stand_in_controller() -> StandInController {
     let listener = TcpListener::bind("127.0.0.1:0").expect("free port");
     let address = listener.local_addr().expect("address").to_string();
     listener.set_nonblocking(true).expect("nonblocking");
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(
         tokio::net::TcpListener::from_std(listener).expect("tokio listener"),
     );
+    let configs = Arc::new(Mutex::new(vec![Config::initial(SHARDS)]));
+    let service = StandIn {
+        configs: Arc::clone(&configs),
+    };
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(ShardCtrlerServer::new(StandIn { group }))
+            .add_service(ShardCtrlerServer::new(service))
             .serve_with_incoming(incoming),
     );
-    address
+    StandInController { address, configs }
+}
+
+/// Serves a stand-in controller and returns its address; `group` (gid,
+/// servers) owns every shard from configuration 1.
+pub fn start_stand_in_controller(group: Option<(u64, Vec<String>)>) -> String {
+    let controller = serve_stand_in_controller();
+    if let Some((gid, servers)) = group {
+        controller.publish(&[gid; SHARDS as usize], &[(gid, servers)]);
+    }
+    controller.address
 }
