@@ -1,0 +1,268 @@
+//! `data-path-bench`: what the sharded data path costs over bare Raft
+//! (issue 17: with one group holding every shard, `kvbench` reaches at
+//! least 90 % of the put and get throughput it reaches against a
+//! `raft-node` group, at no higher p99).
+//!
+//! Each run starts two fresh clusters in turn, in alternating order (A B,
+//! B A, A B, ...): (A) three controller replicas and one `shardkv` group
+//! of three joined, so it holds every shard; (B) three controller replicas
+//! and one `raft-node` group of three joined as a group (the same public
+//! API over a bare Raft register map: no shard checks, no sessions, no
+//! at-most-once). Against each, the `kvbench` binary runs every workload
+//! at every client count and its JSON is kept; the table gives the medians
+//! of the runs, A's throughput as a fraction of B's, and whether A's p99
+//! is no higher than B's.
+//!
+//! Run: `cargo build --release -p shardctrler -p shardkv -p client -p
+//! raft-demo -p kv-bench` then `target/release/data-path-bench --runs 3`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use client::{CallOptions, Client};
+use kv_bench::cluster::{Cluster, Kind, bin_dir};
+use kv_bench::{median, probe};
+
+/// kvbench against a shardkv group and a raft-node group, alternating.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Runs of each side; the table gives their medians.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// Seconds each kvbench measurement runs.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Client counts, one kvbench measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    clients: Vec<u64>,
+    /// Workloads (kvbench `--workload`), one measurement each.
+    #[arg(long, value_delimiter = ',', default_value = "put,get")]
+    workloads: Vec<String>,
+    /// Distinct keys (kvbench `--keys`; get runs fill them first).
+    #[arg(long, default_value_t = 1000)]
+    keys: u64,
+    /// Value size in bytes (kvbench `--value-bytes`).
+    #[arg(long, default_value_t = 256)]
+    value_bytes: u64,
+    /// Shard count of the clusters.
+    #[arg(long, default_value_t = 64)]
+    shards: u32,
+    /// First port: controllers on the next three, the group 100 above,
+    /// HTTP 1000 above each; successive clusters move up by 2000 in turn
+    /// (three port sets), so a new cluster never waits on the last one's
+    /// sockets.
+    #[arg(long, default_value_t = 20000, value_parser = clap::value_parser!(u16).range(1024..=58000))]
+    base_port: u16,
+}
+
+/// The two sides measured.
+const SIDES: [Kind; 2] = [Kind::ShardKv, Kind::RaftNode];
+
+/// One kvbench measurement.
+#[derive(Clone, Debug)]
+struct Sample {
+    ops_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    /// CPU time the group's three replicas used per operation, in
+    /// microseconds (from `/proc`; steadier than throughput on a shared
+    /// machine).
+    server_cpu_us: f64,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(&args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("data-path-bench: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Returns the side's name in the output.
+fn side_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::ShardKv => "shardkv",
+        Kind::RaftNode => "raft-node",
+    }
+}
+
+async fn run(args: &Args) -> Result<()> {
+    let kvbench = bin_dir()?.join("kvbench");
+    if !kvbench.exists() {
+        bail!(
+            "{} not found next to the bench: build it first (cargo build --release -p client)",
+            kvbench.display()
+        );
+    }
+    // samples[side][(workload, clients)] = one Sample per run.
+    let cells: Vec<(String, u64)> = args
+        .workloads
+        .iter()
+        .flat_map(|w| args.clients.iter().map(move |&c| (w.clone(), c)))
+        .collect();
+    let mut samples: [Vec<Vec<Sample>>; 2] =
+        [vec![Vec::new(); cells.len()], vec![Vec::new(); cells.len()]];
+    let mut cluster_number = 0u16;
+    for run in 1..=args.runs {
+        let order: [usize; 2] = if run % 2 == 1 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let kind = SIDES[side];
+            let base_port = args.base_port + 2000 * (cluster_number % 3);
+            cluster_number += 1;
+            let cluster = start(kind, base_port, args.shards).await?;
+            for (cell, (workload, clients)) in cells.iter().enumerate() {
+                let sample = kvbench_once(&kvbench, &cluster, args, workload, *clients)?;
+                println!(
+                    "run {run} {:<9} {workload:<4} clients {clients:>3}: {:>8.0} ops/s  p50 {:>7.2} ms  \
+                     p99 {:>7.2} ms  errors {}  group CPU {:.0} us/op",
+                    side_name(kind),
+                    sample.ops_per_second,
+                    sample.p50_ms,
+                    sample.p99_ms,
+                    sample.errors,
+                    sample.server_cpu_us,
+                );
+                samples[side][cell].push(sample);
+            }
+        }
+    }
+    print_table(args, &cells, &samples);
+    Ok(())
+}
+
+/// Starts a cluster whose only group (gid 1) runs `kind`, joined, and
+/// waits until it serves.
+async fn start(kind: Kind, base_port: u16, shards: u32) -> Result<Cluster> {
+    let mut cluster = Cluster::start(base_port, shards).await?;
+    cluster.start_group(1, kind)?;
+    cluster.wait_group_ready(1).await?;
+    cluster.join(1).await?;
+    if kind == Kind::ShardKv {
+        cluster
+            .wait_until(
+                "the group to serve every shard",
+                Duration::from_secs(60),
+                |c| c.group_serves_all(1, shards),
+            )
+            .await?;
+    }
+    // One write and read through the client library: the group serves.
+    let client = Client::connect(&cluster.ctrler_addresses(), CallOptions::default())
+        .await
+        .context("client")?;
+    client.put(b"probe", b"ok").await.context("probe write")?;
+    let read = client.get(b"probe").await.context("probe read")?;
+    if read.as_deref() != Some(&b"ok"[..]) {
+        bail!("the probe write did not read back ({read:?})");
+    }
+    Ok(cluster)
+}
+
+/// Runs kvbench once against `cluster` and returns its figures.
+fn kvbench_once(
+    kvbench: &std::path::Path,
+    cluster: &Cluster,
+    args: &Args,
+    workload: &str,
+    clients: u64,
+) -> Result<Sample> {
+    let pids = cluster.group(1).pids();
+    let cpu = |pids: &[u32]| -> f64 { pids.iter().filter_map(|&p| probe::cpu_seconds(p)).sum() };
+    let cpu_before = cpu(&pids);
+    let output = Command::new(kvbench)
+        .env_remove("KV_CTRLER")
+        .args([
+            "--ctrler",
+            &cluster.ctrler_addresses().join(","),
+            "--workload",
+            workload,
+            "--clients",
+            &clients.to_string(),
+            "--duration",
+            &args.duration.to_string(),
+            "--keys",
+            &args.keys.to_string(),
+            "--value-bytes",
+            &args.value_bytes.to_string(),
+            "--json",
+        ])
+        .output()
+        .context("running kvbench")?;
+    // Includes the fill of a get run (the same for both sides), which is
+    // why it is divided by the operations measured only roughly: compare
+    // the two sides, not the absolute figure.
+    let cpu_used = cpu(&pids) - cpu_before;
+    if !output.status.success() {
+        bail!(
+            "kvbench {workload} with {clients} clients failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("kvbench's JSON")?;
+    let number = |name: &str| {
+        json[name]
+            .as_f64()
+            .with_context(|| format!("kvbench's JSON has no number `{name}`: {json}"))
+    };
+    let ops = number("ops")?;
+    Ok(Sample {
+        server_cpu_us: cpu_used * 1e6 / ops.max(1.0),
+        ops_per_second: number("ops_per_second")?,
+        p50_ms: number("p50_ms")?,
+        p99_ms: number("p99_ms")?,
+        errors: json["errors"].as_u64().unwrap_or(0),
+    })
+}
+
+/// Prints the medians per cell, the throughput ratio and the p99 check.
+fn print_table(args: &Args, cells: &[(String, u64)], samples: &[Vec<Vec<Sample>>; 2]) {
+    println!(
+        "\nmedians of {} runs, {} s each, {} B values, {} keys; A = shardkv group (every \
+         shard), B = raft-node group",
+        args.runs, args.duration, args.value_bytes, args.keys
+    );
+    println!(
+        "| workload | clients | A ops/s | A p99 ms | B ops/s | B p99 ms | A/B ops | A p99 <= B p99 \
+         | group CPU/op A | B |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut all_pass = true;
+    for (cell, (workload, clients)) in cells.iter().enumerate() {
+        let figure = |side: usize, f: fn(&Sample) -> f64| {
+            let values: Vec<f64> = samples[side][cell].iter().map(f).collect();
+            median(&values).unwrap_or(f64::NAN)
+        };
+        let (a_ops, a_p99) = (figure(0, |s| s.ops_per_second), figure(0, |s| s.p99_ms));
+        let (b_ops, b_p99) = (figure(1, |s| s.ops_per_second), figure(1, |s| s.p99_ms));
+        let (a_cpu, b_cpu) = (
+            figure(0, |s| s.server_cpu_us),
+            figure(1, |s| s.server_cpu_us),
+        );
+        let ratio = a_ops / b_ops;
+        let p99_ok = a_p99 <= b_p99;
+        all_pass &= ratio >= 0.9 && p99_ok;
+        println!(
+            "| {workload} | {clients} | {a_ops:.0} | {a_p99:.2} | {b_ops:.0} | {b_p99:.2} | \
+             {:.0} % | {} | {a_cpu:.0} us | {b_cpu:.0} us |",
+            ratio * 100.0,
+            if p99_ok { "yes" } else { "no" },
+        );
+    }
+    println!(
+        "target (A/B >= 90 % and A p99 <= B p99 in every row): {}",
+        if all_pass { "met" } else { "missed" }
+    );
+}

@@ -1,0 +1,40 @@
+//! Benches of the whole store run as processes on loopback (issue 17,
+//! "What must show"), and what they share:
+//!
+//! - [`cluster`]: a local cluster of release binaries (three `shardctrler`
+//!   replicas, groups of three `shardkv` or `raft-node` replicas) started
+//!   as child processes in a temporary directory, joined through the
+//!   controller, killed and removed when dropped.
+//! - [`probe`]: what the benches read from the processes: `/metrics`
+//!   samples, `/readyz`, peak RSS from `/proc`.
+//! - `src/bin/migration-bench.rs`: a shard set of 256 MiB and 1 GiB moved
+//!   between groups (time, MiB/s, peak RSS of both groups).
+//! - `src/bin/data-path-bench.rs`: `kvbench` against one `shardkv` group
+//!   and against one `raft-node` group joined as a group, alternating.
+//!
+//! Errors are `anyhow`: this crate is bench tooling, a failure ends the
+//! run with its cause.
+
+pub mod cluster;
+pub mod probe;
+
+/// Returns the median of `values` (the upper one of an even count), or
+/// `None` for none. NaNs sort last.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The median of an odd count is the middle value whatever the order.
+    #[test]
+    fn median_is_the_middle_value() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[5.0]), Some(5.0));
+        assert_eq!(median(&[]), None);
+    }
+}
