@@ -199,7 +199,7 @@ cat <<EOF
 Shard controller: 3 replicas at $ctrler
   metrics: curl -s http://$(http_address 1)/metrics | grep shardctrler_
 Replica groups: $groups of 3 replicas (group 1 at $(group_servers 1))
-  metrics: curl -s http://$(group_http 1 1)/metrics | grep raft_
+  metrics: curl -s http://$(group_http 1 1)/metrics | grep -E 'shardkv_|raft_'
 
 Try it (every flag is also an environment variable KV_<FLAG>):
   export KV_CTRLER=$ctrler
@@ -208,6 +208,7 @@ Try it (every flag is also an environment variable KV_<FLAG>):
   $bin/kvctl get greeting
   $bin/kvctl query             # which group owns each shard; \`query 1\` for history
   $bin/kvctl move 0 1          # give shard 0 to group 1: its data moves
+  $bin/kvctl status            # every replica: role, shards, moves under way
   $bin/kvctl config watch      # each new configuration as it commits
 
 Ctrl-C stops the cluster; running this command again resumes it.
