@@ -6,6 +6,7 @@
 mod error;
 mod handle;
 mod join;
+mod log_keep;
 mod metrics;
 mod snapshot_reads;
 mod state_machine;

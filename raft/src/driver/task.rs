@@ -30,6 +30,7 @@ use crate::core::{
 use crate::driver::error::ProposeError;
 use crate::driver::handle::{ProposalReply, RaftHandle, Request};
 use crate::driver::join::NodeJoinHandle;
+use crate::driver::log_keep::AppliedSizes;
 use crate::driver::metrics::{NodeMetrics, ProposalOutcome};
 use crate::driver::snapshot_reads::SnapshotReads;
 use crate::driver::state_machine::StateMachine;
@@ -68,6 +69,11 @@ pub struct NodeOptions {
     /// Entries kept below the applied index at compaction, so a follower
     /// a little behind catches up from the log rather than by snapshot.
     pub compact_keep_entries: u64,
+    /// At most this many bytes of entries are kept below the applied index
+    /// at compaction, however few entries that is: large entries (a shard
+    /// chunk of 1 MiB) are dropped soon after they apply instead of
+    /// reaching the log's files.
+    pub compact_keep_bytes: u64,
 }
 
 impl NodeOptions {
@@ -84,8 +90,9 @@ impl NodeOptions {
             proposal_bytes_in_flight_max: 64 << 20,
             request_timeout: Duration::from_secs(5),
             compact_interval_entries: 10_000,
-            compact_interval_bytes: 256 << 20,
+            compact_interval_bytes: 16 << 20,
             compact_keep_entries: 1_000,
+            compact_keep_bytes: 16 << 20,
         }
     }
 }
@@ -119,6 +126,9 @@ pub struct NodeTask<S: Storage + Send + 'static, M: StateMachine> {
     last_role: Role,
     /// Bytes of the entries applied since the last compaction.
     log_bytes_since_compaction: u64,
+    /// The sizes of the last applied entries: where compaction may cut
+    /// to keep `compact_keep_bytes`.
+    applied_sizes: AppliedSizes,
     /// The index of the last membership change applied (the applied index
     /// at start, not knowing better): compaction never goes below it, so
     /// the membership it records is the one in force at its index.
@@ -175,6 +185,7 @@ pub fn spawn_node<S: Storage + Send + 'static, M: StateMachine>(
         metrics,
         last_role: Role::Follower,
         log_bytes_since_compaction: 0,
+        applied_sizes: AppliedSizes::new(options.compact_keep_entries),
         last_conf_change,
         snapshot_reads,
         options,
@@ -418,6 +429,7 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
             );
             self.answer_proposals_replaced_by(meta.index);
             self.log_bytes_since_compaction = 0;
+            self.applied_sizes.clear();
             self.last_conf_change = meta.index;
             self.metrics.snapshot_received();
         }
@@ -526,6 +538,7 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
     fn apply(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
         let leader_hint = self.node.leader();
         self.log_bytes_since_compaction += entries.iter().map(Entry::size_bytes).sum::<u64>();
+        self.applied_sizes.applied(entries);
         for run in entries.split_inclusive(|entry| entry.kind == EntryKind::ConfChange) {
             let outputs = self.machine.apply_batch(run);
             assert_eq!(outputs.len(), run.len(), "one answer per entry");
@@ -609,6 +622,7 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
             return Ok(());
         }
         let index = LogIndex(applied.0.saturating_sub(self.options.compact_keep_entries))
+            .max(self.applied_sizes.boundary(self.options.compact_keep_bytes))
             .max(self.last_conf_change)
             .min(applied);
         if index <= prefix {
