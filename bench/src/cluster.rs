@@ -197,20 +197,8 @@ impl Cluster {
             let grpc = format!("127.0.0.1:{}", base_port + i);
             let http = format!("127.0.0.1:{}", base_port + 1000 + i);
             let data = cluster.dir.path().join(&name);
-            let args: Vec<String> = vec![
-                "--id".into(),
-                i.to_string(),
-                "--listen".into(),
-                grpc.clone(),
-                "--http".into(),
-                http.clone(),
-                "--peers".into(),
-                peers.clone(),
-                "--data-dir".into(),
-                data.display().to_string(),
-                "--shards".into(),
-                shards.to_string(),
-            ];
+            let mut args = server_args(i, &grpc, &http, &peers, &data);
+            args.extend(["--shards".into(), shards.to_string()]);
             let process = cluster.spawn("shardctrler", name, grpc, http, &args)?;
             cluster.ctrlers.push(process);
         }
@@ -276,18 +264,7 @@ impl Cluster {
             let grpc = format!("127.0.0.1:{port}");
             let http = format!("127.0.0.1:{}", port + 1000);
             let data = self.dir.path().join(&name);
-            let mut args: Vec<String> = vec![
-                "--id".into(),
-                r.to_string(),
-                "--listen".into(),
-                grpc.clone(),
-                "--http".into(),
-                http.clone(),
-                "--peers".into(),
-                peers.clone(),
-                "--data-dir".into(),
-                data.display().to_string(),
-            ];
+            let mut args = server_args(r, &grpc, &http, &peers, &data);
             match kind {
                 Kind::ShardKv => args.extend([
                     "--gid".into(),
@@ -466,4 +443,28 @@ fn peer_list(ports: &[u16]) -> String {
         .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Returns the shared server flags (`raft::server_flags`) of replica `id`
+/// serving gRPC on `grpc` and HTTP on `http`, with its group's `peers` and
+/// its data dir.
+fn server_args(
+    id: u16,
+    grpc: &str,
+    http: &str,
+    peers: &str,
+    data: &std::path::Path,
+) -> Vec<String> {
+    vec![
+        "--id".into(),
+        id.to_string(),
+        "--listen".into(),
+        grpc.into(),
+        "--http".into(),
+        http.into(),
+        "--peers".into(),
+        peers.into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ]
 }

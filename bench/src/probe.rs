@@ -12,7 +12,7 @@ use std::time::Duration;
 /// # Errors
 ///
 /// Any I/O error, or a response that is not HTTP.
-pub fn http_get(address: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+fn http_get(address: &str, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
     let socket = address
         .parse()
         .map_err(|_| std::io::Error::other(format!("`{address}` is not IP:PORT")))?;
@@ -122,22 +122,6 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let user: f64 = fields.next()?.parse().ok()?;
     let system: f64 = fields.next()?.parse().ok()?;
     Some((user + system) / USER_HZ)
-}
-
-/// Returns the bytes of the files under `dir`, recursively.
-pub fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| match entry.metadata() {
-                    Ok(meta) if meta.is_dir() => dir_bytes(&entry.path()),
-                    Ok(meta) => meta.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
