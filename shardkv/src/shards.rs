@@ -310,6 +310,15 @@ impl ShardTable {
         false
     }
 
+    /// Returns whether this holder's copy of `shard` for the move of
+    /// configuration `num` is gone: the table is past `num` (it could not
+    /// have left `num` while still `Sending` the shard, so the hand-over
+    /// applied, even if a later configuration gave the shard back), or at
+    /// `num` without the shard.
+    pub fn handed_over_since(&self, shard: ShardId, num: ConfigNum) -> bool {
+        self.config.num > num || (self.config.num == num && self.state(shard).is_none())
+    }
+
     /// Records that the previous holder of `shard` confirmed deleting its
     /// copy as of configuration `num`: `Cleaning` becomes `Serving`.
     /// Returns false (changing nothing) for a stale or repeated one.

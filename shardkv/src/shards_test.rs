@@ -360,3 +360,36 @@ fn play(seed: u64) {
         assert_eq!(copies, 1, "{shard} has {copies} copies");
     }
 }
+
+// Goal: a holder asked again for the deletion of a shard it handed over in
+// configuration N answers that the copy is gone once it is past N, even
+// when a later configuration gave it the shard back (`Pulling`); before
+// it reaches N, or while still `Sending` in N, the copy is not gone.
+// Regression: answering "not gone" whenever the holder held the shard
+// again kept the new owner `Cleaning` in N and the holder `Pulling` in
+// N + 1 forever.
+#[test]
+fn a_holder_past_the_move_has_handed_the_shard_over_even_if_it_got_it_back() {
+    let mut one = ShardTable::new(GroupId(1), SHARDS);
+    one.apply_config(&next(config(1, [1, 1, 2, 2]))).expect("1");
+    assert!(
+        !one.handed_over_since(ShardId(1), ConfigNum(2)),
+        "not at the move yet"
+    );
+    one.apply_config(&next(config(2, [1, 2, 2, 2]))).expect("2");
+    assert!(
+        !one.handed_over_since(ShardId(1), ConfigNum(2)),
+        "still Sending"
+    );
+    assert!(one.handed_over(ShardId(1), GroupId(2), ConfigNum(2)));
+    assert!(one.handed_over_since(ShardId(1), ConfigNum(2)));
+    one.apply_config(&next(config(3, [1, 1, 2, 2]))).expect("3");
+    assert_eq!(
+        one.state(ShardId(1)),
+        Some(ShardState::Pulling { from: GroupId(2) })
+    );
+    assert!(
+        one.handed_over_since(ShardId(1), ConfigNum(2)),
+        "past the move, holding the shard again"
+    );
+}

@@ -72,14 +72,11 @@ impl TransferService {
         }
     }
 
-    /// Returns whether the shard of move `num` is gone from here: the
-    /// table is past `num` (it could not have left `num` while still
-    /// `Sending` the shard, so the hand-over applied, even if a later
-    /// configuration gave the shard back), or at `num` without the shard.
+    /// Returns whether the shard of move `num` is gone from here
+    /// ([`crate::shards::ShardTable::handed_over_since`]).
     fn gone(&self, shard: ShardId, num: ConfigNum) -> Result<bool, Status> {
         let table = self.reader.table().map_err(storage)?;
-        let at = table.config().num;
-        Ok(at > num || (at == num && table.state(shard).is_none()))
+        Ok(table.handed_over_since(shard, num))
     }
 }
 
