@@ -6,8 +6,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["proto"])?;
+    // Maps as BTreeMap: a message encodes to the same bytes every time
+    // (the simulator digests and chunks encoded state).
     tonic_prost_build::configure()
         .bytes(".")
+        .btree_map(".")
         .compile_fds(descriptors)?;
     Ok(())
 }

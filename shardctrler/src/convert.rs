@@ -7,7 +7,7 @@
 //! that `ControllerState::apply` refuses it the same way on every replica and
 //! records the refusal in the client's session.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use proto::kv::v1 as pb;
 
@@ -52,7 +52,7 @@ pub fn move_request(request: pb::MoveRequest) -> Request {
 }
 
 /// Returns the groups of a Join in gid order.
-fn groups_from_proto(groups: HashMap<u64, pb::ServerList>) -> BTreeMap<GroupId, Vec<String>> {
+fn groups_from_proto(groups: BTreeMap<u64, pb::ServerList>) -> BTreeMap<GroupId, Vec<String>> {
     groups
         .into_iter()
         .map(|(gid, list)| (GroupId(gid), list.servers))

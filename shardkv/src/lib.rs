@@ -24,6 +24,8 @@
 //! - [`metrics`]: the `shardkv_*` metric names.
 //! - [`server`]: [`server::GroupReplica`], a running replica (store,
 //!   service, follower on the replica runtime).
+//! - `sim` (feature `sim`): the state machine as the deterministic
+//!   simulator replicates it.
 
 pub mod admin;
 pub mod codec;
@@ -37,5 +39,7 @@ pub mod ops;
 pub mod server;
 pub mod service;
 pub mod shards;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod store_rocks;
 pub mod transfer;

@@ -52,10 +52,56 @@ pub struct MemData {
 impl MemData {
     /// Returns the keys and values of `shard`, in key order.
     pub fn shard(&self, shard: ShardId) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        self.shard_from(shard, &[])
+    }
+
+    /// Returns the keys and values of `shard` from `start` on, in key
+    /// order.
+    pub fn shard_from(
+        &self,
+        shard: ShardId,
+        start: &[u8],
+    ) -> impl Iterator<Item = (&Bytes, &Bytes)> {
         self.entries
-            .range((shard, Bytes::new())..)
+            .range((shard, Bytes::copy_from_slice(start))..)
             .take_while(move |((s, _), _)| *s == shard)
             .map(|((_, key), value)| (key, value))
+    }
+}
+
+impl GroupMachine<MemData> {
+    /// Reads the chunk of `shard` at `cursor` for its new owner `to` in
+    /// move `num`, as the holder's transfer service does from RocksDB:
+    /// `None` unless [`ShardTable::sends`] the shard to `to` in `num`.
+    pub fn read_chunk(
+        &self,
+        to: GroupId,
+        shard: ShardId,
+        num: ConfigNum,
+        cursor: &[u8],
+        bytes_max: u64,
+    ) -> Option<ShardChunk> {
+        if !self.table.sends(shard, to, num) {
+            return None;
+        }
+        let records = self
+            .data
+            .shard_from(shard, cursor)
+            .map(|(key, value)| (key.clone(), value.clone()));
+        let (records, next_cursor, last) = cut_chunk(records, cursor, bytes_max);
+        Some(ShardChunk {
+            shard,
+            num,
+            cursor: Bytes::copy_from_slice(cursor),
+            next_cursor,
+            records,
+            sessions: if last {
+                self.sessions_of(shard)
+            } else {
+                Vec::new()
+            },
+            last,
+        })
     }
 }
 
@@ -83,6 +129,34 @@ impl ShardData for MemData {
             self.entries.remove(&key);
         }
     }
+}
+
+/// Cuts the chunk of a shard that starts at `cursor` from `records`, the
+/// shard's keys and values in key order from `cursor` on: at most
+/// `bytes_max` bytes of keys and values, but at least one record. Returns
+/// the records, the next chunk's cursor (just past the last key taken, or
+/// the first key left out) and whether nothing is left after it.
+pub fn cut_chunk(
+    records: impl Iterator<Item = (Bytes, Bytes)>,
+    cursor: &[u8],
+    bytes_max: u64,
+) -> (Vec<(Bytes, Bytes)>, Bytes, bool) {
+    let mut chunk = Vec::new();
+    let mut bytes = 0u64;
+    let mut next_cursor = Bytes::copy_from_slice(cursor);
+    for (key, value) in records {
+        let size = (key.len() + value.len()) as u64;
+        if !chunk.is_empty() && bytes + size > bytes_max {
+            return (chunk, key, false);
+        }
+        bytes += size;
+        let mut after = BytesMut::with_capacity(key.len() + 1);
+        after.extend_from_slice(&key);
+        after.extend_from_slice(&[0]);
+        next_cursor = after.freeze();
+        chunk.push((key, value));
+    }
+    (chunk, next_cursor, true)
 }
 
 /// One chunk of a shard pulled from its previous holder, as the new

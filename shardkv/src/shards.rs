@@ -310,6 +310,14 @@ impl ShardTable {
         false
     }
 
+    /// Returns whether this holder may send `shard` to `to` for the move
+    /// of configuration `num`: the shard is `Sending` to `to` and the table
+    /// is at `num`, so the shard is frozen and chunks read at different
+    /// times fit together.
+    pub fn sends(&self, shard: ShardId, to: GroupId, num: ConfigNum) -> bool {
+        self.state(shard) == Some(ShardState::Sending { to }) && self.config.num == num
+    }
+
     /// Returns whether this holder's copy of `shard` for the move of
     /// configuration `num` is gone: the table is past `num` (it could not
     /// have left `num` while still `Sending` the shard, so the hand-over

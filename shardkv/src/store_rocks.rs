@@ -35,7 +35,9 @@ use raft::storage::{CF_DATA, CF_META};
 use rocksdb::{DB, WriteBatch};
 
 use crate::codec::{session_from_proto, session_to_proto};
-use crate::machine::{Applied, Changes, GroupCommand, GroupMachine, ShardChunk, ShardData};
+use crate::machine::{
+    Applied, Changes, GroupCommand, GroupMachine, ShardChunk, ShardData, cut_chunk,
+};
 use crate::metrics;
 use crate::ops::WriteReply;
 use crate::shards::{NotServed, ShardState, ShardTable};
@@ -256,8 +258,7 @@ impl GroupReader {
             return Ok(None);
         }
         let table = self.decode(view.get_cf(meta, TABLE_KEY).map_err(io)?)?;
-        let sending = table.state(shard) == Some(ShardState::Sending { to });
-        if !sending || table.config().num != num {
+        if !table.sends(shard, to, num) {
             return Ok(None);
         }
         let prefix = shard.0.to_be_bytes();
@@ -265,29 +266,17 @@ impl GroupReader {
         options.set_snapshot(&view);
         let mut records = self.db.raw_iterator_cf_opt(data, options);
         records.seek(data_key(shard, cursor));
-        let mut chunk = Vec::new();
-        let mut bytes = 0u64;
-        let mut next_cursor = Bytes::copy_from_slice(cursor);
-        let mut last = true;
-        while let (Some(key), Some(value)) = (records.key(), records.value()) {
-            let Some(user_key) = key.strip_prefix(&prefix[..]) else {
-                break;
-            };
-            if !chunk.is_empty() && bytes + (user_key.len() + value.len()) as u64 > bytes_max {
-                last = false;
-                next_cursor = Bytes::copy_from_slice(user_key);
-                break;
-            }
-            bytes += (user_key.len() + value.len()) as u64;
-            chunk.push((
+        let shard_records = std::iter::from_fn(|| {
+            let (key, value) = (records.key()?, records.value()?);
+            let user_key = key.strip_prefix(&prefix[..])?;
+            let record = (
                 Bytes::copy_from_slice(user_key),
                 Bytes::copy_from_slice(value),
-            ));
-            let mut after = user_key.to_vec();
-            after.push(0);
-            next_cursor = Bytes::from(after);
+            );
             records.next();
-        }
+            Some(record)
+        });
+        let (chunk, next_cursor, last) = cut_chunk(shard_records, cursor, bytes_max);
         records.status().map_err(io)?;
         let sessions = if last {
             self.read_sessions(&view, shard)?
@@ -498,7 +487,9 @@ pub fn state_record(shard: ShardId, state: ShardState) -> pb::ShardStateRecord {
     }
 }
 
-fn table_record(machine: &GroupMachine<RocksData>) -> Vec<u8> {
+/// Encodes the table record of `machine`: its shard table and install
+/// positions (the `group/table` key of `meta`).
+pub fn table_record<D: ShardData>(machine: &GroupMachine<D>) -> Vec<u8> {
     let table = machine.table();
     let states = table
         .states()

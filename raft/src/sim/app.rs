@@ -34,14 +34,17 @@ use crate::core::{LogIndex, RestorePoint, SnapshotChunk, Term};
 /// A pure, deterministic application the simulator replicates: every
 /// replica that applies the same payloads in the same order holds an equal
 /// state, and its state is its snapshot (read in chunks by cursor, written
-/// back chunk by chunk).
-pub trait SimMachine: Clone + Debug + Default + PartialEq + 'static {
+/// back chunk by chunk). A cluster starts every node from one blank
+/// machine it is given (`M::default()` when there is one), so a machine
+/// may carry identity the log does not, such as its group's id.
+pub trait SimMachine: Clone + Debug + PartialEq + 'static {
     /// Applies one committed entry's payload; a payload the application
     /// does not know (a new leader's empty entry, a membership change)
     /// changes nothing.
     fn apply(&mut self, index: LogIndex, data: &[u8]);
 
-    /// Drops the whole state: a restore begins.
+    /// Drops the whole state (keeping the identity the machine was made
+    /// with): a restore begins.
     fn clear(&mut self);
 
     /// Writes one chunk of a restore (already checked to continue the
@@ -187,7 +190,7 @@ impl<M: SimMachine> AppState<M> {
 }
 
 /// The live and the durable state of one node's application.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AppStore<M> {
     /// The state the node serves and applies to.
     live: AppState<M>,
@@ -197,7 +200,23 @@ pub struct AppStore<M> {
     unsynced: Vec<AppWrite>,
 }
 
+impl<M: SimMachine + Default> Default for AppStore<M> {
+    fn default() -> AppStore<M> {
+        AppStore::new(M::default())
+    }
+}
+
 impl<M: SimMachine> AppStore<M> {
+    /// Returns a fresh application holding `blank`, nothing applied.
+    pub fn new(blank: M) -> AppStore<M> {
+        let state = AppState::at(blank, LogIndex(0));
+        AppStore {
+            live: state.clone(),
+            durable: state,
+            unsynced: Vec::new(),
+        }
+    }
+
     /// Returns the live state.
     pub fn state(&self) -> &AppState<M> {
         &self.live
@@ -208,10 +227,9 @@ impl<M: SimMachine> AppStore<M> {
         &self.durable
     }
 
-    /// Gives a fresh application the bootstrap state: the machine's
-    /// initial state at `index` (the bootstrap prefix, which carries no
-    /// application data), durably, as the servers write it when they
-    /// bootstrap.
+    /// Gives a fresh application the bootstrap state: its blank machine at
+    /// `index` (the bootstrap prefix, which carries no application data),
+    /// durably, as the servers write it when they bootstrap.
     pub fn bootstrap(&mut self, index: LogIndex) {
         assert!(
             self.live.applied == LogIndex(0)
@@ -219,7 +237,7 @@ impl<M: SimMachine> AppStore<M> {
                 && self.unsynced.is_empty(),
             "only a fresh application bootstraps"
         );
-        self.live = AppState::at(M::default(), index);
+        self.live.applied = index;
         self.durable = self.live.clone();
     }
 

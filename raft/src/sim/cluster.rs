@@ -293,17 +293,33 @@ pub struct Cluster<M: SimMachine = KvState> {
     rng: SmallRng,
     seed: u64,
     trace: DefaultHasher,
+    /// The machine every node's application starts from.
+    blank: M,
+}
+
+impl<M: SimMachine + Default> Cluster<M> {
+    /// Returns a cluster of `config.voters` fresh voters driven by `seed`,
+    /// each starting from `M::default()`.
+    pub fn new(config: ClusterConfig, faults: NetworkFaults, seed: u64) -> Cluster<M> {
+        Cluster::with_machine(config, faults, seed, M::default())
+    }
 }
 
 impl<M: SimMachine> Cluster<M> {
-    /// Returns a cluster of `config.voters` fresh voters driven by `seed`.
-    pub fn new(config: ClusterConfig, faults: NetworkFaults, seed: u64) -> Cluster<M> {
+    /// Returns a cluster of `config.voters` fresh voters driven by `seed`,
+    /// each node's application starting from `blank`.
+    pub fn with_machine(
+        config: ClusterConfig,
+        faults: NetworkFaults,
+        seed: u64,
+        blank: M,
+    ) -> Cluster<M> {
         let membership = Membership::with_voters((1..=config.voters).map(NodeId));
         let mut cluster = Cluster {
             nodes: BTreeMap::new(),
             network: Network::new(faults),
             now: 0,
-            invariants: Invariants::new::<M>(),
+            invariants: Invariants::new(blank.clone()),
             snapshot_stats: SnapshotStats::default(),
             events: Vec::new(),
             removals: BTreeMap::new(),
@@ -313,6 +329,7 @@ impl<M: SimMachine> Cluster<M> {
             seed,
             trace: DefaultHasher::new(),
             config,
+            blank,
         };
         for id in 1..=cluster.config.voters {
             cluster.add_node(NodeId(id), MemStorage::new(membership.clone()));
@@ -328,7 +345,7 @@ impl<M: SimMachine> Cluster<M> {
             SimNode {
                 node: None,
                 disk: Some(storage),
-                app: AppStore::default(),
+                app: AppStore::new(self.blank.clone()),
                 snapshot_reads: SnapshotReads::default(),
                 last_conf_change: LogIndex(0),
                 incarnation: 0,

@@ -404,7 +404,7 @@ pub fn run_seed_with(seed: u64, profile: SwarmProfile) -> Result<SeedReport, Fai
 /// Runs one seed of application `M` with `clients`: the safety phase
 /// (faults on, invariants checked after every step), the liveness phase
 /// (faults healed), then the clients' check. A failure names `replay`.
-pub fn run_seed_of<M: SimMachine, C: SwarmClients<M>>(
+pub fn run_seed_of<M: SimMachine + Default, C: SwarmClients<M>>(
     seed: u64,
     profile: SwarmProfile,
     mut clients: C,

@@ -116,6 +116,11 @@ impl AdminClients {
         }
     }
 
+    /// Returns whether no admin has a request pending.
+    pub fn idle(&self) -> bool {
+        self.admins.iter().all(|admin| admin.pending.is_none())
+    }
+
     fn on_event(&mut self, event: NodeEvent) {
         let NodeEvent::Applied { node, entry } = event else {
             return;

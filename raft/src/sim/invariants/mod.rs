@@ -136,9 +136,9 @@ impl<M: SimMachine> ReferenceMachine for M {
 
 impl Invariants {
     /// Returns the checkers of a group replicating `M`, whose reference
-    /// state starts empty at the bootstrap prefix.
-    pub fn new<M: SimMachine>() -> Invariants {
-        let reference = M::default();
+    /// state starts as `reference` (the blank machine) at the bootstrap
+    /// prefix.
+    pub fn new<M: SimMachine>(reference: M) -> Invariants {
         let empty = reference.digest();
         Invariants {
             leaders_by_term: BTreeMap::new(),

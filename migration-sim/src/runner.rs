@@ -1,0 +1,114 @@
+//! Runs a range of seeds on worker threads: each failure prints its replay
+//! line as soon as it fails, and a summary gives seeds per second and what
+//! the passing seeds covered.
+//!
+//! Invariant: every seed of the range runs exactly once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::{SeedReport, run_seed};
+
+/// What the seeds of a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Failing seeds.
+    pub failures: u64,
+    /// Client operations checked (passing seeds).
+    pub operations: u64,
+    /// Admin requests answered (passing seeds).
+    pub admin_requests: u64,
+    /// Configurations made (passing seeds).
+    pub configs: u64,
+    /// Shards installed whole (passing seeds).
+    pub installs: u64,
+    /// Passing seeds whose history search ran out of budget.
+    pub inconclusive: u64,
+}
+
+impl Totals {
+    fn add(&mut self, report: &SeedReport) {
+        self.operations += report.operations as u64;
+        self.admin_requests += report.admin_requests as u64;
+        self.configs += report.configs;
+        self.installs += report.installs;
+        self.inconclusive += u64::from(report.inconclusive);
+    }
+
+    fn merge(&mut self, other: Totals) {
+        self.seeds += other.seeds;
+        self.failures += other.failures;
+        self.operations += other.operations;
+        self.admin_requests += other.admin_requests;
+        self.configs += other.configs;
+        self.installs += other.installs;
+        self.inconclusive += other.inconclusive;
+    }
+}
+
+/// Runs seeds `start..start + count` on `threads` threads, printing each
+/// failure's replay line and a summary; returns the totals.
+pub fn run_seeds(start: u64, count: u64, threads: usize) -> Totals {
+    let next = Arc::new(AtomicU64::new(start));
+    let end = start.saturating_add(count);
+    let began = Instant::now();
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let next = Arc::clone(&next);
+            std::thread::spawn(move || {
+                let mut totals = Totals::default();
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= end {
+                        return totals;
+                    }
+                    totals.seeds += 1;
+                    match run_seed(seed) {
+                        Ok(report) => totals.add(&report),
+                        Err(failure) => {
+                            println!("{failure}");
+                            totals.failures += 1;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut totals = Totals::default();
+    for worker in workers {
+        totals.merge(worker.join().expect("a simulation worker panicked"));
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    println!(
+        "seeds {start}..{end}: {} run, {} failed; passing seeds: {} client operations checked \
+         ({} seeds with an inconclusive history search), {} admin requests, {} configurations, \
+         {} shards installed; {seconds:.1} s, {:.2} seeds/s on {threads} threads",
+        totals.seeds,
+        totals.failures,
+        totals.operations,
+        totals.inconclusive,
+        totals.admin_requests,
+        totals.configs,
+        totals.installs,
+        totals.seeds as f64 / seconds
+    );
+    totals
+}
+
+/// Runs seeds `range` on this thread and panics listing every failing
+/// seed's replay line (the seed-range tests).
+pub fn assert_seeds_pass(range: std::ops::Range<u64>) {
+    let failures: Vec<String> = range
+        .filter_map(|seed| run_seed(seed).err())
+        .map(|failure| failure.to_string())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
