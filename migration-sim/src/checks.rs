@@ -63,13 +63,20 @@ impl StepChecks {
             if servers.len() > 1 {
                 return Err(violation(
                     "one server per shard",
-                    format!("shard {shard} is served by groups {servers:?}: {}", describe(committed, shard)),
+                    format!(
+                        "shard {shard} is served by groups {servers:?}: {}",
+                        describe(committed, shard)
+                    ),
                 ));
             }
             let held = committed.values().any(|group| {
                 matches!(
                     group.machine().table().state(shard),
-                    Some(ShardState::Serving | ShardState::Sending { .. } | ShardState::Cleaning { .. })
+                    Some(
+                        ShardState::Serving
+                            | ShardState::Sending { .. }
+                            | ShardState::Cleaning { .. }
+                    )
                 )
             });
             if held {
@@ -77,7 +84,10 @@ impl StepChecks {
             } else if self.held_ever.contains(&shard) {
                 return Err(violation(
                     "no shard lost",
-                    format!("no group holds the data of shard {shard}: {}", describe(committed, shard)),
+                    format!(
+                        "no group holds the data of shard {shard}: {}",
+                        describe(committed, shard)
+                    ),
                 ));
             }
             if let Some(server) = servers.first() {
@@ -178,7 +188,9 @@ pub fn converged(committed: &BTreeMap<GroupId, Committed>, latest: &Config) -> O
             let state = table.state(shard);
             let expected = match (owner == *gid, owner.is_unassigned()) {
                 (true, _) => state == Some(ShardState::Serving),
-                (false, true) => matches!(state, None | Some(ShardState::Sending { to: GroupId(0) })),
+                (false, true) => {
+                    matches!(state, None | Some(ShardState::Sending { to: GroupId(0) }))
+                }
                 (false, false) => state.is_none(),
             };
             if !expected {

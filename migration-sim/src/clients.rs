@@ -62,8 +62,14 @@ pub fn shard_of(key: &[u8]) -> ShardId {
 
 #[derive(Clone, Debug)]
 enum Waiting {
-    Write { index: LogIndex, term: Term },
-    Read { context: u64, index: Option<LogIndex> },
+    Write {
+        index: LogIndex,
+        term: Term,
+    },
+    Read {
+        context: u64,
+        index: Option<LogIndex>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -187,7 +193,12 @@ impl KvClients {
     }
 
     /// Takes the events of group `gid`'s replicas.
-    pub fn on_events(&mut self, gid: GroupId, cluster: &Cluster<GroupSimMachine>, events: &[NodeEvent]) {
+    pub fn on_events(
+        &mut self,
+        gid: GroupId,
+        cluster: &Cluster<GroupSimMachine>,
+        events: &[NodeEvent],
+    ) {
         for event in events {
             match event {
                 NodeEvent::Applied { node, entry } => {
@@ -287,7 +298,11 @@ impl KvClients {
         if client.query.is_some_and(|(pending, _)| pending == call) {
             client.query = None;
         }
-        if client.config.as_ref().is_none_or(|known| known.num < config.num) {
+        if client
+            .config
+            .as_ref()
+            .is_none_or(|known| known.num < config.num)
+        {
             client.config = Some(config);
         }
     }
@@ -295,10 +310,19 @@ impl KvClients {
     /// Lets each client go on: answers confirmed reads, drops attempts
     /// that timed out or whose replica went down, starts new operations
     /// with probability `rate`, and makes the next attempt of each one.
-    pub fn drive(&mut self, groups: &mut Groups, mailbox: &mut Mailbox, rng: &mut SmallRng, now: u64, rate: f64) {
+    pub fn drive(
+        &mut self,
+        groups: &mut Groups,
+        mailbox: &mut Mailbox,
+        rng: &mut SmallRng,
+        now: u64,
+        rate: f64,
+    ) {
         for slot in 0..self.clients.len() {
             self.check_attempt(slot, groups, now);
-            if self.clients[slot].op.is_none() && rng.random_bool(self.late_duplicate_rate * rate.min(1.0)) {
+            if self.clients[slot].op.is_none()
+                && rng.random_bool(self.late_duplicate_rate * rate.min(1.0))
+            {
                 self.send_late_duplicate(slot, groups, rng, now);
             }
             if self.clients[slot].op.is_none() && rng.random_bool(rate) {
@@ -400,12 +424,15 @@ impl KvClients {
     /// Makes the next attempt of the operation of `slot`, if it waits for
     /// none: asks the controller first if the configuration is unknown or
     /// does not place the key's shard.
-    fn attempt(&mut self, slot: usize, groups: &mut Groups, mailbox: &mut Mailbox, rng: &mut SmallRng, now: u64) {
+    fn attempt(
+        &mut self,
+        slot: usize,
+        groups: &mut Groups,
+        mailbox: &mut Mailbox,
+        rng: &mut SmallRng,
+        now: u64,
+    ) {
         let client = &mut self.clients[slot];
-        if client.query.is_some_and(|(_, deadline)| deadline <= now) {
-            client.query = None;
-            client.ctrler_target = client.ctrler_target % self.ctrler_voters + 1;
-        }
         let Some(op) = &client.op else {
             return;
         };
@@ -419,22 +446,7 @@ impl KvClients {
             .and_then(|config| config.owner(shard))
             .filter(|gid| groups.contains_key(gid));
         let Some(gid) = owner else {
-            if client.query.is_none() {
-                self.next_call += 1;
-                client.query = Some((self.next_call, now + QUERY_TICKS));
-                let envelope = Envelope {
-                    from: Endpoint::Client(slot),
-                    to: Endpoint::Ctrler(NodeId(client.ctrler_target)),
-                    payload: Payload::Query {
-                        call: self.next_call,
-                        num: -1,
-                    },
-                };
-                mailbox.send(envelope, now, rng);
-                if let Some(op) = &mut client.op {
-                    op.retry_at = now + NOT_READY_TICKS;
-                }
-            }
+            self.ask_config(slot, mailbox, rng, now);
             return;
         };
         let node = NodeId(*client.targets.entry(gid).or_insert(1));
@@ -478,27 +490,73 @@ impl KvClients {
                     waiting,
                 });
             }
-            Err(error) => {
-                let hint = match error {
-                    raft::core::Error::NotLeader { leader_hint } => leader_hint,
-                    _ => None,
-                };
-                let next = hint.map_or(node.0 % self.group_voters + 1, |hint| hint.0);
-                client.targets.insert(gid, next);
+            Err(raft::core::Error::NotLeader {
+                leader_hint: Some(hint),
+            }) => {
+                client.targets.insert(gid, hint.0);
             }
+            Err(_) => {
+                client.targets.insert(gid, node.0 % self.group_voters + 1);
+            }
+        }
+    }
+
+    /// Asks the controller for the latest configuration for the client in
+    /// `slot`, unless a query is in flight, and retries a little later.
+    fn ask_config(&mut self, slot: usize, mailbox: &mut Mailbox, rng: &mut SmallRng, now: u64) {
+        let client = &mut self.clients[slot];
+        if client.query.is_some_and(|(_, deadline)| deadline <= now) {
+            client.query = None;
+            client.ctrler_target = client.ctrler_target % self.ctrler_voters + 1;
+        }
+        if client.query.is_some() {
+            return;
+        }
+        self.next_call += 1;
+        client.query = Some((self.next_call, now + QUERY_TICKS));
+        let envelope = Envelope {
+            from: Endpoint::Client(slot),
+            to: Endpoint::Ctrler(NodeId(client.ctrler_target)),
+            payload: Payload::Query {
+                call: self.next_call,
+                num: -1,
+            },
+        };
+        mailbox.send(envelope, now, rng);
+        if let Some(op) = &mut client.op {
+            op.retry_at = now + NOT_READY_TICKS;
         }
     }
 
     /// Sends one of the answered appends of `slot` again to a random
     /// replica of a random group, and forgets it.
-    fn send_late_duplicate(&mut self, slot: usize, groups: &mut Groups, rng: &mut SmallRng, now: u64) {
+    fn send_late_duplicate(
+        &mut self,
+        slot: usize,
+        groups: &mut Groups,
+        rng: &mut SmallRng,
+        now: u64,
+    ) {
         let client = &mut self.clients[slot];
         if client.answered.is_empty() {
             return;
         }
-        let (seq, write) = client.answered.remove(rng.random_range(0..client.answered.len()));
+        let (seq, write) = client
+            .answered
+            .remove(rng.random_range(0..client.answered.len()));
+        // Mostly to the shard's owner as the client knows it (where a
+        // session that did not travel would let it apply again), else to
+        // any group.
         let gids: Vec<GroupId> = groups.keys().copied().collect();
-        let gid = gids[rng.random_range(0..gids.len())];
+        let owner = client
+            .config
+            .as_ref()
+            .and_then(|config| config.owner(shard_of(write.key())))
+            .filter(|gid| groups.contains_key(gid));
+        let gid = match owner {
+            Some(owner) if rng.random_bool(0.8) => owner,
+            _ => gids[rng.random_range(0..gids.len())],
+        };
         let node = NodeId(rng.random_range(1..=self.group_voters));
         let command = GroupCommand::Write {
             client_id: client.client_id,
@@ -506,7 +564,10 @@ impl KvClients {
             timestamp_ms: now * TICK_MS,
             write,
         };
-        if let Some(core) = groups.get_mut(&gid).and_then(|cluster| cluster.core_mut(node)) {
+        if let Some(core) = groups
+            .get_mut(&gid)
+            .and_then(|cluster| cluster.core_mut(node))
+        {
             let _ = core.propose(Bytes::from(command.encode()));
         }
     }

@@ -161,8 +161,7 @@ impl Mailbox {
         for _ in 0..copies {
             let due = now + 1 + rng.random_range(0..=self.faults.delay_ticks_max);
             self.next_id += 1;
-            self.in_flight
-                .insert((due, self.next_id), envelope.clone());
+            self.in_flight.insert((due, self.next_id), envelope.clone());
         }
     }
 

@@ -4,9 +4,9 @@
 //!
 //! Invariant: the profile is a function of the seed alone.
 
+use raft::sim::network::NetworkFaults;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use raft::sim::network::NetworkFaults;
 
 /// What one seed runs with.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,13 +79,21 @@ impl MigrationProfile {
             group_voters: [1, 3, 3, 3, 5][rng.random_range(0..5)],
             ctrler_voters: [1, 3, 3][rng.random_range(0..3)],
             raft_faults: NetworkFaults {
-                loss: if lossy { rng.random_range(0.0..0.2) } else { 0.0 },
+                loss: if lossy {
+                    rng.random_range(0.0..0.2)
+                } else {
+                    0.0
+                },
                 duplicate: rng.random_range(0.0..0.3),
                 delay_ticks_max: rng.random_range(0..=4),
                 corrupt: 0.0,
                 snapshot_break: 0.0,
             },
-            call_loss: if lossy { rng.random_range(0.0..0.3) } else { 0.0 },
+            call_loss: if lossy {
+                rng.random_range(0.0..0.3)
+            } else {
+                0.0
+            },
             call_duplicate: rng.random_range(0.0..0.3),
             call_delay_ticks_max: rng.random_range(0..=8),
             partition_rate: pick(&mut rng, 0.5, 0.0..0.01),

@@ -31,7 +31,7 @@ use shardctrler::sim::CtrlerMachine;
 use shardkv::follower::{MoveTask, NotYet, move_tasks, plan_next};
 use shardkv::machine::GroupCommand;
 use shardkv::mover::PULLS_AT_ONCE;
-use shardkv::shards::ShardState;
+use shardkv::shards::{ShardState, ShardTable};
 use shardkv::sim::GroupSimMachine;
 
 use crate::mailbox::{Answer, Endpoint, Envelope, Mailbox, Payload};
@@ -117,7 +117,13 @@ impl Shell {
         Endpoint::Group(self.gid, self.id)
     }
 
-    fn call(&mut self, call: Call, to: Endpoint, payload: impl FnOnce(u64) -> Payload, io: &mut Io) {
+    fn call(
+        &mut self,
+        call: Call,
+        to: Endpoint,
+        payload: impl FnOnce(u64) -> Payload,
+        io: &mut Io,
+    ) {
         self.next_call += 1;
         let id = self.next_call;
         self.calls.insert(id, (call, io.now + DEADLINE_TICKS));
@@ -147,7 +153,6 @@ impl Shell {
         transfer_bytes_max: u64,
         io: &mut Io,
     ) {
-        let (group_voters, ctrler_voters) = voters;
         if !io.now.is_multiple_of(ACT_TICKS) || !leads(cluster, self.id) {
             return;
         }
@@ -157,7 +162,122 @@ impl Shell {
         }
         let machine = state.machine.machine();
         let (table, installing) = (machine.table().clone(), machine.installing().clone());
-        let now = io.now;
+        self.expire(&table, &installing, voters, io.now);
+        self.drive_moves(&table, &installing, transfer_bytes_max, io);
+        self.follow_controller(cluster, &table, io);
+    }
+
+    /// Sends the calls the table's moves wait on: a chunk fetch for each
+    /// shard being pulled (up to `PULLS_AT_ONCE` at a time), a delete for
+    /// each shard being cleaned, none twice at once.
+    fn drive_moves(
+        &mut self,
+        table: &ShardTable,
+        installing: &BTreeMap<ShardId, Bytes>,
+        transfer_bytes_max: u64,
+        io: &mut Io,
+    ) {
+        let mut pulls = self
+            .calls
+            .values()
+            .filter(|(call, _)| matches!(call, Call::Fetch { .. }))
+            .count()
+            + self
+                .steps
+                .keys()
+                .filter(|step| matches!(step, Step::Install { .. }))
+                .count();
+        for task in move_tasks(table) {
+            match task {
+                MoveTask::Pull { shard, from, num } => {
+                    let Some(cursor) = installing.get(&shard).cloned() else {
+                        continue;
+                    };
+                    let busy = self.calls.values().any(
+                        |(call, _)| matches!(call, Call::Fetch { shard: s, .. } if *s == shard),
+                    ) || self.steps.contains_key(&Step::Install {
+                        shard,
+                        cursor: cursor.clone(),
+                    });
+                    if busy || pulls >= PULLS_AT_ONCE {
+                        continue;
+                    }
+                    pulls += 1;
+                    self.fetch(shard, from, num, cursor, transfer_bytes_max, io);
+                }
+                MoveTask::Clean { shard, from, num } => {
+                    let busy = self.calls.values().any(
+                        |(call, _)| matches!(call, Call::Delete { shard: s, .. } if *s == shard),
+                    ) || self.steps.contains_key(&Step::Cleaned { shard, num });
+                    if busy {
+                        continue;
+                    }
+                    self.ask_delete(shard, from, num, io);
+                }
+            }
+        }
+    }
+
+    /// Asks replica the shell targets in `holder` for the chunk of `shard`
+    /// at `cursor` (move `num`).
+    fn fetch(
+        &mut self,
+        shard: ShardId,
+        holder: GroupId,
+        num: ConfigNum,
+        cursor: Bytes,
+        bytes_max: u64,
+        io: &mut Io,
+    ) {
+        let (gid, node) = (self.gid, self.holder_target(holder));
+        let call = Call::Fetch {
+            shard,
+            holder,
+            node,
+        };
+        let to = Endpoint::Group(holder, NodeId(node));
+        let payload = |call| Payload::Fetch {
+            call,
+            to: gid,
+            shard,
+            num,
+            cursor,
+            bytes_max,
+        };
+        self.call(call, to, payload, io);
+    }
+
+    /// Asks the replica the shell targets in `holder` to delete `shard`
+    /// (move `num`).
+    fn ask_delete(&mut self, shard: ShardId, holder: GroupId, num: ConfigNum, io: &mut Io) {
+        let (gid, node) = (self.gid, self.holder_target(holder));
+        let call = Call::Delete {
+            shard,
+            num,
+            holder,
+            node,
+        };
+        let to = Endpoint::Group(holder, NodeId(node));
+        let payload = |call| Payload::Delete {
+            call,
+            to: gid,
+            shard,
+            num,
+        };
+        self.call(call, to, payload, io);
+    }
+
+    /// Drops the calls past their deadline (asking another replica next
+    /// time) and the proposals whose effect shows in the state or whose
+    /// deadline passed.
+    fn expire(
+        &mut self,
+        table: &ShardTable,
+        installing: &BTreeMap<ShardId, Bytes>,
+        voters: (u64, u64),
+        now: u64,
+    ) {
+        let (group_voters, ctrler_voters) = voters;
         let expired: Vec<Call> = self
             .calls
             .values()
@@ -184,83 +304,6 @@ impl Shell {
                     Step::Config { num } => table.config().num < *num,
                 }
         });
-        let mut pulls = self
-            .calls
-            .values()
-            .filter(|(call, _)| matches!(call, Call::Fetch { .. }))
-            .count()
-            + self
-                .steps
-                .keys()
-                .filter(|step| matches!(step, Step::Install { .. }))
-                .count();
-        for task in move_tasks(&table) {
-            match task {
-                MoveTask::Pull { shard, from, num } => {
-                    let Some(cursor) = installing.get(&shard).cloned() else {
-                        continue;
-                    };
-                    let busy = self.calls.values().any(
-                        |(call, _)| matches!(call, Call::Fetch { shard: s, .. } if *s == shard),
-                    ) || self.steps.contains_key(&Step::Install {
-                        shard,
-                        cursor: cursor.clone(),
-                    });
-                    if busy || pulls >= PULLS_AT_ONCE {
-                        continue;
-                    }
-                    pulls += 1;
-                    let node = self.holder_target(from);
-                    let to = Endpoint::Group(from, NodeId(node));
-                    let gid = self.gid;
-                    self.call(
-                        Call::Fetch {
-                            shard,
-                            holder: from,
-                            node,
-                        },
-                        to,
-                        |call| Payload::Fetch {
-                            call,
-                            to: gid,
-                            shard,
-                            num,
-                            cursor,
-                            bytes_max: transfer_bytes_max,
-                        },
-                        io,
-                    );
-                }
-                MoveTask::Clean { shard, from, num } => {
-                    let busy = self.calls.values().any(
-                        |(call, _)| matches!(call, Call::Delete { shard: s, .. } if *s == shard),
-                    ) || self.steps.contains_key(&Step::Cleaned { shard, num });
-                    if busy {
-                        continue;
-                    }
-                    let node = self.holder_target(from);
-                    let to = Endpoint::Group(from, NodeId(node));
-                    let gid = self.gid;
-                    self.call(
-                        Call::Delete {
-                            shard,
-                            num,
-                            holder: from,
-                            node,
-                        },
-                        to,
-                        |call| Payload::Delete {
-                            call,
-                            to: gid,
-                            shard,
-                            num,
-                        },
-                        io,
-                    );
-                }
-            }
-        }
-        self.follow_controller(cluster, &table, io);
     }
 
     fn holder_target(&self, holder: GroupId) -> u64 {
@@ -272,7 +315,7 @@ impl Shell {
     fn follow_controller(
         &mut self,
         cluster: &mut Cluster<GroupSimMachine>,
-        table: &shardkv::shards::ShardTable,
+        table: &ShardTable,
         io: &mut Io,
     ) {
         if !table.settled() {
@@ -351,8 +394,12 @@ impl Shell {
                     }
                 }
             },
-            (Call::Delete { shard, num, holder, .. }, Payload::Deleted { answer, .. }) => match answer
-            {
+            (
+                Call::Delete {
+                    shard, num, holder, ..
+                },
+                Payload::Deleted { answer, .. },
+            ) => match answer {
                 Answer::NotLeader(hint) => self.redirect(holder, replier.0, hint, group_voters),
                 Answer::Ok(false) => {}
                 Answer::Ok(true) => {
@@ -431,7 +478,11 @@ pub fn serve(
                     answer: Answer::NotLeader(hint),
                 });
             }
-            let gone = state.machine.machine().table().handed_over_since(shard, num);
+            let gone = state
+                .machine
+                .machine()
+                .table()
+                .handed_over_since(shard, num);
             if !gone {
                 propose(cluster, id, GroupCommand::HandOver { shard, to, num });
             }
@@ -446,7 +497,11 @@ pub fn serve(
 
 /// Answers a configuration query at controller replica `id` (any replica
 /// answers from what it applied: configurations never change once made).
-pub fn serve_query(cluster: &Cluster<CtrlerMachine>, id: NodeId, payload: Payload) -> Option<Payload> {
+pub fn serve_query(
+    cluster: &Cluster<CtrlerMachine>,
+    id: NodeId,
+    payload: Payload,
+) -> Option<Payload> {
     cluster.core(id)?;
     let state = cluster.nodes[&id].state();
     if state.restoring.is_some() {

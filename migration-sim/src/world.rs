@@ -84,7 +84,10 @@ impl World {
                 (GroupId(gid), cluster)
             })
             .collect();
-        let committed = groups.keys().map(|gid| (*gid, Committed::new(*gid))).collect();
+        let committed = groups
+            .keys()
+            .map(|gid| (*gid, Committed::new(*gid)))
+            .collect();
         let mailbox = Mailbox::new(CallFaults {
             loss: profile.call_loss,
             duplicate: profile.call_duplicate,
@@ -115,7 +118,12 @@ impl World {
     /// events, calls, shells, clients starting operations at
     /// `request_rate`, one step of every cluster, then the migration
     /// invariants.
-    pub fn tick(&mut self, faults: bool, admin_rate: f64, request_rate: f64) -> Result<(), Violation> {
+    pub fn tick(
+        &mut self,
+        faults: bool,
+        admin_rate: f64,
+        request_rate: f64,
+    ) -> Result<(), Violation> {
         if faults {
             self.inject_faults();
         }
@@ -139,7 +147,9 @@ impl World {
             self.now,
             request_rate,
         );
-        self.ctrler.step().map_err(|v| within("the controller", v))?;
+        self.ctrler
+            .step()
+            .map_err(|v| within("the controller", v))?;
         for (gid, cluster) in &mut self.groups {
             cluster
                 .step()
@@ -172,7 +182,13 @@ impl World {
                                 Endpoint::Group(_, replier) | Endpoint::Ctrler(replier) => replier,
                                 Endpoint::Client(_) => NodeId(0),
                             };
-                            shell.on_reply(cluster, replier, reply, self.profile.group_voters, self.now);
+                            shell.on_reply(
+                                cluster,
+                                replier,
+                                reply,
+                                self.profile.group_voters,
+                                self.now,
+                            );
                         }
                         None
                     }
@@ -283,7 +299,14 @@ impl World {
     /// if it has a leader.
     pub fn latest_config(&self) -> Option<Config> {
         let leader = self.ctrler.leader()?;
-        Some(self.ctrler.nodes[&leader].state().machine.state().latest().clone())
+        Some(
+            self.ctrler.nodes[&leader]
+                .state()
+                .machine
+                .state()
+                .latest()
+                .clone(),
+        )
     }
 
     /// Returns whether every cluster has a leader whose commit every member
@@ -310,7 +333,9 @@ impl World {
             .groups
             .values()
             .map(|cluster| {
-                applied(cluster.live_ids(), &|id| cluster.nodes[&id].state().applied.0)
+                applied(cluster.live_ids(), &|id| {
+                    cluster.nodes[&id].state().applied.0
+                })
             })
             .sum();
         ctrler + groups

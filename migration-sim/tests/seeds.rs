@@ -11,13 +11,23 @@ use migration_sim::run_seed;
 use migration_sim::runner::assert_seeds_pass;
 
 #[test]
-fn migration_seeds_0_to_50_keep_every_promise() {
-    assert_seeds_pass(0..50);
+fn migration_seeds_0_to_250_keep_every_promise() {
+    assert_seeds_pass(0..250);
 }
 
 #[test]
-fn migration_seeds_50_to_100_keep_every_promise() {
-    assert_seeds_pass(50..100);
+fn migration_seeds_250_to_500_keep_every_promise() {
+    assert_seeds_pass(250..500);
+}
+
+#[test]
+fn migration_seeds_500_to_750_keep_every_promise() {
+    assert_seeds_pass(500..750);
+}
+
+#[test]
+fn migration_seeds_750_to_1000_keep_every_promise() {
+    assert_seeds_pass(750..1000);
 }
 
 // Goal: a seed replays exactly (a failure's replay command reproduces it).

@@ -307,3 +307,36 @@ fn the_reported_changes_rebuild_the_sessions() {
     assert_eq!(store_one, all_sessions(&one));
     assert!(store_one.is_empty());
 }
+
+// Goal: a chunk never passes its byte bound unless one record alone does
+// (then it holds exactly that record), the next cursor resumes exactly
+// after it, and the last chunk says so.
+#[test]
+fn chunks_are_bounded_and_resume_where_they_stopped() {
+    let record = |key: &str, value: &str| {
+        (
+            Bytes::copy_from_slice(key.as_bytes()),
+            Bytes::copy_from_slice(value.as_bytes()),
+        )
+    };
+    let records = vec![record("a", "12"), record("b", "1234567"), record("c", "1")];
+    let (first, next, last) = cut_chunk(records.clone().into_iter(), b"", 5);
+    assert_eq!(
+        (first, next.as_ref(), last),
+        (vec![records[0].clone()], &b"b"[..], false)
+    );
+    let (second, next, last) = cut_chunk(records[1..].iter().cloned(), b"b", 5);
+    assert_eq!(
+        (second, next.as_ref(), last),
+        (vec![records[1].clone()], &b"c"[..], false)
+    );
+    let (third, next, last) = cut_chunk(records[2..].iter().cloned(), b"c", 5);
+    assert_eq!(
+        (third, next.as_ref(), last),
+        (vec![records[2].clone()], &b"c\0"[..], true)
+    );
+    let (all, _, last) = cut_chunk(records.clone().into_iter(), b"", 1 << 20);
+    assert_eq!((all, last), (records, true));
+    let (empty, next, last) = cut_chunk(std::iter::empty(), b"x", 5);
+    assert_eq!((empty.len(), next.as_ref(), last), (0, &b"x"[..], true));
+}

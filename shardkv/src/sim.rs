@@ -110,7 +110,11 @@ fn push_framed(out: &mut Vec<u8>, message: &[u8]) {
 }
 
 /// Decodes what [`encode`] wrote for group `gid`.
-fn decode(gid: GroupId, shard_count: u32, mut bytes: &[u8]) -> Result<GroupMachine<MemData>, String> {
+fn decode(
+    gid: GroupId,
+    shard_count: u32,
+    mut bytes: &[u8],
+) -> Result<GroupMachine<MemData>, String> {
     let mut next = || -> Result<Option<Vec<u8>>, String> {
         if bytes.is_empty() {
             return Ok(None);
@@ -120,7 +124,10 @@ fn decode(gid: GroupId, shard_count: u32, mut bytes: &[u8]) -> Result<GroupMachi
         }
         let length = bytes.get_u32() as usize;
         if bytes.len() < length {
-            return Err(format!("a message of {length} bytes with {} left", bytes.len()));
+            return Err(format!(
+                "a message of {length} bytes with {} left",
+                bytes.len()
+            ));
         }
         let (message, rest) = bytes.split_at(length);
         bytes = rest;
@@ -293,10 +300,14 @@ mod tests {
                 last,
             };
             if last {
-                target.write(&AppWrite::FinishRestore(chunk)).expect("finishes");
+                target
+                    .write(&AppWrite::FinishRestore(chunk))
+                    .expect("finishes");
                 break;
             }
-            target.write(&AppWrite::RestoreChunk(chunk)).expect("continues");
+            target
+                .write(&AppWrite::RestoreChunk(chunk))
+                .expect("continues");
             cursor = next;
         }
         assert_eq!(target.machine, source);

@@ -6,8 +6,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use migration_sim::runner::run_seeds;
 use migration_sim::run_seed;
+use migration_sim::runner::run_seeds;
 
 /// The controller and replica groups moving shards under seeded faults.
 #[derive(Parser, Debug)]
