@@ -62,6 +62,10 @@ pub struct SeedReport {
     pub installs: u64,
     /// Calls sent between groups.
     pub calls: u64,
+    /// Snapshots restored by lagging replicas.
+    pub restores: u64,
+    /// The faults drawn.
+    pub faults: world::FaultCounts,
     /// The linearizability search ran out of budget on some key.
     pub inconclusive: bool,
     /// Hash of the run (determinism check).
@@ -146,6 +150,8 @@ pub fn run_seed_with(seed: u64, profile: MigrationProfile) -> Result<SeedReport,
         configs: world.latest_config().map_or(0, |config| config.num.0),
         installs: world.committed.values().map(|group| group.installs).sum(),
         calls: world.mailbox.sent(),
+        restores: world.restores(),
+        faults: world.faults,
         inconclusive,
         trace_hash: world.trace_hash(),
     })

@@ -67,11 +67,32 @@ pub struct MigrationProfile {
     pub admin_rate: f64,
     /// Length of the safety phase.
     pub safety_ticks: u64,
+    /// The churn mode: configurations in quick succession while whole
+    /// groups lose power and shards move in one-record chunks.
+    pub churn: bool,
 }
 
 impl MigrationProfile {
-    /// Draws the profile of `seed`.
+    /// Draws the profile of `seed`; one seed in four runs the churn mode
+    /// (drawn from a second stream, so the other dimensions stay as they
+    /// were drawn before it existed).
     pub fn draw(seed: u64) -> MigrationProfile {
+        let mut profile = MigrationProfile::draw_base(seed);
+        let mut rng = SmallRng::seed_from_u64(seed ^ 0x4348_5552_4E00_0000);
+        if rng.random_bool(0.25) {
+            profile.churn = true;
+            profile.admins = 3;
+            profile.admin_rate = rng.random_range(0.5..1.0);
+            profile.group_crash_rate = rng.random_range(0.001..0.005);
+            profile.restart_rate = rng.random_range(0.1..0.3);
+            profile.transfer_bytes_max = 1;
+            profile.request_rate = rng.random_range(0.5..1.0);
+        }
+        profile
+    }
+
+    /// Draws every dimension but the churn mode.
+    fn draw_base(seed: u64) -> MigrationProfile {
         let mut rng = SmallRng::seed_from_u64(seed ^ 0x4D49_4752_4154_4521);
         let lossy = rng.random_bool(0.7);
         MigrationProfile {
@@ -119,6 +140,7 @@ impl MigrationProfile {
             admins: rng.random_range(1..=3),
             admin_rate: rng.random_range(0.05..0.3),
             safety_ticks: rng.random_range(1500..3000),
+            churn: false,
         }
     }
 }

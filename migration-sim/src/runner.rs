@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crate::world::FaultCounts;
 use crate::{SeedReport, run_seed};
 
 /// What the seeds of a run did.
@@ -27,6 +28,10 @@ pub struct Totals {
     pub installs: u64,
     /// Passing seeds whose history search ran out of budget.
     pub inconclusive: u64,
+    /// Snapshots restored (passing seeds).
+    pub restores: u64,
+    /// Faults drawn (passing seeds).
+    pub faults: FaultCounts,
 }
 
 impl Totals {
@@ -36,6 +41,8 @@ impl Totals {
         self.configs += report.configs;
         self.installs += report.installs;
         self.inconclusive += u64::from(report.inconclusive);
+        self.restores += report.restores;
+        self.faults += report.faults;
     }
 
     fn merge(&mut self, other: Totals) {
@@ -46,6 +53,8 @@ impl Totals {
         self.configs += other.configs;
         self.installs += other.installs;
         self.inconclusive += other.inconclusive;
+        self.restores += other.restores;
+        self.faults += other.faults;
     }
 }
 
@@ -94,6 +103,10 @@ pub fn run_seeds(start: u64, count: u64, threads: usize) -> Totals {
         totals.configs,
         totals.installs,
         totals.seeds as f64 / seconds
+    );
+    println!(
+        "coverage (passing seeds): {} snapshots restored, {:?}",
+        totals.restores, totals.faults
     );
     totals
 }

@@ -57,6 +57,8 @@ pub struct World {
     pub committed: BTreeMap<GroupId, Committed>,
     shells: BTreeMap<(GroupId, NodeId), Shell>,
     checks: StepChecks,
+    /// The faults drawn so far.
+    pub faults: FaultCounts,
     rng: SmallRng,
     /// The current tick.
     pub now: u64,
@@ -108,6 +110,7 @@ impl World {
             committed,
             shells: BTreeMap::new(),
             checks: StepChecks::default(),
+            faults: FaultCounts::default(),
             rng: SmallRng::seed_from_u64(seed ^ 0x574F_524C_4400_0000),
             now: 0,
             profile,
@@ -240,11 +243,13 @@ impl World {
             let side = self.rng.random_range(0..sides);
             let draw = self.rng.random();
             self.on_side(side, Fault::Partition(draw));
+            self.faults.partitions += 1;
         }
         if self.rng.random_bool(profile.group_cut_rate) {
             let a = GroupId(self.rng.random_range(0..sides));
             let b = GroupId(self.rng.random_range(0..sides));
             self.mailbox.cut(a, b);
+            self.faults.cuts += u64::from(a != b);
         }
         if self.rng.random_bool(profile.heal_rate) {
             self.mailbox.heal();
@@ -260,10 +265,12 @@ impl World {
             };
             let draw = self.rng.random();
             self.on_side(side, Fault::Crash(draw, kind));
+            self.faults.crashes += 1;
         }
         if self.rng.random_bool(profile.group_crash_rate) {
             let side = self.rng.random_range(1..sides);
             self.on_side(side, Fault::PowerOffAll);
+            self.faults.group_power_failures += 1;
         }
         if self.rng.random_bool(profile.restart_rate) {
             let side = self.rng.random_range(0..sides);
@@ -274,6 +281,7 @@ impl World {
             let side = self.rng.random_range(0..sides);
             let draw = self.rng.random();
             self.on_side(side, Fault::Transfer(draw));
+            self.faults.transfers += 1;
         }
     }
 
@@ -341,6 +349,16 @@ impl World {
         ctrler + groups
     }
 
+    /// Returns the snapshots restored by replicas of every cluster.
+    pub fn restores(&self) -> u64 {
+        self.ctrler.snapshot_stats.restores_finished
+            + self
+                .groups
+                .values()
+                .map(|cluster| cluster.snapshot_stats.restores_finished)
+                .sum::<u64>()
+    }
+
     /// Returns a hash of everything the run did (determinism check).
     pub fn trace_hash(&self) -> u64 {
         let mut hasher = DefaultHasher::new();
@@ -358,6 +376,31 @@ impl World {
     pub fn check_admins(&mut self) -> Result<usize, Violation> {
         self.admins.check(&mut self.ctrler)?;
         Ok(self.admins.operations())
+    }
+}
+
+/// How many faults of each kind a run drew (coverage, for reports).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Partitions inside a group.
+    pub partitions: u64,
+    /// Cuts between two groups.
+    pub cuts: u64,
+    /// Crashes of one replica (process or power).
+    pub crashes: u64,
+    /// Power failures of every replica of a group.
+    pub group_power_failures: u64,
+    /// Leadership transfers asked.
+    pub transfers: u64,
+}
+
+impl std::ops::AddAssign for FaultCounts {
+    fn add_assign(&mut self, other: FaultCounts) {
+        self.partitions += other.partitions;
+        self.cuts += other.cuts;
+        self.crashes += other.crashes;
+        self.group_power_failures += other.group_power_failures;
+        self.transfers += other.transfers;
     }
 }
 
