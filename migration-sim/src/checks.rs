@@ -9,7 +9,12 @@
 //!   group (`Serving`, `Sending` or `Cleaning`) from then on;
 //! - sessions travel: the group serving a shard holds, for every client,
 //!   a session at least as recent as the client's last acknowledged write
-//!   in that shard.
+//!   in that shard;
+//! - each write applies at most once: no group executes a client write
+//!   (each writes a unique value) that any group executed before;
+//! - no acknowledged write lost: the value of a key at the group serving
+//!   it holds every acknowledged write executed since the key's last Put
+//!   (the [`WriteLedger`]).
 //!
 //! At the end, after healing ([`converged`]): every group at the latest
 //! configuration; every shard `Serving` at its owner; no group holding
@@ -24,10 +29,13 @@ use linearizability::{CheckResult, KvOutput, Operation, check_kv_history};
 use proto::config::{Config, GroupId, ShardId};
 use raft::sim::invariants::Violation;
 use shardctrler::sim::SIM_SHARDS;
+use shardkv::machine::ShardData;
 use shardkv::shards::ShardState;
 
-use crate::clients::KvClients;
-use crate::committed::Committed;
+use bytes::Bytes;
+
+use crate::clients::{KvClients, shard_of};
+use crate::committed::{Committed, Executed};
 
 /// The linearizability search budget per key.
 const SEARCH_BUDGET: u64 = 2_000_000;
@@ -45,6 +53,97 @@ fn shards() -> impl Iterator<Item = ShardId> {
 pub struct StepChecks {
     /// Shards whose data some group has held.
     held_ever: BTreeSet<ShardId>,
+    /// Every write executed and acknowledged.
+    pub ledger: WriteLedger,
+}
+
+/// The client writes every group executed, in the order each key got
+/// them (one group serves a key at a time), and those acknowledged.
+///
+/// Invariant: `since_put[key]` holds the values executed on `key` since
+/// its last Put (that Put's included); `required[key]` those of them
+/// acknowledged.
+#[derive(Debug, Default)]
+pub struct WriteLedger {
+    executed: BTreeSet<Bytes>,
+    since_put: BTreeMap<Bytes, BTreeSet<Bytes>>,
+    required: BTreeMap<Bytes, BTreeSet<Bytes>>,
+    /// Writes executed on each key.
+    versions: BTreeMap<Bytes, u64>,
+    /// The group, key version and value length last checked, by key.
+    checked: BTreeMap<Bytes, (GroupId, u64, usize)>,
+}
+
+impl WriteLedger {
+    /// Records a write a group executed; refuses one executed before.
+    pub fn executed(&mut self, gid: GroupId, write: Executed) -> Result<(), Violation> {
+        if !self.executed.insert(write.value.clone()) {
+            return Err(violation(
+                "each write applies at most once",
+                format!(
+                    "group {gid} executed the write of {:?} to key {:?} again",
+                    write.value, write.key
+                ),
+            ));
+        }
+        *self.versions.entry(write.key.clone()).or_insert(0) += 1;
+        let since_put = self.since_put.entry(write.key.clone()).or_default();
+        if write.put {
+            since_put.clear();
+            self.required.remove(&write.key);
+        }
+        since_put.insert(write.value);
+        Ok(())
+    }
+
+    /// Records an acknowledged write: its value must stay in the key's
+    /// value until a later Put.
+    pub fn acknowledged(&mut self, key: Bytes, value: Bytes) {
+        if self
+            .since_put
+            .get(&key)
+            .is_some_and(|values| values.contains(&value))
+        {
+            self.required.entry(key).or_default().insert(value);
+        }
+    }
+
+    /// Checks each key whose value or server changed since the last
+    /// check: its server's value holds every acknowledged write since the
+    /// key's last Put.
+    fn check(&mut self, committed: &BTreeMap<GroupId, Committed>) -> Result<(), Violation> {
+        for (key, required) in &self.required {
+            let shard = shard_of(key);
+            let Some((gid, group)) = committed
+                .iter()
+                .find(|(_, group)| group.machine().table().route(shard).is_ok())
+            else {
+                continue;
+            };
+            let value = group.machine().data().get(shard, key).unwrap_or_default();
+            let version = self.versions.get(key).copied().unwrap_or(0);
+            let seen = (*gid, version, value.len());
+            if self.checked.get(key) == Some(&seen) {
+                continue;
+            }
+            self.checked.insert(key.clone(), seen);
+            let text = String::from_utf8_lossy(&value);
+            let held: BTreeSet<&str> = text.split_terminator(';').collect();
+            let lost = required.iter().find(|written| {
+                let written = String::from_utf8_lossy(written);
+                !held.contains(written.trim_end_matches(';'))
+            });
+            if let Some(lost) = lost {
+                return Err(violation(
+                    "no acknowledged write lost",
+                    format!(
+                        "group {gid} serves key {key:?} as {text:?} without the acknowledged write {lost:?}"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl StepChecks {
@@ -54,6 +153,7 @@ impl StepChecks {
         committed: &BTreeMap<GroupId, Committed>,
         clients: &KvClients,
     ) -> Result<(), Violation> {
+        self.ledger.check(committed)?;
         for shard in shards() {
             let servers: Vec<GroupId> = committed
                 .iter()

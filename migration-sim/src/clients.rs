@@ -120,6 +120,9 @@ pub struct KvClients {
     /// The highest acknowledged sequence number of each client's writes,
     /// by shard: the shard's sessions must hold it wherever it is served.
     pub acked: BTreeMap<(u64, ShardId), u64>,
+    /// The writes acknowledged since the last [`KvClients::take_acked`]:
+    /// key and (unique) value.
+    acked_writes: Vec<(Bytes, Bytes)>,
 }
 
 impl KvClients {
@@ -156,7 +159,13 @@ impl KvClients {
             discarded: Vec::new(),
             next_call: 0,
             acked: BTreeMap::new(),
+            acked_writes: Vec::new(),
         }
+    }
+
+    /// Returns and forgets the writes acknowledged since the last call.
+    pub fn take_acked(&mut self) -> Vec<(Bytes, Bytes)> {
+        std::mem::take(&mut self.acked_writes)
     }
 
     /// Returns the operations each client completed so far.
@@ -264,6 +273,9 @@ impl KvClients {
         if executed {
             let acked = self.acked.entry((client.client_id, shard)).or_insert(0);
             *acked = (*acked).max(seq);
+            if let Write::Put { key, value } | Write::Append { key, value } = &write {
+                self.acked_writes.push((key.clone(), value.clone()));
+            }
             if matches!(write, Write::Append { .. }) {
                 if client.answered.len() == ANSWERED_KEPT {
                     client.answered.remove(0);

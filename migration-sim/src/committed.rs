@@ -5,6 +5,9 @@
 //! state it never goes back: a power failure of every replica loses
 //! applied state, never a committed entry.
 //!
+//! It also reports each client write it executes for the first time
+//! ([`Executed`]), in log order, for the write ledger of the checks.
+//!
 //! Invariant: `machine` has applied exactly the entries up to `applied`,
 //! and `pending` holds only entries after `applied + 1`'s gap.
 
@@ -13,21 +16,33 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use proto::config::GroupId;
 use raft::core::{EntryKind, LogIndex};
-use raft::sim::app::SimMachine;
 use raft::sim::cluster::NodeEvent;
 use shardctrler::sim::SIM_SHARDS;
-use shardkv::machine::GroupCommand;
-use shardkv::sim::GroupSimMachine;
+use shardkv::machine::{Applied, GroupCommand, GroupMachine, MemData};
+use shardkv::ops::Write;
 
 /// The bootstrap prefix every group's log starts with (no group command).
 const BOOTSTRAP_INDEX: LogIndex = LogIndex(1);
 
+/// A client write a group executed (not a repeat, not refused).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Executed {
+    /// The key written.
+    pub key: Bytes,
+    /// The value written (a Put's) or appended.
+    pub value: Bytes,
+    /// Whether it was a Put (it replaces what was appended before).
+    pub put: bool,
+}
+
 /// One group's committed state.
 #[derive(Clone, Debug)]
 pub struct Committed {
-    machine: GroupSimMachine,
+    machine: GroupMachine<MemData>,
     applied: LogIndex,
     pending: BTreeMap<LogIndex, Bytes>,
+    /// Writes executed since the last [`Committed::take_executed`].
+    executed: Vec<Executed>,
     /// Shards installed whole (last chunks applied).
     pub installs: u64,
     /// Configurations applied.
@@ -38,17 +53,23 @@ impl Committed {
     /// Returns the committed state of group `gid` before any entry.
     pub fn new(gid: GroupId) -> Committed {
         Committed {
-            machine: GroupSimMachine::new(gid, SIM_SHARDS),
+            machine: GroupMachine::new(gid, SIM_SHARDS, MemData::default()),
             applied: BOOTSTRAP_INDEX,
             pending: BTreeMap::new(),
+            executed: Vec::new(),
             installs: 0,
             configs: 0,
         }
     }
 
     /// Returns the committed machine.
-    pub fn machine(&self) -> &shardkv::machine::GroupMachine<shardkv::machine::MemData> {
-        self.machine.machine()
+    pub fn machine(&self) -> &GroupMachine<MemData> {
+        &self.machine
+    }
+
+    /// Returns and forgets the writes executed since the last call.
+    pub fn take_executed(&mut self) -> Vec<Executed> {
+        std::mem::take(&mut self.executed)
     }
 
     /// Takes the entries the group's replicas applied, and applies those
@@ -69,12 +90,51 @@ impl Committed {
         }
         while let Some(payload) = self.pending.remove(&self.applied.next()) {
             self.applied = self.applied.next();
-            match GroupCommand::decode(&payload) {
-                Ok(GroupCommand::Install(chunk)) if chunk.last => self.installs += 1,
-                Ok(GroupCommand::Config(_)) => self.configs += 1,
-                _ => {}
+            // A new leader's empty entry and membership changes carry no
+            // group command.
+            if let Ok(command) = GroupCommand::decode(&payload) {
+                self.apply(command);
             }
-            self.machine.apply(self.applied, &payload);
+        }
+    }
+
+    /// Applies one command, counting and reporting what it did.
+    fn apply(&mut self, command: GroupCommand) {
+        let first_execution = match &command {
+            GroupCommand::Write {
+                client_id,
+                seq,
+                write,
+                ..
+            } => {
+                let shard = self.machine.shard_of(write.key());
+                let last = self
+                    .machine
+                    .sessions_of(shard)
+                    .into_iter()
+                    .find(|(client, _)| client == client_id)
+                    .map_or(0, |(_, session)| session.last_seq);
+                (last < *seq).then(|| write.clone())
+            }
+            GroupCommand::Install(chunk) if chunk.last => {
+                self.installs += 1;
+                None
+            }
+            GroupCommand::Config(_) => {
+                self.configs += 1;
+                None
+            }
+            _ => None,
+        };
+        let applied = self.machine.apply(command);
+        self.machine.take_changes();
+        if let (Some(write), Applied::Write(Ok(_))) = (first_execution, applied) {
+            let (key, value, put) = match write {
+                Write::Put { key, value } => (key, value, true),
+                Write::Append { key, value } => (key, value, false),
+                Write::Delete { key } => (key, Bytes::new(), true),
+            };
+            self.executed.push(Executed { key, value, put });
         }
     }
 }

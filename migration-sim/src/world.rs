@@ -133,11 +133,18 @@ impl World {
         self.admins.drive(&mut self.ctrler, admin_rate, 0.2);
         for (gid, cluster) in &mut self.groups {
             let events = cluster.take_events();
-            self.committed
+            let committed = self
+                .committed
                 .get_mut(gid)
-                .expect("every group has a committed state")
-                .observe(&events);
+                .expect("every group has a committed state");
+            committed.observe(&events);
+            for write in committed.take_executed() {
+                self.checks.ledger.executed(*gid, write)?;
+            }
             self.clients.on_events(*gid, cluster, &events);
+            for (key, value) in self.clients.take_acked() {
+                self.checks.ledger.acknowledged(key, value);
+            }
         }
         for envelope in self.mailbox.due(self.now) {
             self.deliver(envelope);
