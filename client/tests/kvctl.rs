@@ -113,6 +113,33 @@ async fn admin_commands_print_tables_and_json() {
     assert!(minus_one.contains("\"num\":3"), "{minus_one}");
 }
 
+// Goal: `join --if-absent` joins only the groups the controller lacks and
+// succeeds without a new configuration when none is left, so a bootstrap
+// script runs again safely (docker-compose's `init`); a plain join of a
+// present group is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn join_if_absent_joins_only_missing_groups() {
+    let controller = Controller::start().await;
+    let ctrler = controller.ctrler_flag();
+    let first = ok(kvctl(&ctrler, &["join", "--if-absent", "1=a:1", "2=b:1"]).await);
+    assert!(
+        first.starts_with("config 1: 10 shards, 2 groups"),
+        "{first}"
+    );
+    let again = ok(kvctl(&ctrler, &["join", "--if-absent", "1=a:1", "2=b:1"]).await);
+    assert!(
+        again.starts_with("config 1: 10 shards, 2 groups"),
+        "{again}"
+    );
+    let third = ok(kvctl(&ctrler, &["join", "--if-absent", "1=a:1", "3=c:1"]).await);
+    assert!(
+        third.starts_with("config 2: 10 shards, 3 groups"),
+        "{third}"
+    );
+    let refused = kvctl(&ctrler, &["join", "1=a:1"]).await;
+    assert_eq!(refused.status.code(), Some(1));
+}
+
 // Goal: refusals and an unreachable controller give clear messages and
 // distinct exit codes (1 refused, 2 usage, 3 unavailable).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,6 +6,7 @@
 //! the client side for tools and tests.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,6 +109,29 @@ pub fn http_get(address: &str, path: &str, timeout: Duration) -> std::io::Result
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response)
+}
+
+/// Asks the server process at `address` whether it is up (`GET /healthz`
+/// answered 200 within two seconds); prints why not (`--probe`).
+pub fn probe_health(address: SocketAddr) -> bool {
+    match http_get(&address.to_string(), "/healthz", Duration::from_secs(2)) {
+        Ok(response)
+            if response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200") =>
+        {
+            true
+        }
+        Ok(response) => {
+            eprintln!(
+                "{address}/healthz: {}",
+                response.lines().next().unwrap_or("no answer")
+            );
+            false
+        }
+        Err(error) => {
+            eprintln!("{address}/healthz: {error}");
+            false
+        }
+    }
 }
 
 #[cfg(test)]

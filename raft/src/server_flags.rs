@@ -50,6 +50,11 @@ pub struct ServerFlags {
     /// little behind catches up from the log rather than by snapshot.
     #[arg(long, env = "KV_COMPACT_KEEP", default_value_t = 1_000)]
     pub compact_keep: u64,
+    /// Do not serve: ask the server already running at `--http` whether
+    /// it is up (`GET /healthz`) and exit 0 if it answers 200, 1 if not
+    /// (a container's health check; the image has no other HTTP client).
+    #[arg(long)]
+    pub probe: bool,
 }
 
 /// Parses `ID=HOST:PORT,...` into an ordered map.

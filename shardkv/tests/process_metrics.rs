@@ -16,8 +16,10 @@ use raft::observability::http_get;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 // Goal: a group replica process exports its metrics, every series labelled
-// with its group and node. Method: start it against the stand-in
-// controller, wait until ready, send a Get, scrape /metrics.
+// with its group and node, and `--probe` (a container's health check)
+// tells a running server from none. Method: start it against the stand-in
+// controller, wait until ready, send a Get, probe it and a free port,
+// scrape /metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_replica_exports_its_metrics_with_group_and_node() {
     let ctrler_address = start_stand_in_controller(None);
@@ -65,6 +67,31 @@ async fn a_group_replica_exports_its_metrics_with_group_and_node() {
         reply.status,
         pb::Status::WrongGroup as i32,
         "no shard is group 7's"
+    );
+    let probe = |http: &str| {
+        Command::new(env!("CARGO_BIN_EXE_shardkv"))
+            .args([
+                "--probe",
+                "--gid",
+                "7",
+                "--ctrler",
+                &ctrler_address,
+                "--http",
+                http,
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .expect("shardkv --probe runs")
+    };
+    assert!(
+        probe(&http).success(),
+        "--probe finds the running replica up"
+    );
+    let nowhere = free_addresses(1).remove(0);
+    assert_eq!(
+        probe(&nowhere).code(),
+        Some(1),
+        "nothing answers at {nowhere}"
     );
     let body = http_get(&http, "/metrics", DEADLINE).expect("GET /metrics");
     for name in [

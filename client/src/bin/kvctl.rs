@@ -90,6 +90,11 @@ enum Command {
         /// Groups to add, each GID=HOST:PORT[,HOST:PORT...].
         #[arg(required = true, value_parser = parse_group)]
         groups: Vec<(u64, Vec<String>)>,
+        /// Join only the groups the latest configuration lacks (none left:
+        /// print the latest configuration and succeed), so a bootstrap
+        /// script can run again safely.
+        #[arg(long)]
+        if_absent: bool,
     },
     /// Remove replica groups and rebalance their shards onto the others.
     Leave {
@@ -186,7 +191,7 @@ async fn run(cli: &Cli, deadline: Duration) -> Result<(), ClientError> {
     }
     let mut client = CtrlerClient::new(&cli.ctrler, options)?;
     let config = match &cli.command {
-        Command::Join { groups } => {
+        Command::Join { groups, if_absent } => {
             let mut by_gid = BTreeMap::new();
             for (gid, servers) in groups {
                 if by_gid.insert(*gid, servers.clone()).is_some() {
@@ -195,7 +200,17 @@ async fn run(cli: &Cli, deadline: Duration) -> Result<(), ClientError> {
                     });
                 }
             }
-            client.join(by_gid).await?
+            if *if_absent {
+                let latest = client.query(-1).await?;
+                by_gid.retain(|gid, _| !latest.groups.contains_key(gid));
+                if by_gid.is_empty() {
+                    latest
+                } else {
+                    client.join(by_gid).await?
+                }
+            } else {
+                client.join(by_gid).await?
+            }
         }
         Command::Leave { gids } => client.leave(gids.clone()).await?,
         Command::Move { shard, gid } => client.move_shard(*shard, *gid).await?,

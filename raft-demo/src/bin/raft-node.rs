@@ -153,7 +153,7 @@ impl ShardKv for RegisterService {
 fn main() -> ExitCode {
     let args = Args::parse();
     let options = ReplicaOptions::from_flags(args.group, &args.server);
-    raft::replica::run("raft-node", options, args.server.http, start)
+    raft::replica::run("raft-node", options, &args.server, start)
 }
 
 /// Starts the replica of the register map on the data dir.

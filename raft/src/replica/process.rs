@@ -12,23 +12,32 @@ use std::sync::Arc;
 use crate::exit_code;
 use crate::observability::{self, ReadinessProbe};
 use crate::replica::{ReplicaOptions, ReplicaServer, StartError};
+use crate::server_flags::ServerFlags;
 use crate::termination::Termination;
 
 /// Runs server binary `server` (its name, prefixing refusals of its
 /// flags): checks `options`, starts the replica with `start` on a tokio
-/// runtime, serves `/metrics`, `/healthz` and `/readyz` on `http`, and
-/// returns the exit code once the replica stops or a stop signal arrives
-/// (0 then).
+/// runtime, serves `/metrics`, `/healthz` and `/readyz` on `flags.http`,
+/// and returns the exit code once the replica stops or a stop signal
+/// arrives (0 then). With `flags.probe` it only asks the server already at
+/// `flags.http` whether it is up (0: it is, 1: it is not).
 pub fn run<O, Started>(
     server: &'static str,
     options: ReplicaOptions,
-    http: SocketAddr,
+    flags: &ServerFlags,
     start: impl FnOnce(ReplicaOptions) -> Started,
 ) -> ExitCode
 where
     O: Send + 'static,
     Started: Future<Output = Result<ReplicaServer<O>, StartError>>,
 {
+    let (http, probe) = (flags.http, flags.probe);
+    if probe {
+        return match observability::probe_health(http) {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::FAILURE,
+        };
+    }
     observability::init_logging();
     if let Err(message) = options.validate() {
         eprintln!("{server}: {message}");

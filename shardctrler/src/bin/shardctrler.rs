@@ -32,14 +32,9 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let options = ReplicaOptions::from_flags(CONTROLLER_GROUP, &args.server);
-    raft::replica::run(
-        "shardctrler",
-        options,
-        args.server.http,
-        |options| async move {
-            shardctrler::metrics::describe();
-            let replica = Replica::start_with(options, args.shards).await?;
-            Ok(replica.into_server())
-        },
-    )
+    raft::replica::run("shardctrler", options, &args.server, |options| async move {
+        shardctrler::metrics::describe();
+        let replica = Replica::start_with(options, args.shards).await?;
+        Ok(replica.into_server())
+    })
 }

@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         ctrler: args.ctrler,
         config_poll: Duration::from_millis(args.config_poll_ms),
     };
-    raft::replica::run("shardkv", replica, args.server.http, |replica| async move {
+    raft::replica::run("shardkv", replica, &args.server, |replica| async move {
         shardkv::metrics::describe();
         let group = GroupReplica::start(GroupOptions { replica, ..options }).await?;
         Ok(group.into_server())
