@@ -68,31 +68,7 @@ async fn a_group_replica_exports_its_metrics_with_group_and_node() {
         pb::Status::WrongGroup as i32,
         "no shard is group 7's"
     );
-    let probe = |http: &str| {
-        Command::new(env!("CARGO_BIN_EXE_shardkv"))
-            .args([
-                "--probe",
-                "--gid",
-                "7",
-                "--ctrler",
-                &ctrler_address,
-                "--http",
-                http,
-            ])
-            .stderr(Stdio::null())
-            .status()
-            .expect("shardkv --probe runs")
-    };
-    assert!(
-        probe(&http).success(),
-        "--probe finds the running replica up"
-    );
-    let nowhere = free_addresses(1).remove(0);
-    assert_eq!(
-        probe(&nowhere).code(),
-        Some(1),
-        "nothing answers at {nowhere}"
-    );
+    assert_probe_tells_up_from_down(&ctrler_address, &http);
     let body = http_get(&http, "/metrics", DEADLINE).expect("GET /metrics");
     for name in [
         shardkv::metrics::SHARDKV_CONFIG_NUM,
@@ -114,4 +90,34 @@ async fn a_group_replica_exports_its_metrics_with_group_and_node() {
     ] {
         assert!(requests.contains(label), "{label} missing from {requests}");
     }
+}
+
+/// Asserts that `shardkv --probe` succeeds against the server at `http`
+/// and fails (exit code 1) where nothing listens.
+fn assert_probe_tells_up_from_down(ctrler_address: &str, http: &str) {
+    let probe = |http: &str| {
+        Command::new(env!("CARGO_BIN_EXE_shardkv"))
+            .args([
+                "--probe",
+                "--gid",
+                "7",
+                "--ctrler",
+                ctrler_address,
+                "--http",
+                http,
+            ])
+            .stderr(Stdio::null())
+            .status()
+            .expect("shardkv --probe runs")
+    };
+    assert!(
+        probe(http).success(),
+        "--probe finds the running replica up"
+    );
+    let nowhere = free_addresses(1).remove(0);
+    assert_eq!(
+        probe(&nowhere).code(),
+        Some(1),
+        "nothing answers at {nowhere}"
+    );
 }
