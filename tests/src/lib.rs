@@ -3,7 +3,9 @@
 //!
 //! The library holds what the test files share: the in-process cluster
 //! with its fault-injecting transport ([`harness`]) and the recording and
-//! checking of concurrent clients' histories ([`history`]).
+//! checking of concurrent clients' histories ([`history`]), and the
+//! deployment files as the tests read them ([`deploy`]).
 
+pub mod deploy;
 pub mod harness;
 pub mod history;

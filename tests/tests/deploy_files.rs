@@ -5,34 +5,9 @@
 //! says so and passes when it is absent).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn deploy_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../deploy")
-        .join(name)
-}
-
-/// Returns the metric names `text` mentions: words starting with a
-/// server's metric prefix, a histogram's `_bucket`, `_sum` and `_count`
-/// series counted as the histogram.
-fn metric_names(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|word| {
-            ["raft_", "shardkv_", "shardctrler_"]
-                .iter()
-                .any(|prefix| word.starts_with(prefix))
-        })
-        .map(|word| {
-            ["_bucket", "_sum", "_count"]
-                .iter()
-                .find_map(|suffix| word.strip_suffix(suffix))
-                .unwrap_or(word)
-                .to_string()
-        })
-        .collect()
-}
+use kv_tests::deploy::{deploy_file, metric_names};
 
 fn exported() -> BTreeSet<&'static str> {
     raft::metrics::NODE_METRICS
