@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client::{CallOptions, CtrlerClient, CtrlerClientOptions};
 use kv_tests::deploy::{alert_metric_names, deploy_file};
@@ -234,21 +234,35 @@ async fn start_cluster() -> Compose {
     compose
 }
 
-/// Injects every fault in turn, letting the clients progress under each.
+/// Waits until a replica of `group` other than `old` says it leads (a
+/// new leader took over from a paused or killed one).
+async fn new_leader(group: u64, old: u64) {
+    eventually_within(
+        &format!("group {group} elects a leader other than {old}"),
+        SETTLE,
+        || async { leader(group).filter(|node| *node != old) },
+    )
+    .await;
+}
+
+/// Injects every fault in turn, letting the clients progress under each
+/// (and, when a leader is taken away, until another takes over).
 async fn inject_chaos(load: &Load, admin: &mut CtrlerClient) {
     // A replica killed, then restarted.
     docker(&["kill", "kv-g1r1"]);
-    load.wait_more(20).await;
+    load.wait_more(50).await;
     docker(&["start", "kv-g1r1"]);
-    // A leader paused (alive but silent), then resumed.
-    let paused = container(2, leader(2).unwrap_or(1));
-    docker(&["pause", &paused]);
-    load.wait_more(20).await;
-    docker(&["unpause", &paused]);
+    // A leader paused (alive but silent) until another takes over, then
+    // resumed: it must step down, not disrupt.
+    let paused = leader(2).expect("group 2 has a leader");
+    docker(&["pause", &container(2, paused)]);
+    new_leader(2, paused).await;
+    load.wait_more(50).await;
+    docker(&["unpause", &container(2, paused)]);
     // A replica cut off the network, then reconnected.
     let network = format!("{PROJECT}_kv");
     docker(&["network", "disconnect", &network, "kv-g3r2"]);
-    load.wait_more(20).await;
+    load.wait_more(50).await;
     docker(&[
         "network",
         "connect",
@@ -257,17 +271,19 @@ async fn inject_chaos(load: &Load, admin: &mut CtrlerClient) {
         &network,
         "kv-g3r2",
     ]);
-    // The controller's leader killed, then restarted.
-    let ctrler_leader = container(0, leader(0).unwrap_or(1));
-    docker(&["kill", &ctrler_leader]);
-    load.wait_more(20).await;
-    docker(&["start", &ctrler_leader]);
+    // The controller's leader killed until another takes over, then
+    // restarted.
+    let ctrler_leader = leader(0).expect("the controller has a leader");
+    docker(&["kill", &container(0, ctrler_leader)]);
+    new_leader(0, ctrler_leader).await;
+    load.wait_more(50).await;
+    docker(&["start", &container(0, ctrler_leader)]);
     // A whole group restarted at once.
     docker(&["restart", "-t", "1", "kv-g1r1", "kv-g1r2", "kv-g1r3"]);
-    load.wait_more(20).await;
+    load.wait_more(50).await;
     // Groups leave, join back, and a shard moves, under load.
     admin.leave(vec![3]).await.expect("group 3 leaves");
-    load.wait_more(20).await;
+    load.wait_more(50).await;
     admin
         .join(BTreeMap::from([(3, servers(3))]))
         .await
@@ -276,7 +292,7 @@ async fn inject_chaos(load: &Load, admin: &mut CtrlerClient) {
         .move_shard(0, 2)
         .await
         .expect("shard 0 moves to group 2");
-    load.wait_more(20).await;
+    load.wait_more(50).await;
 }
 
 /// A real Prometheus (Debian's `prometheus` package) on loopback with
@@ -388,10 +404,19 @@ async fn the_compose_cluster_survives_chaos() {
         ..CtrlerClientOptions::default()
     };
     let mut admin = CtrlerClient::new(&CTRLERS, admin_options).expect("admin client");
+    let chaos = Instant::now();
     inject_chaos(&load, &mut admin).await;
-    let checked = load.finish_and_check(150).await;
-    eprintln!("docker_chaos: {checked:?}");
+    let chaos = chaos.elapsed();
+    let checked = load.finish_and_check(400).await;
+    let healed = Instant::now();
     eventually_within("the cluster converges", SETTLE, || async { converged() }).await;
+    eprintln!(
+        "docker_chaos: {checked:?}; faults: 2 replicas killed (one a controller leader), \
+         1 leader paused, 1 replica cut off, 1 group restarted, 3 configuration changes, \
+         over {:.1} s; converged {:.1} s after the clients stopped",
+        chaos.as_secs_f64(),
+        healed.elapsed().as_secs_f64()
+    );
     if let Some(prometheus) = &prometheus {
         prometheus_sees_every_rule_metric(prometheus).await;
     }
