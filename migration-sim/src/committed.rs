@@ -45,8 +45,6 @@ pub struct Committed {
     executed: Vec<Executed>,
     /// Shards installed whole (last chunks applied).
     pub installs: u64,
-    /// Configurations applied.
-    pub configs: u64,
 }
 
 impl Committed {
@@ -58,7 +56,6 @@ impl Committed {
             pending: BTreeMap::new(),
             executed: Vec::new(),
             installs: 0,
-            configs: 0,
         }
     }
 
@@ -118,10 +115,6 @@ impl Committed {
             }
             GroupCommand::Install(chunk) if chunk.last => {
                 self.installs += 1;
-                None
-            }
-            GroupCommand::Config(_) => {
-                self.configs += 1;
                 None
             }
             _ => None,

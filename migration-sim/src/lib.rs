@@ -103,11 +103,7 @@ pub fn run_seed(seed: u64) -> Result<SeedReport, Failure> {
     match std::panic::catch_unwind(move || run_seed_with(seed, run_profile)) {
         Ok(result) => result,
         Err(payload) => {
-            let detail = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                .unwrap_or_else(|| "non-string panic".into());
+            let detail = raft::sim::swarm::panic_detail(payload.as_ref());
             Err(Failure {
                 seed,
                 profile: Box::new(profile),

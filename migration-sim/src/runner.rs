@@ -1,15 +1,15 @@
-//! Runs a range of seeds on worker threads: each failure prints its replay
-//! line as soon as it fails, and a summary gives seeds per second and what
-//! the passing seeds covered.
+//! Runs a range of seeds on worker threads (`raft::sim::seeds::fold_seeds`):
+//! each failure prints its replay line as soon as it fails, and a summary
+//! gives seeds per second and what the passing seeds covered.
 //!
 //! Invariant: every seed of the range runs exactly once.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use raft::sim::seeds::fold_seeds;
+
 use crate::world::FaultCounts;
-use crate::{SeedReport, run_seed};
+use crate::{Failure, SeedReport, run_seed};
 
 /// What the seeds of a run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -61,34 +61,21 @@ impl Totals {
 /// Runs seeds `start..start + count` on `threads` threads, printing each
 /// failure's replay line and a summary; returns the totals.
 pub fn run_seeds(start: u64, count: u64, threads: usize) -> Totals {
-    let next = Arc::new(AtomicU64::new(start));
     let end = start.saturating_add(count);
     let began = Instant::now();
-    let workers: Vec<_> = (0..threads.max(1))
-        .map(|_| {
-            let next = Arc::clone(&next);
-            std::thread::spawn(move || {
-                let mut totals = Totals::default();
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= end {
-                        return totals;
-                    }
-                    totals.seeds += 1;
-                    match run_seed(seed) {
-                        Ok(report) => totals.add(&report),
-                        Err(failure) => {
-                            println!("{failure}");
-                            totals.failures += 1;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
+    let fold = |totals: &mut Totals, result: Result<SeedReport, Failure>| {
+        totals.seeds += 1;
+        match result {
+            Ok(report) => totals.add(&report),
+            Err(failure) => {
+                println!("{failure}");
+                totals.failures += 1;
+            }
+        }
+    };
     let mut totals = Totals::default();
-    for worker in workers {
-        totals.merge(worker.join().expect("a simulation worker panicked"));
+    for worker in fold_seeds(start, count, threads, run_seed, fold) {
+        totals.merge(worker);
     }
     let seconds = began.elapsed().as_secs_f64();
     println!(
@@ -109,19 +96,4 @@ pub fn run_seeds(start: u64, count: u64, threads: usize) -> Totals {
         totals.restores, totals.faults
     );
     totals
-}
-
-/// Runs seeds `range` on this thread and panics listing every failing
-/// seed's replay line (the seed-range tests).
-pub fn assert_seeds_pass(range: std::ops::Range<u64>) {
-    let failures: Vec<String> = range
-        .filter_map(|seed| run_seed(seed).err())
-        .map(|failure| failure.to_string())
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} seeds failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
 }

@@ -338,22 +338,7 @@ impl World {
     /// Returns how far the world got: the applied indexes of every live
     /// replica, summed (progress, for the liveness bound).
     pub fn work_done(&self) -> u64 {
-        let applied = |ids: Vec<NodeId>, applied: &dyn Fn(NodeId) -> u64| {
-            ids.into_iter().map(applied).sum::<u64>()
-        };
-        let ctrler = applied(self.ctrler.live_ids(), &|id| {
-            self.ctrler.nodes[&id].state().applied.0
-        });
-        let groups: u64 = self
-            .groups
-            .values()
-            .map(|cluster| {
-                applied(cluster.live_ids(), &|id| {
-                    cluster.nodes[&id].state().applied.0
-                })
-            })
-            .sum();
-        ctrler + groups
+        live_applied(&self.ctrler) + self.groups.values().map(live_applied).sum::<u64>()
     }
 
     /// Returns the snapshots restored by replicas of every cluster.
@@ -494,6 +479,15 @@ fn within(cluster: &str, violation: Violation) -> Violation {
         invariant: violation.invariant,
         detail: format!("in {cluster}: {}", violation.detail),
     }
+}
+
+/// Returns the applied indexes of `cluster`'s live replicas, summed.
+fn live_applied<M: SimMachine>(cluster: &Cluster<M>) -> u64 {
+    cluster
+        .live_ids()
+        .into_iter()
+        .map(|id| cluster.nodes[&id].state().applied.0)
+        .sum()
 }
 
 /// Returns whether `cluster` has a leader whose commit every member

@@ -8,26 +8,26 @@
 //! run is `--seeds N` (README, docs/migration-sim.md).
 
 use migration_sim::run_seed;
-use migration_sim::runner::assert_seeds_pass;
+use raft::sim::seeds::assert_seeds_pass;
 
 #[test]
 fn migration_seeds_0_to_250_keep_every_promise() {
-    assert_seeds_pass(0..250);
+    assert_seeds_pass(0..250, run_seed);
 }
 
 #[test]
 fn migration_seeds_250_to_500_keep_every_promise() {
-    assert_seeds_pass(250..500);
+    assert_seeds_pass(250..500, run_seed);
 }
 
 #[test]
 fn migration_seeds_500_to_750_keep_every_promise() {
-    assert_seeds_pass(500..750);
+    assert_seeds_pass(500..750, run_seed);
 }
 
 #[test]
 fn migration_seeds_750_to_1000_keep_every_promise() {
-    assert_seeds_pass(750..1000);
+    assert_seeds_pass(750..1000, run_seed);
 }
 
 // Goal: a seed replays exactly (a failure's replay command reproduces it).

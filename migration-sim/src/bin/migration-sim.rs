@@ -8,43 +8,22 @@ use std::process::ExitCode;
 use clap::Parser;
 use migration_sim::run_seed;
 use migration_sim::runner::run_seeds;
+use raft::sim::seeds::{SeedArgs, report_one};
 
 /// The controller and replica groups moving shards under seeded faults.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Replay exactly this seed.
-    #[arg(long, conflicts_with = "seeds")]
-    seed: Option<u64>,
-    /// Run this many seeds, starting at --start.
-    #[arg(long, default_value_t = 1000)]
-    seeds: u64,
-    /// The first seed of a --seeds run.
-    #[arg(long, default_value_t = 0)]
-    start: u64,
-    /// Worker threads (default: every core).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    seeds: SeedArgs,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = Args::parse().seeds;
     if let Some(seed) = args.seed {
-        return match run_seed(seed) {
-            Ok(report) => {
-                println!("{report:?}");
-                ExitCode::SUCCESS
-            }
-            Err(failure) => {
-                println!("{failure}");
-                ExitCode::FAILURE
-            }
-        };
+        return report_one(run_seed(seed));
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    match run_seeds(args.start, args.seeds, threads).failures {
+    match run_seeds(args.start, args.seeds, args.threads()).failures {
         0 => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     }

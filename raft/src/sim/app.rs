@@ -68,6 +68,51 @@ pub trait SimMachine: Clone + Debug + PartialEq + 'static {
     fn digest(&self) -> u64;
 }
 
+/// Reads the chunk at `cursor` of `encoded`, a machine's whole state
+/// encoded once, for a machine whose chunks are byte ranges of it: the
+/// cursor is a byte offset (8 bytes, big-endian; empty is 0), and the
+/// chunk is at most `bytes_max` bytes (at least one). `None` for a cursor
+/// that is not such an offset within `encoded`. See
+/// [`SimMachine::read_chunk`].
+pub fn read_byte_range(
+    encoded: &Bytes,
+    cursor: &[u8],
+    bytes_max: u64,
+) -> Option<(Bytes, Bytes, bool)> {
+    let start = usize::try_from(decode_offset(cursor)?).ok()?;
+    if start > encoded.len() {
+        return None;
+    }
+    let length = usize::try_from(bytes_max.max(1)).unwrap_or(usize::MAX);
+    let end = start.saturating_add(length).min(encoded.len());
+    let next = Bytes::copy_from_slice(&(end as u64).to_be_bytes());
+    Some((encoded.slice(start..end), next, end == encoded.len()))
+}
+
+/// Appends a chunk [`read_byte_range`] read to `restore`, the bytes of the
+/// chunks written so far; refuses (changing nothing) a malformed cursor or
+/// a chunk that does not start at `restore`'s length.
+pub fn append_byte_range(restore: &mut Vec<u8>, chunk: &SnapshotChunk) -> Result<(), String> {
+    let offset = decode_offset(&chunk.cursor)
+        .ok_or_else(|| format!("malformed cursor {:?}", chunk.cursor))?;
+    if offset != restore.len() as u64 {
+        return Err(format!(
+            "chunk at byte {offset} written after {} bytes",
+            restore.len()
+        ));
+    }
+    restore.extend_from_slice(&chunk.data);
+    Ok(())
+}
+
+/// Decodes a byte-offset cursor (empty: the beginning).
+fn decode_offset(cursor: &[u8]) -> Option<u64> {
+    match cursor {
+        [] => Some(0),
+        bytes => Some(u64::from_be_bytes(bytes.try_into().ok()?)),
+    }
+}
+
 /// One write of the application to its database, in the order it was
 /// made: what a power failure may lose.
 #[derive(Clone, Debug, PartialEq, Eq)]

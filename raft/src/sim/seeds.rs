@@ -1,6 +1,9 @@
 //! Runs a range of swarm seeds on worker threads and reports them: what
 //! every simulator binary (the register map's `raft-sim`, the
-//! controller's `ctrler-sim`) prints for `--seeds N`.
+//! controller's `ctrler-sim`, `migration-sim`) prints for `--seeds N`.
+//! The flags ([`SeedArgs`]), the threads ([`fold_seeds`]), one seed's
+//! report ([`report_one`]) and the seed-range tests
+//! ([`assert_seeds_pass`]) serve any simulator's report and failure.
 //!
 //! Invariants: every seed of the range runs exactly once; a failing seed
 //! prints its replay line as soon as it fails; the summary counts only
@@ -39,18 +42,21 @@ impl SeedArgs {
         if let Some(seed) = self.seed {
             return report_one(run(seed));
         }
-        let threads = self
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        match run_seeds(self.start, self.seeds, threads, run).failures {
+        match run_seeds(self.start, self.seeds, self.threads(), run).failures {
             0 => ExitCode::SUCCESS,
             _ => ExitCode::FAILURE,
         }
     }
+
+    /// Returns the worker threads asked for (default: every core).
+    pub fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
 }
 
 /// Prints one seed's report or failure; fails with the seed.
-pub fn report_one(result: Result<SeedReport, Failure>) -> ExitCode {
+pub fn report_one<R: std::fmt::Debug, F: std::fmt::Display>(result: Result<R, F>) -> ExitCode {
     match result {
         Ok(report) => {
             println!("{report:?}");
@@ -73,7 +79,10 @@ pub fn init_tracing() {
 
 /// Runs seeds `range` with `run` on this thread and panics listing every
 /// failing seed's replay line: the seed-range tests of every simulator.
-pub fn assert_seeds_pass(range: std::ops::Range<u64>, run: fn(u64) -> Result<SeedReport, Failure>) {
+pub fn assert_seeds_pass<R, F: std::fmt::Display>(
+    range: std::ops::Range<u64>,
+    run: fn(u64) -> Result<R, F>,
+) {
     let failures: Vec<String> = range
         .filter_map(|seed| run(seed).err())
         .map(|failure| failure.to_string())
@@ -118,6 +127,39 @@ impl Totals {
     }
 }
 
+/// Runs `run` on every seed of `start..start + count`, each exactly once,
+/// on `threads` worker threads; each worker folds what its seeds gave into
+/// its own `T` with `fold`, and the workers' folds are returned.
+pub fn fold_seeds<R: 'static, T: Default + Send + 'static>(
+    start: u64,
+    count: u64,
+    threads: usize,
+    run: fn(u64) -> R,
+    fold: fn(&mut T, R),
+) -> Vec<T> {
+    let next = Arc::new(AtomicU64::new(start));
+    let end = start.saturating_add(count);
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let next = Arc::clone(&next);
+            std::thread::spawn(move || {
+                let mut folded = T::default();
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= end {
+                        return folded;
+                    }
+                    fold(&mut folded, run(seed));
+                }
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .map(|worker| worker.join().expect("simulation worker panicked"))
+        .collect()
+}
+
 /// Runs seeds `start..start + count` with `run` on `threads` threads,
 /// printing each failure's replay line as it happens and a summary (seeds
 /// per second among it) at the end; returns the totals.
@@ -127,33 +169,18 @@ pub fn run_seeds(
     threads: usize,
     run: fn(u64) -> Result<SeedReport, Failure>,
 ) -> Totals {
-    let next = Arc::new(AtomicU64::new(start));
     let end = start + count;
     let began = Instant::now();
-    let workers: Vec<_> = (0..threads.max(1))
-        .map(|_| {
-            let next = Arc::clone(&next);
-            std::thread::spawn(move || {
-                let mut totals = Totals::default();
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= end {
-                        return totals;
-                    }
-                    match run(seed) {
-                        Ok(report) => totals.add(&report),
-                        Err(failure) => {
-                            println!("{failure}");
-                            totals.failures += 1;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
+    let fold = |totals: &mut Totals, result: Result<SeedReport, Failure>| match result {
+        Ok(report) => totals.add(&report),
+        Err(failure) => {
+            println!("{failure}");
+            totals.failures += 1;
+        }
+    };
     let mut totals = Totals::default();
-    for worker in workers {
-        totals.merge(worker.join().expect("simulation worker panicked"));
+    for worker in fold_seeds(start, count, threads, run, fold) {
+        totals.merge(worker);
     }
     let seconds = began.elapsed().as_secs_f64();
     println!(

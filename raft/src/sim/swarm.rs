@@ -371,11 +371,7 @@ pub fn run_catching(
     match std::panic::catch_unwind(move || run(seed, run_profile)) {
         Ok(result) => result,
         Err(payload) => {
-            let detail = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                .unwrap_or_else(|| "non-string panic".into());
+            let detail = panic_detail(payload.as_ref());
             Err(Failure {
                 seed,
                 profile: Box::new(profile),
@@ -388,6 +384,15 @@ pub fn run_catching(
             })
         }
     }
+}
+
+/// Returns the message a panic carried (the payload of a caught panic).
+pub fn panic_detail(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "non-string panic".into())
 }
 
 /// Runs one seed of the register map with an explicit profile.

@@ -20,11 +20,7 @@ pub fn run_seeds(seeds: &[u64], scenario: impl Fn(u64) -> ScenarioResult<()>) {
             Ok(Ok(())) => {}
             Ok(Err(error)) => panic!("SEED={seed} {error}"),
             Err(payload) => {
-                let detail = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                    .unwrap_or_else(|| "non-string panic".into());
+                let detail = raft::sim::swarm::panic_detail(payload.as_ref());
                 panic!("SEED={seed} panicked: {detail}");
             }
         }

@@ -21,7 +21,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bytes::Bytes;
 use raft::core::{LogIndex, SnapshotChunk};
-use raft::sim::app::SimMachine;
+use raft::sim::app::{SimMachine, append_byte_range, read_byte_range};
 
 use crate::Request;
 use crate::state_machine::{ControllerState, Session};
@@ -100,16 +100,7 @@ impl SimMachine for CtrlerMachine {
     }
 
     fn write_chunk(&mut self, chunk: &SnapshotChunk) -> Result<(), String> {
-        let offset = decode_offset(&chunk.cursor)
-            .ok_or_else(|| format!("malformed cursor {:?}", chunk.cursor))?;
-        if offset != self.restore.len() as u64 {
-            return Err(format!(
-                "chunk at byte {offset} written after {} bytes",
-                self.restore.len()
-            ));
-        }
-        self.restore.extend_from_slice(&chunk.data);
-        Ok(())
+        append_byte_range(&mut self.restore, chunk)
     }
 
     fn finish_restore(&mut self) -> Result<(), String> {
@@ -120,27 +111,11 @@ impl SimMachine for CtrlerMachine {
     }
 
     fn read_chunk(&self, cursor: &[u8], bytes_max: u64) -> Option<(Bytes, Bytes, bool)> {
-        let encoded = self.encoded();
-        let start = usize::try_from(decode_offset(cursor)?).ok()?;
-        if start > encoded.len() {
-            return None;
-        }
-        let length = usize::try_from(bytes_max.max(1)).unwrap_or(usize::MAX);
-        let end = start.saturating_add(length).min(encoded.len());
-        let next = Bytes::copy_from_slice(&(end as u64).to_be_bytes());
-        Some((encoded.slice(start..end), next, end == encoded.len()))
+        read_byte_range(self.encoded(), cursor, bytes_max)
     }
 
     fn digest(&self) -> u64 {
         mix(self.history_digest ^ mix(self.sessions_digest))
-    }
-}
-
-/// Decodes a byte-offset cursor (empty: the beginning).
-fn decode_offset(cursor: &[u8]) -> Option<u64> {
-    match cursor {
-        [] => Some(0),
-        bytes => Some(u64::from_be_bytes(bytes.try_into().ok()?)),
     }
 }
 
