@@ -141,21 +141,26 @@ pub fn cut_chunk(
     cursor: &[u8],
     bytes_max: u64,
 ) -> (Vec<(Bytes, Bytes)>, Bytes, bool) {
-    let mut chunk = Vec::new();
+    let mut chunk: Vec<(Bytes, Bytes)> = Vec::new();
     let mut bytes = 0u64;
-    let mut next_cursor = Bytes::copy_from_slice(cursor);
     for (key, value) in records {
         let size = (key.len() + value.len()) as u64;
         if !chunk.is_empty() && bytes + size > bytes_max {
             return (chunk, key, false);
         }
         bytes += size;
-        let mut after = BytesMut::with_capacity(key.len() + 1);
-        after.extend_from_slice(&key);
-        after.extend_from_slice(&[0]);
-        next_cursor = after.freeze();
         chunk.push((key, value));
     }
+    // Nothing is left: the next cursor is just past the last key taken.
+    let next_cursor = match chunk.last() {
+        Some((key, _)) => {
+            let mut after = BytesMut::with_capacity(key.len() + 1);
+            after.extend_from_slice(key);
+            after.extend_from_slice(&[0]);
+            after.freeze()
+        }
+        None => Bytes::copy_from_slice(cursor),
+    };
     (chunk, next_cursor, true)
 }
 
