@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building the project needs on a fresh machine: a C++
-# compiler and libclang (RocksDB and its bindings), pkg-config, and a Rust
-# toolchain. Safe to run again: it installs only what is missing.
+# compiler and libclang (RocksDB and its bindings), pkg-config, protoc
+# (the etcd client of the benches compiles etcd's .proto files with it;
+# our own .proto files need none), and a Rust toolchain. Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 missing=()
@@ -19,6 +20,7 @@ has_libclang() {
 has_libclang || missing+=(libclang-dev)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v make >/dev/null 2>&1 || missing+=(make)
+command -v protoc >/dev/null 2>&1 || [[ -n "${PROTOC:-}" ]] || missing+=(protobuf-compiler)
 command -v curl >/dev/null 2>&1 || missing+=(curl ca-certificates)
 
 if ((${#missing[@]})); then

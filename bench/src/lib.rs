@@ -1,22 +1,33 @@
-//! Benches of the whole store run as processes on loopback (issue 17,
-//! "What must show"), and what they share:
+//! Benches of the whole store run as processes on loopback, and what
+//! they share:
 //!
+//! - [`store`]: the stores `kvbench` drives (ours, or etcd) behind one
+//!   interface.
+//! - [`etcd`]: a 3-member etcd cluster started as child processes, the
+//!   reference `compare-etcd` measures against.
 //! - [`cluster`]: a local cluster of release binaries (three `shardctrler`
 //!   replicas, groups of three `shardkv` or `raft-node` replicas) started
 //!   as child processes in a temporary directory, joined through the
 //!   controller, killed and removed when dropped.
+//! - [`kvbench_run`]: one run of `kvbench` and the figures kept from it.
 //! - [`probe`]: what the benches read from the processes: `/metrics`
 //!   samples, `/readyz`, peak RSS from `/proc`.
 //! - `src/bin/migration-bench.rs`: a shard set of 256 MiB and 1 GiB moved
 //!   between groups (time, MiB/s, peak RSS of both groups).
+//! - `src/bin/kvbench.rs`: closed-loop load on either store.
 //! - `src/bin/data-path-bench.rs`: `kvbench` against one `shardkv` group
 //!   and against one `raft-node` group joined as a group, alternating.
+//! - `src/bin/compare-etcd.rs`: `kvbench` against our cluster and against
+//!   etcd on the same machine, alternating.
 //!
 //! Errors are `anyhow`: this crate is bench tooling, a failure ends the
 //! run with its cause.
 
 pub mod cluster;
+pub mod etcd;
+pub mod kvbench_run;
 pub mod probe;
+pub mod store;
 
 /// Returns the median of `values` (the upper one of an even count), or
 /// `None` for none. NaNs sort last.

@@ -72,7 +72,8 @@ impl WriteOp {
 /// A client of the sharded store; cheap to share between tasks (`&self`).
 pub struct Client {
     ctrler: tokio::sync::Mutex<CtrlerClient>,
-    config: Arc<Mutex<Option<pb::Config>>>,
+    /// Shared, not copied, by each call that routes with it.
+    config: Arc<Mutex<Option<Arc<pb::Config>>>>,
     /// Follows the controller's Watch stream into `config`.
     watcher: tokio::task::JoinHandle<()>,
     groups: Mutex<HashMap<u64, Replicas<ShardKvClient<Channel>>>>,
@@ -116,7 +117,7 @@ impl Client {
         let mut controller = CtrlerClient::new(ctrler, options.clone())?;
         let config = controller.query(-1).await?;
         let stream = controller.watch(config.num + 1);
-        let config = Arc::new(Mutex::new(Some(config)));
+        let config = Arc::new(Mutex::new(Some(Arc::new(config))));
         Ok(Client {
             ctrler: tokio::sync::Mutex::new(controller),
             watcher: tokio::spawn(follow_configs(stream, Arc::clone(&config))),
@@ -264,7 +265,7 @@ impl Client {
 
     /// Returns the cached configuration, querying the controller if there
     /// is none.
-    async fn cached_config(&self, deadline: Instant) -> Result<pb::Config, ClientError> {
+    async fn cached_config(&self, deadline: Instant) -> Result<Arc<pb::Config>, ClientError> {
         if let Some(config) = self.config.lock().expect("not poisoned").clone() {
             return Ok(config);
         }
@@ -339,7 +340,7 @@ impl Drop for Client {
 
 /// Puts each configuration `stream` yields into `cache`, until aborted.
 /// A broken stream is opened again after a pause.
-async fn follow_configs(mut stream: ConfigStream, cache: Arc<Mutex<Option<pb::Config>>>) {
+async fn follow_configs(mut stream: ConfigStream, cache: Arc<Mutex<Option<Arc<pb::Config>>>>) {
     loop {
         match stream.next().await {
             Ok(config) => {
@@ -352,12 +353,13 @@ async fn follow_configs(mut stream: ConfigStream, cache: Arc<Mutex<Option<pb::Co
 
 /// Caches `config` unless the cache holds a newer one; returns the one
 /// cached.
-fn remember_config(cache: &Mutex<Option<pb::Config>>, config: pb::Config) -> pb::Config {
+fn remember_config(cache: &Mutex<Option<Arc<pb::Config>>>, config: pb::Config) -> Arc<pb::Config> {
     let mut cached = cache.lock().expect("not poisoned");
     match &*cached {
-        Some(newer) if newer.num > config.num => newer.clone(),
+        Some(newer) if newer.num > config.num => Arc::clone(newer),
         _ => {
-            *cached = Some(config.clone());
+            let config = Arc::new(config);
+            *cached = Some(Arc::clone(&config));
             config
         }
     }

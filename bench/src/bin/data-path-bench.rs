@@ -16,14 +16,14 @@
 //! Run: `cargo build --release -p shardctrler -p shardkv -p client -p
 //! raft-demo -p kv-bench` then `target/release/data-path-bench --runs 3`.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use client::{CallOptions, Client};
-use kv_bench::cluster::{Cluster, Kind, bin_dir};
-use kv_bench::{median, probe};
+use kv_bench::cluster::{Cluster, Kind};
+use kv_bench::kvbench_run::{Sample, kvbench_binary, run_kvbench};
+use kv_bench::median;
 
 /// kvbench against a shardkv group and a raft-node group, alternating.
 #[derive(Parser, Debug)]
@@ -61,19 +61,6 @@ struct Args {
 /// The two sides measured.
 const SIDES: [Kind; 2] = [Kind::ShardKv, Kind::RaftNode];
 
-/// One kvbench measurement.
-#[derive(Clone, Debug)]
-struct Sample {
-    ops_per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-    /// CPU time the group's three replicas used per operation, in
-    /// microseconds (from `/proc`; steadier than throughput on a shared
-    /// machine).
-    server_cpu_us: f64,
-}
-
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -98,13 +85,7 @@ fn side_name(kind: Kind) -> &'static str {
 }
 
 async fn run(args: &Args) -> Result<()> {
-    let kvbench = bin_dir()?.join("kvbench");
-    if !kvbench.exists() {
-        bail!(
-            "{} not found next to the bench: build it first (cargo build --release -p client)",
-            kvbench.display()
-        );
-    }
+    let kvbench = kvbench_binary()?;
     // samples[side][(workload, clients)] = one Sample per run.
     let cells: Vec<(String, u64)> = args
         .workloads
@@ -177,54 +158,21 @@ fn kvbench_once(
     workload: &str,
     clients: u64,
 ) -> Result<Sample> {
-    let pids = cluster.group(1).pids();
-    let cpu = |pids: &[u32]| -> f64 { pids.iter().filter_map(|&p| probe::cpu_seconds(p)).sum() };
-    let cpu_before = cpu(&pids);
-    let output = Command::new(kvbench)
-        .env_remove("KV_CTRLER")
-        .args([
-            "--ctrler",
-            &cluster.ctrler_addresses().join(","),
-            "--workload",
-            workload,
-            "--clients",
-            &clients.to_string(),
-            "--duration",
-            &args.duration.to_string(),
-            "--keys",
-            &args.keys.to_string(),
-            "--value-bytes",
-            &args.value_bytes.to_string(),
-            "--json",
-        ])
-        .output()
-        .context("running kvbench")?;
-    // Includes the fill of a get run (the same for both sides), which is
-    // why it is divided by the operations measured only roughly: compare
-    // the two sides, not the absolute figure.
-    let cpu_used = cpu(&pids) - cpu_before;
-    if !output.status.success() {
-        bail!(
-            "kvbench {workload} with {clients} clients failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let json: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("kvbench's JSON")?;
-    let number = |name: &str| {
-        json[name]
-            .as_f64()
-            .with_context(|| format!("kvbench's JSON has no number `{name}`: {json}"))
-    };
-    let ops = number("ops")?;
-    Ok(Sample {
-        server_cpu_us: cpu_used * 1e6 / ops.max(1.0),
-        ops_per_second: number("ops_per_second")?,
-        p50_ms: number("p50_ms")?,
-        p99_ms: number("p99_ms")?,
-        errors: json["errors"].as_u64().unwrap_or(0),
-    })
+    let kvbench_args = [
+        "--ctrler".to_string(),
+        cluster.ctrler_addresses().join(","),
+        "--workload".into(),
+        workload.into(),
+        "--clients".into(),
+        clients.to_string(),
+        "--duration".into(),
+        args.duration.to_string(),
+        "--keys".into(),
+        args.keys.to_string(),
+        "--value-bytes".into(),
+        args.value_bytes.to_string(),
+    ];
+    run_kvbench(kvbench, &kvbench_args, &cluster.group(1).pids())
 }
 
 /// Prints the medians per cell, the throughput ratio and the p99 check.

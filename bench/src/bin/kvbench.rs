@@ -1,26 +1,33 @@
-//! `kvbench`: a closed-loop load generator through the client library.
-//! N clients each keep one operation in flight (put, get, or a mix) on a
-//! keyspace for a duration, and the run reports throughput and latency
+//! `kvbench`: a closed-loop load generator. N clients each keep one
+//! operation in flight (put, get, or a mix) on a keyspace for a duration,
+//! or fill the keyspace once, and the run reports throughput and latency
 //! percentiles (p50, p90, p99, p99.9, max) from HDR histograms, as text or
 //! JSON; a progress bar shows on a terminal.
+//!
+//! It drives our store through the client library (`--target kv`, the
+//! default) or etcd through its gRPC API (`--target etcd --endpoints`):
+//! the same workload code on both, so they compare (`compare-etcd`).
 //!
 //! Get and mixed runs first fill the keyspace, so reads find values.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Result;
 use clap::{Parser, ValueEnum};
-use client::{CallOptions, Client, ClientError};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use kv_bench::store::{Store, Target};
 
-/// Closed-loop load through the client library.
+/// Closed-loop load on our store or on etcd.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Controller replicas, HOST:PORT,...
+    /// The store to drive.
+    #[arg(long, value_enum, default_value_t = Target::Kv)]
+    target: Target,
+    /// Controller replicas, HOST:PORT,... (`--target kv`).
     #[arg(
         long,
         env = "KV_CTRLER",
@@ -28,13 +35,22 @@ struct Args {
         value_delimiter = ','
     )]
     ctrler: Vec<String>,
+    /// etcd client endpoints, HOST:PORT,... (`--target etcd`).
+    #[arg(
+        long,
+        env = "KV_ETCD_ENDPOINTS",
+        default_value = "127.0.0.1:2379",
+        value_delimiter = ','
+    )]
+    endpoints: Vec<String>,
     /// What each client does.
     #[arg(long, value_enum, default_value_t = Workload::Put)]
     workload: Workload,
     /// Concurrent clients (each one operation in flight).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     clients: u64,
-    /// How long to measure, in seconds.
+    /// How long to measure, in seconds (a fill runs until every key is
+    /// written).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Distinct keys.
@@ -62,12 +78,28 @@ enum Workload {
     Get,
     /// Gets and puts (`--read-fraction`).
     Mixed,
+    /// Puts every key once, the clients sharing the keyspace; measures
+    /// the whole fill.
+    Fill,
 }
 
 /// What one client task measured.
 struct Measured {
     latencies: Histogram<u64>,
     errors: u64,
+}
+
+impl Measured {
+    /// Records an operation started at `started`: its latency if it
+    /// succeeded, an error otherwise.
+    fn record(&mut self, started: Instant, ok: bool) {
+        if ok {
+            let micros = started.elapsed().as_micros().max(1) as u64;
+            self.latencies.saturating_record(micros);
+        } else {
+            self.errors += 1;
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -93,19 +125,42 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: &Args, duration: Duration) -> Result<(), ClientError> {
-    let client = Arc::new(Client::connect(&args.ctrler, CallOptions::default()).await?);
-    if args.workload != Workload::Put {
-        fill(&client, args).await?;
+async fn run(args: &Args, duration: Duration) -> Result<()> {
+    let addresses = match args.target {
+        Target::Kv => &args.ctrler,
+        Target::Etcd => &args.endpoints,
+    };
+    let store = Store::connect(args.target, addresses).await?;
+    if matches!(args.workload, Workload::Get | Workload::Mixed) {
+        let filled = fill(&store, args).await;
+        if filled.errors > 0 {
+            anyhow::bail!("{} puts of the fill failed", filled.errors);
+        }
     }
-    let bar = progress(duration.as_secs());
+    let own_cpu = || kv_bench::probe::cpu_seconds(std::process::id()).unwrap_or(f64::NAN);
+    let cpu_before = own_cpu();
     let started = Instant::now();
-    let deadline = started + duration;
+    let (latencies, errors) = if args.workload == Workload::Fill {
+        let filled = fill(&store, args).await;
+        (filled.latencies, filled.errors)
+    } else {
+        timed(&store, args, started + duration).await
+    };
+    let elapsed = started.elapsed();
+    report(args, &latencies, errors, elapsed, own_cpu() - cpu_before);
+    Ok(())
+}
+
+/// Runs the clients until `deadline`, a progress bar on a terminal, and
+/// returns their merged latencies and error count.
+async fn timed(store: &Store, args: &Args, deadline: Instant) -> (Histogram<u64>, u64) {
+    let started = Instant::now();
+    let bar = progress(deadline.saturating_duration_since(started).as_secs());
     let tasks: Vec<_> = (0..args.clients)
         .map(|task| {
-            let client = Arc::clone(&client);
+            let store = store.clone();
             let plan = Plan::from(args, task);
-            tokio::spawn(async move { plan.run(&client, deadline).await })
+            tokio::spawn(async move { plan.run(store, deadline).await })
         })
         .collect();
     let ticker = bar.clone().map(|bar| {
@@ -116,22 +171,31 @@ async fn run(args: &Args, duration: Duration) -> Result<(), ClientError> {
             }
         })
     });
-    let mut latencies = latency_histogram();
-    let mut errors = 0;
-    for task in tasks {
-        let measured = task.await.expect("a client task finishes");
-        latencies.add(&measured.latencies).expect("same precision");
-        errors += measured.errors;
-    }
-    let elapsed = started.elapsed();
+    let merged = merge(tasks).await;
     if let Some(ticker) = ticker {
         ticker.abort();
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    report(args, &latencies, errors, elapsed);
-    Ok(())
+    (merged.latencies, merged.errors)
+}
+
+/// Waits for every client task and merges what they measured.
+async fn merge(tasks: Vec<tokio::task::JoinHandle<Measured>>) -> Measured {
+    let mut merged = Measured {
+        latencies: latency_histogram(),
+        errors: 0,
+    };
+    for task in tasks {
+        let measured = task.await.expect("a client task finishes");
+        merged
+            .latencies
+            .add(&measured.latencies)
+            .expect("same precision");
+        merged.errors += measured.errors;
+    }
+    merged
 }
 
 /// Returns a histogram of latencies in microseconds, 1 µs to 60 s at 3
@@ -140,28 +204,32 @@ fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
-/// Puts every key once, so reads find values.
-async fn fill(client: &Arc<Client>, args: &Args) -> Result<(), ClientError> {
+/// Puts every key once, the clients taking every `clients`-th key each,
+/// and returns what they measured.
+async fn fill(store: &Store, args: &Args) -> Measured {
     let workers = args.clients.min(args.keys);
     let tasks: Vec<_> = (0..workers)
         .map(|worker| {
-            let client = Arc::clone(client);
+            let mut store = store.clone();
             let plan = Plan::from(args, worker);
             let (keys, step) = (args.keys, workers);
             tokio::spawn(async move {
+                let mut measured = Measured {
+                    latencies: latency_histogram(),
+                    errors: 0,
+                };
                 let mut key = worker;
                 while key < keys {
-                    client.put(&plan.key(key), &plan.value).await?;
+                    let started = Instant::now();
+                    let put = store.put(&plan.key(key), &plan.value).await;
+                    measured.record(started, put.is_ok());
                     key += step;
                 }
-                Ok::<(), ClientError>(())
+                measured
             })
         })
         .collect();
-    for task in tasks {
-        task.await.expect("a fill task finishes")?;
-    }
-    Ok(())
+    merge(tasks).await
 }
 
 /// A progress bar over the run's seconds, on a terminal only.
@@ -211,7 +279,7 @@ impl Plan {
     }
 
     /// Runs operations back to back until `deadline`.
-    async fn run(mut self, client: &Client, deadline: Instant) -> Measured {
+    async fn run(mut self, mut store: Store, deadline: Instant) -> Measured {
         let mut measured = Measured {
             latencies: latency_histogram(),
             errors: 0,
@@ -220,35 +288,39 @@ impl Plan {
             let n = self.next() % self.keys;
             let key = self.key(n);
             let read = match self.workload {
-                Workload::Put => false,
+                Workload::Put | Workload::Fill => false,
                 Workload::Get => true,
                 Workload::Mixed => self.next() % 1000 < self.read_per_mille,
             };
             let started = Instant::now();
             let ok = if read {
-                client.get(&key).await.is_ok()
+                store.get(&key).await.is_ok()
             } else {
-                client.put(&key, &self.value).await.is_ok()
+                store.put(&key, &self.value).await.is_ok()
             };
-            if ok {
-                let micros = started.elapsed().as_micros().max(1) as u64;
-                measured.latencies.saturating_record(micros);
-            } else {
-                measured.errors += 1;
-            }
+            measured.record(started, ok);
         }
         measured
     }
 }
 
-/// Prints the run's figures.
-fn report(args: &Args, latencies: &Histogram<u64>, errors: u64, elapsed: Duration) {
+/// Prints the run's figures; `cpu_seconds` is the CPU time this process
+/// (the load generator, client library included) used while measuring.
+fn report(
+    args: &Args,
+    latencies: &Histogram<u64>,
+    errors: u64,
+    elapsed: Duration,
+    cpu_seconds: f64,
+) {
     let ops = latencies.len();
+    let client_cpu_us = cpu_seconds * 1e6 / (ops.max(1) as f64);
     let throughput = ops as f64 / elapsed.as_secs_f64();
     let ms = |quantile: f64| latencies.value_at_quantile(quantile) as f64 / 1000.0;
     let max = latencies.max() as f64 / 1000.0;
     if args.json {
         let json = serde_json::json!({
+            "target": format!("{:?}", args.target).to_lowercase(),
             "workload": format!("{:?}", args.workload).to_lowercase(),
             "clients": args.clients,
             "seconds": elapsed.as_secs_f64(),
@@ -260,17 +332,20 @@ fn report(args: &Args, latencies: &Histogram<u64>, errors: u64, elapsed: Duratio
             "p99_ms": ms(0.99),
             "p999_ms": ms(0.999),
             "max_ms": max,
+            "client_cpu_us_per_op": client_cpu_us,
         });
         println!("{json}");
     } else {
         println!(
-            "{:?} with {} clients: {ops} ops in {:.1} s = {throughput:.0} ops/s, {errors} errors",
+            "{:?} on {:?} with {} clients: {ops} ops in {:.1} s = {throughput:.0} ops/s, {errors} errors",
             args.workload,
+            args.target,
             args.clients,
             elapsed.as_secs_f64()
         );
         println!(
-            "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {max:.2}",
+            "latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {max:.2}; \
+             load generator CPU {client_cpu_us:.0} us/op",
             ms(0.5),
             ms(0.9),
             ms(0.99),
