@@ -10,6 +10,7 @@
 //!   process, as a real application would hold.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use client::{CallOptions, Client};
@@ -47,10 +48,22 @@ impl Store {
                 Ok(Store::Kv(Arc::new(client)))
             }
             Target::Etcd => {
-                let client = etcd_client::Client::connect(addresses, None)
+                // The deadlines of our client's defaults: 1 s to connect,
+                // 10 s per call.
+                let options = etcd_client::ConnectOptions::new()
+                    .with_connect_timeout(Duration::from_secs(1))
+                    .with_timeout(Duration::from_secs(10));
+                let where_ = || format!("etcd at {}", addresses.join(","));
+                let client = etcd_client::Client::connect(addresses, Some(options))
                     .await
-                    .with_context(|| format!("connecting to etcd at {}", addresses.join(",")))?;
-                Ok(Store::Etcd(Box::new(client.kv_client())))
+                    .with_context(|| format!("connecting to {}", where_()))?;
+                let mut store = Store::Etcd(Box::new(client.kv_client()));
+                // The connection is lazy: one read proves the store answers.
+                store
+                    .get(b"kvbench-probe")
+                    .await
+                    .with_context(|| format!("{} does not answer", where_()))?;
+                Ok(store)
             }
         }
     }

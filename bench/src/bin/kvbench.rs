@@ -87,17 +87,32 @@ enum Workload {
 struct Measured {
     latencies: Histogram<u64>,
     errors: u64,
+    /// The last failure, to name when nothing succeeded.
+    last_error: Option<String>,
 }
 
 impl Measured {
     /// Records an operation started at `started`: its latency if it
     /// succeeded, an error otherwise.
-    fn record(&mut self, started: Instant, ok: bool) {
-        if ok {
-            let micros = started.elapsed().as_micros().max(1) as u64;
-            self.latencies.saturating_record(micros);
-        } else {
-            self.errors += 1;
+    fn record<T>(&mut self, started: Instant, outcome: Result<T>) {
+        match outcome {
+            Ok(_) => {
+                let micros = started.elapsed().as_micros().max(1) as u64;
+                self.latencies.saturating_record(micros);
+            }
+            Err(error) => {
+                self.errors += 1;
+                self.last_error = Some(format!("{error:#}"));
+            }
+        }
+    }
+
+    /// Returns an empty measurement.
+    fn new() -> Measured {
+        Measured {
+            latencies: latency_histogram(),
+            errors: 0,
+            last_error: None,
         }
     }
 }
@@ -119,7 +134,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(&args, duration)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("kvbench: {error}");
+            eprintln!("kvbench: {error:#}");
             ExitCode::from(3)
         }
     }
@@ -133,27 +148,38 @@ async fn run(args: &Args, duration: Duration) -> Result<()> {
     let store = Store::connect(args.target, addresses).await?;
     if matches!(args.workload, Workload::Get | Workload::Mixed) {
         let filled = fill(&store, args).await;
-        if filled.errors > 0 {
-            anyhow::bail!("{} puts of the fill failed", filled.errors);
+        if let Some(error) = filled.last_error {
+            anyhow::bail!(
+                "{} puts of the fill failed, the last with: {error}",
+                filled.errors
+            );
         }
     }
     let own_cpu = || kv_bench::probe::cpu_seconds(std::process::id()).unwrap_or(f64::NAN);
     let cpu_before = own_cpu();
     let started = Instant::now();
-    let (latencies, errors) = if args.workload == Workload::Fill {
-        let filled = fill(&store, args).await;
-        (filled.latencies, filled.errors)
+    let measured = if args.workload == Workload::Fill {
+        fill(&store, args).await
     } else {
         timed(&store, args, started + duration).await
     };
     let elapsed = started.elapsed();
-    report(args, &latencies, errors, elapsed, own_cpu() - cpu_before);
+    if measured.latencies.is_empty()
+        && let Some(error) = &measured.last_error
+    {
+        anyhow::bail!(
+            "every operation failed ({}), the last with: {error}",
+            measured.errors
+        );
+    }
+    let cpu = own_cpu() - cpu_before;
+    report(args, &measured.latencies, measured.errors, elapsed, cpu);
     Ok(())
 }
 
 /// Runs the clients until `deadline`, a progress bar on a terminal, and
-/// returns their merged latencies and error count.
-async fn timed(store: &Store, args: &Args, deadline: Instant) -> (Histogram<u64>, u64) {
+/// returns what they measured, merged.
+async fn timed(store: &Store, args: &Args, deadline: Instant) -> Measured {
     let started = Instant::now();
     let bar = progress(deadline.saturating_duration_since(started).as_secs());
     let tasks: Vec<_> = (0..args.clients)
@@ -178,15 +204,12 @@ async fn timed(store: &Store, args: &Args, deadline: Instant) -> (Histogram<u64>
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    (merged.latencies, merged.errors)
+    merged
 }
 
 /// Waits for every client task and merges what they measured.
 async fn merge(tasks: Vec<tokio::task::JoinHandle<Measured>>) -> Measured {
-    let mut merged = Measured {
-        latencies: latency_histogram(),
-        errors: 0,
-    };
+    let mut merged = Measured::new();
     for task in tasks {
         let measured = task.await.expect("a client task finishes");
         merged
@@ -194,6 +217,7 @@ async fn merge(tasks: Vec<tokio::task::JoinHandle<Measured>>) -> Measured {
             .add(&measured.latencies)
             .expect("same precision");
         merged.errors += measured.errors;
+        merged.last_error = measured.last_error.or(merged.last_error);
     }
     merged
 }
@@ -214,15 +238,12 @@ async fn fill(store: &Store, args: &Args) -> Measured {
             let plan = Plan::from(args, worker);
             let (keys, step) = (args.keys, workers);
             tokio::spawn(async move {
-                let mut measured = Measured {
-                    latencies: latency_histogram(),
-                    errors: 0,
-                };
+                let mut measured = Measured::new();
                 let mut key = worker;
                 while key < keys {
                     let started = Instant::now();
                     let put = store.put(&plan.key(key), &plan.value).await;
-                    measured.record(started, put.is_ok());
+                    measured.record(started, put);
                     key += step;
                 }
                 measured
@@ -280,10 +301,7 @@ impl Plan {
 
     /// Runs operations back to back until `deadline`.
     async fn run(mut self, mut store: Store, deadline: Instant) -> Measured {
-        let mut measured = Measured {
-            latencies: latency_histogram(),
-            errors: 0,
-        };
+        let mut measured = Measured::new();
         while Instant::now() < deadline {
             let n = self.next() % self.keys;
             let key = self.key(n);
@@ -293,12 +311,13 @@ impl Plan {
                 Workload::Mixed => self.next() % 1000 < self.read_per_mille,
             };
             let started = Instant::now();
-            let ok = if read {
-                store.get(&key).await.is_ok()
+            if read {
+                let got = store.get(&key).await;
+                measured.record(started, got);
             } else {
-                store.put(&key, &self.value).await.is_ok()
-            };
-            measured.record(started, ok);
+                let put = store.put(&key, &self.value).await;
+                measured.record(started, put);
+            }
         }
         measured
     }
