@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use client::{CallOptions, CtrlerClient};
+use client::{CallOptions, Client, CtrlerClient};
 
 use crate::probe;
 
@@ -208,6 +208,39 @@ impl Cluster {
                 https.iter().all(|http| probe::ready(http))
             })
             .await?;
+        Ok(cluster)
+    }
+
+    /// Starts three controller replicas (`shards` shards) and group 1 of
+    /// `kind`, joined as the only group; waits until it serves every shard
+    /// (a `shardkv` group) and until one write reads back through the
+    /// client library.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::start`], a wait timing out, or the probe failing.
+    pub async fn start_single_group(base_port: u16, shards: u32, kind: Kind) -> Result<Cluster> {
+        let mut cluster = Cluster::start(base_port, shards).await?;
+        cluster.start_group(1, kind)?;
+        cluster.wait_group_ready(1).await?;
+        cluster.join(1).await?;
+        if kind == Kind::ShardKv {
+            cluster
+                .wait_until(
+                    "the group to serve every shard",
+                    Duration::from_secs(60),
+                    |c| c.group_serves_all(1, shards),
+                )
+                .await?;
+        }
+        let client = Client::connect(&cluster.ctrler_addresses(), CallOptions::default())
+            .await
+            .context("client")?;
+        client.put(b"probe", b"ok").await.context("probe write")?;
+        let read = client.get(b"probe").await.context("probe read")?;
+        if read.as_deref() != Some(&b"ok"[..]) {
+            bail!("the probe write did not read back ({read:?})");
+        }
         Ok(cluster)
     }
 

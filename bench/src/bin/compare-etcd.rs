@@ -22,11 +22,9 @@
 //! `target/release/compare-etcd --runs 3`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
-use client::{CallOptions, Client};
 use kv_bench::cluster::{Cluster, Kind};
 use kv_bench::etcd::Etcd;
 use kv_bench::kvbench_run::{Sample, kvbench_binary, run_kvbench};
@@ -156,7 +154,7 @@ async fn run(args: &Args) -> Result<()> {
             let measuring = &mut measured[side];
             match SIDES[side] {
                 Side::Ours => {
-                    let cluster = start_ours(base_port).await?;
+                    let cluster = Cluster::start_single_group(base_port, 64, Kind::ShardKv).await?;
                     let target = target_ours(&cluster);
                     let pids = cluster.group(1).pids();
                     measure(args, &kvbench, run, Side::Ours, &target, &pids, measuring)?;
@@ -278,32 +276,6 @@ fn side_name(side: Side) -> &'static str {
         Side::Ours => "ours",
         Side::Etcd => "etcd",
     }
-}
-
-/// Starts our cluster: three controller replicas and one `shardkv` group
-/// of three joined, serving every shard, checked with a write and a read.
-async fn start_ours(base_port: u16) -> Result<Cluster> {
-    let shards = 64;
-    let mut cluster = Cluster::start(base_port, shards).await?;
-    cluster.start_group(1, Kind::ShardKv)?;
-    cluster.wait_group_ready(1).await?;
-    cluster.join(1).await?;
-    cluster
-        .wait_until(
-            "the group to serve every shard",
-            Duration::from_secs(60),
-            |c| c.group_serves_all(1, shards),
-        )
-        .await?;
-    let client = Client::connect(&cluster.ctrler_addresses(), CallOptions::default())
-        .await
-        .context("client")?;
-    client.put(b"probe", b"ok").await.context("probe write")?;
-    let read = client.get(b"probe").await.context("probe read")?;
-    if read.as_deref() != Some(&b"ok"[..]) {
-        bail!("the probe write did not read back ({read:?})");
-    }
-    Ok(cluster)
 }
 
 /// Prints the medians per workload, the ratios, and memory per replica.

@@ -16,11 +16,8 @@
 //! Run: `cargo build --release -p shardctrler -p shardkv -p client -p
 //! raft-demo -p kv-bench` then `target/release/data-path-bench --runs 3`.
 
-use std::time::Duration;
-
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Parser;
-use client::{CallOptions, Client};
 use kv_bench::cluster::{Cluster, Kind};
 use kv_bench::kvbench_run::{Sample, kvbench_binary, run_kvbench};
 use kv_bench::median;
@@ -101,7 +98,7 @@ async fn run(args: &Args) -> Result<()> {
             let kind = SIDES[side];
             let base_port = args.base_port + 2000 * (cluster_number % 3);
             cluster_number += 1;
-            let cluster = start(kind, base_port, args.shards).await?;
+            let cluster = Cluster::start_single_group(base_port, args.shards, kind).await?;
             for (cell, (workload, clients)) in cells.iter().enumerate() {
                 let sample = kvbench_once(&kvbench, &cluster, args, workload, *clients)?;
                 println!(
@@ -120,34 +117,6 @@ async fn run(args: &Args) -> Result<()> {
     }
     print_table(args, &cells, &samples);
     Ok(())
-}
-
-/// Starts a cluster whose only group (gid 1) runs `kind`, joined, and
-/// waits until it serves.
-async fn start(kind: Kind, base_port: u16, shards: u32) -> Result<Cluster> {
-    let mut cluster = Cluster::start(base_port, shards).await?;
-    cluster.start_group(1, kind)?;
-    cluster.wait_group_ready(1).await?;
-    cluster.join(1).await?;
-    if kind == Kind::ShardKv {
-        cluster
-            .wait_until(
-                "the group to serve every shard",
-                Duration::from_secs(60),
-                |c| c.group_serves_all(1, shards),
-            )
-            .await?;
-    }
-    // One write and read through the client library: the group serves.
-    let client = Client::connect(&cluster.ctrler_addresses(), CallOptions::default())
-        .await
-        .context("client")?;
-    client.put(b"probe", b"ok").await.context("probe write")?;
-    let read = client.get(b"probe").await.context("probe read")?;
-    if read.as_deref() != Some(&b"ok"[..]) {
-        bail!("the probe write did not read back ({read:?})");
-    }
-    Ok(cluster)
 }
 
 /// Runs kvbench once against `cluster` and returns its figures.
