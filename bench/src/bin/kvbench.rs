@@ -65,6 +65,10 @@ struct Args {
     /// With `--workload mixed`: the fraction of reads.
     #[arg(long, default_value_t = 0.5)]
     read_fraction: f64,
+    /// With `--workload get` or `mixed`: the keyspace is already filled
+    /// (by an earlier `--workload fill`), so skip the fill.
+    #[arg(long)]
+    prefilled: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -146,7 +150,7 @@ async fn run(args: &Args, duration: Duration) -> Result<()> {
         Target::Etcd => &args.endpoints,
     };
     let store = Store::connect(args.target, addresses).await?;
-    if matches!(args.workload, Workload::Get | Workload::Mixed) {
+    if matches!(args.workload, Workload::Get | Workload::Mixed) && !args.prefilled {
         let filled = fill(&store, args).await;
         if let Some(error) = filled.last_error {
             anyhow::bail!(
