@@ -149,7 +149,8 @@ pub struct GroupReader {
     gid: GroupId,
     shard_count: u32,
     /// The table `get` decoded last, with its stored bytes: a Get whose
-    /// view holds the same bytes routes with it instead of decoding again.
+    /// view holds the same bytes (compared in place, not copied out)
+    /// routes with it instead of decoding again.
     routing: Arc<std::sync::Mutex<Option<DecodedTable>>>,
 }
 
@@ -168,18 +169,18 @@ impl GroupReader {
     }
 
     /// Returns the table stored as `raw`, decoded once per distinct value.
-    fn routing_table(&self, raw: Option<Vec<u8>>) -> Result<Arc<ShardTable>, StorageError> {
+    fn routing_table(&self, raw: Option<&[u8]>) -> Result<Arc<ShardTable>, StorageError> {
         let Some(raw) = raw else {
             return Ok(Arc::new(ShardTable::new(self.gid, self.shard_count)));
         };
         let mut cached = self.routing.lock().expect("not poisoned");
         if let Some((bytes, table)) = &*cached
-            && *bytes == raw
+            && bytes.as_slice() == raw
         {
             return Ok(Arc::clone(table));
         }
-        let table = Arc::new(decode_table(&raw, self.gid, self.shard_count)?.0);
-        *cached = Some((raw, Arc::clone(&table)));
+        let table = Arc::new(decode_table(raw, self.gid, self.shard_count)?.0);
+        *cached = Some((raw.to_vec(), Arc::clone(&table)));
         Ok(table)
     }
 
@@ -365,7 +366,10 @@ impl GroupReader {
         if let Some(point) = app_meta::decode_restore_mark(mark.as_deref())? {
             return Err(StorageError::SnapshotUnavailable(point.index));
         }
-        let table = self.routing_table(view.get_cf(meta, TABLE_KEY).map_err(io)?)?;
+        // Pinned: the table record (the whole configuration) is compared
+        // where RocksDB holds it, not copied out on every Get.
+        let table_record = view.get_pinned_cf(meta, TABLE_KEY).map_err(io)?;
+        let table = self.routing_table(table_record.as_deref())?;
         let shard = ShardId(proto::shard_of_key(key, self.shard_count));
         if let Err(not_served) = table.route(shard) {
             return Ok(Err(not_served));
