@@ -29,6 +29,26 @@ pub mod kvbench_run;
 pub mod probe;
 pub mod store;
 
+/// Runs a bench binary's `run` to completion on a tokio runtime made by
+/// `runtime` (current-thread for a bench that only drives child
+/// processes, multi-thread for one that also loads the store in process)
+/// and returns the process's exit code: success, or failure with the
+/// error and its causes printed under the bench's `name`.
+pub fn block_on_main(
+    name: &str,
+    mut runtime: tokio::runtime::Builder,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> std::process::ExitCode {
+    let runtime = runtime.enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{name}: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Returns the median of `values` (the upper one of an even count), or
 /// `None` for none. NaNs sort last.
 pub fn median(values: &[f64]) -> Option<f64> {

@@ -53,16 +53,16 @@ impl Store {
                 let options = etcd_client::ConnectOptions::new()
                     .with_connect_timeout(Duration::from_secs(1))
                     .with_timeout(Duration::from_secs(10));
-                let where_ = || format!("etcd at {}", addresses.join(","));
+                let cluster = || format!("etcd at {}", addresses.join(","));
                 let client = etcd_client::Client::connect(addresses, Some(options))
                     .await
-                    .with_context(|| format!("connecting to {}", where_()))?;
+                    .with_context(|| format!("connecting to {}", cluster()))?;
                 let mut store = Store::Etcd(Box::new(client.kv_client()));
                 // The connection is lazy: one read proves the store answers.
                 store
                     .get(b"kvbench-probe")
                     .await
-                    .with_context(|| format!("{} does not answer", where_()))?;
+                    .with_context(|| format!("{} does not answer", cluster()))?;
                 Ok(store)
             }
         }

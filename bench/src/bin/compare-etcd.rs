@@ -125,17 +125,8 @@ struct Measured {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(run(&args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("compare-etcd: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let runtime = tokio::runtime::Builder::new_current_thread();
+    kv_bench::block_on_main("compare-etcd", runtime, run(&args))
 }
 
 async fn run(args: &Args) -> Result<()> {

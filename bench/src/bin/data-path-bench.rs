@@ -60,17 +60,8 @@ const SIDES: [Kind; 2] = [Kind::ShardKv, Kind::RaftNode];
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(run(&args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("data-path-bench: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let runtime = tokio::runtime::Builder::new_current_thread();
+    kv_bench::block_on_main("data-path-bench", runtime, run(&args))
 }
 
 /// Returns the side's name in the output.

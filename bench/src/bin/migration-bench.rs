@@ -95,17 +95,8 @@ impl Measured {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(run(&args)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("migration-bench: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let runtime = tokio::runtime::Builder::new_multi_thread();
+    kv_bench::block_on_main("migration-bench", runtime, run(&args))
 }
 
 async fn run(args: &Args) -> Result<()> {
