@@ -266,6 +266,22 @@ impl<S: Storage> Node<S> {
         }
     }
 
+    /// On a leader, the lowest index every other member is known to hold
+    /// (its `matched`); `None` on any other role or alone. Compaction
+    /// keeps entries above it, within a bound, so a follower a little
+    /// behind catches up from the log.
+    pub fn followers_matched(&self) -> Option<LogIndex> {
+        if self.raft.role != Role::Leader {
+            return None;
+        }
+        self.raft
+            .progress
+            .iter()
+            .filter(|(id, _)| **id != self.raft.id)
+            .map(|(_, progress)| progress.matched)
+            .min()
+    }
+
     /// Returns the term of the entry at `index` if it is in the log.
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
         self.raft

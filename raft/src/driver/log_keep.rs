@@ -7,6 +7,9 @@
 //!   of them (the entry bound of compaction: nothing older can be kept).
 //! - [`AppliedSizes::boundary`] never names an index whose removal would
 //!   leave more than the byte budget behind it among the entries held.
+//! - [`AppliedSizes::bytes_floor`] keeps at least `keep_bytes` and at most
+//!   `keep_bytes_for_followers`: it never goes below a lagging follower's
+//!   position by more than the wider budget allows.
 
 use std::collections::VecDeque;
 
@@ -59,6 +62,28 @@ impl AppliedSizes {
         }
         LogIndex(0)
     }
+
+    /// Returns the highest index compaction must reach for the byte bound:
+    /// at most `keep_bytes` stay after it, unless a follower (on a leader,
+    /// the lowest index every follower holds: `followers_matched`) still
+    /// needs older entries, which are then kept down to its position, but
+    /// never more than `keep_bytes_for_followers` of them. A follower a
+    /// little behind catches up from the log, and while every follower
+    /// keeps up the log's tail stays small enough to die in the memtable.
+    pub fn bytes_floor(
+        &self,
+        keep_bytes: u64,
+        keep_bytes_for_followers: u64,
+        followers_matched: Option<LogIndex>,
+    ) -> LogIndex {
+        let floor = self.boundary(keep_bytes);
+        match followers_matched {
+            Some(matched) if matched < floor => {
+                matched.max(self.boundary(keep_bytes_for_followers))
+            }
+            _ => floor,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -96,5 +121,30 @@ mod tests {
         assert_eq!(sizes.boundary(4 * one - 1), LogIndex(3));
         sizes.clear();
         assert_eq!(sizes.boundary(0), LogIndex(0));
+    }
+
+    // Goal: a follower that lags keeps the entries it still needs, within
+    // the wider budget; one that keeps up leaves only the small budget.
+    #[test]
+    fn the_bytes_floor_waits_for_followers_within_their_budget() {
+        let mut sizes = AppliedSizes::new(100);
+        let one = entry(1, 100).size_bytes();
+        sizes.applied(&(1..=10).map(|index| entry(index, 100)).collect::<Vec<_>>());
+        assert_eq!(sizes.bytes_floor(2 * one, 6 * one, None), LogIndex(8));
+        assert_eq!(
+            sizes.bytes_floor(2 * one, 6 * one, Some(LogIndex(10))),
+            LogIndex(8),
+            "every follower holds everything: the small budget"
+        );
+        assert_eq!(
+            sizes.bytes_floor(2 * one, 6 * one, Some(LogIndex(5))),
+            LogIndex(5),
+            "a follower at 5 keeps 6.. in the log"
+        );
+        assert_eq!(
+            sizes.bytes_floor(2 * one, 6 * one, Some(LogIndex(1))),
+            LogIndex(4),
+            "a follower further back than the wider budget is left to a snapshot"
+        );
     }
 }

@@ -70,10 +70,15 @@ pub struct NodeOptions {
     /// a little behind catches up from the log rather than by snapshot.
     pub compact_keep_entries: u64,
     /// At most this many bytes of entries are kept below the applied index
-    /// at compaction, however few entries that is: large entries (a shard
-    /// chunk of 1 MiB) are dropped soon after they apply instead of
-    /// reaching the log's files.
+    /// at compaction, however few entries that is, while every follower
+    /// holds them: large entries (a shard chunk of 1 MiB) are dropped soon
+    /// after they apply, in the memtable, instead of reaching the log's
+    /// files.
     pub compact_keep_bytes: u64,
+    /// On a leader, bytes of entries kept below the applied index for a
+    /// follower that does not hold them yet (at most; one further behind
+    /// catches up by snapshot).
+    pub compact_keep_bytes_for_followers: u64,
 }
 
 impl NodeOptions {
@@ -90,9 +95,10 @@ impl NodeOptions {
             proposal_bytes_in_flight_max: 64 << 20,
             request_timeout: Duration::from_secs(5),
             compact_interval_entries: 10_000,
-            compact_interval_bytes: 16 << 20,
+            compact_interval_bytes: 2 << 20,
             compact_keep_entries: 1_000,
-            compact_keep_bytes: 16 << 20,
+            compact_keep_bytes: 1 << 20,
+            compact_keep_bytes_for_followers: 16 << 20,
         }
     }
 }
@@ -610,7 +616,10 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
     /// Compacts the log once enough entries or bytes were applied since
     /// the last compaction (see [`NodeOptions::compact_interval_entries`]):
     /// drops the entries up to `compact_keep_entries` below the applied
-    /// index, but never below the last membership change applied. Nothing is
+    /// index, and further where those hold more bytes than
+    /// [`AppliedSizes::bytes_floor`] keeps (for the followers that still
+    /// need them, on a leader), but never below the last membership change
+    /// applied. Nothing is
     /// copied: the application's state is the snapshot, and the synced
     /// compaction write makes it durable first (one database, one WAL).
     fn maybe_compact(&mut self) -> Result<(), StorageError> {
@@ -622,7 +631,11 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
             return Ok(());
         }
         let index = LogIndex(applied.0.saturating_sub(self.options.compact_keep_entries))
-            .max(self.applied_sizes.boundary(self.options.compact_keep_bytes))
+            .max(self.applied_sizes.bytes_floor(
+                self.options.compact_keep_bytes,
+                self.options.compact_keep_bytes_for_followers,
+                self.node.followers_matched(),
+            ))
             .max(self.last_conf_change)
             .min(applied);
         if index <= prefix {

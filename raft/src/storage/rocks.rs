@@ -47,8 +47,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{
-    AsColumnFamilyRef, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions,
-    WriteBatch, WriteOptions,
+    AsColumnFamilyRef, ColumnFamilyDescriptor, DB, DBCompressionType, FlushOptions, Options,
+    ReadOptions, WriteBatch, WriteOptions,
 };
 use tracing::{debug, warn};
 
@@ -96,14 +96,33 @@ pub const MEMTABLES_BYTES_MAX: usize = 128 << 20;
 /// bound the WAL alone held twice the data written since the quietest
 /// family (`raft_state`, `meta`) last flushed: about 3x the live data on
 /// disk after 80 MiB of writes, measured. 16 MiB keeps that to a small
-/// constant over the live data.
+/// constant over the live data. The bound also paces the flushes of
+/// `raft_log`, whose memtable holds the log's live tail: each flush writes
+/// that tail to a file only to delete it soon after, so compaction keeps
+/// the tail well below it while the followers keep up
+/// (`NodeOptions::compact_keep_bytes`, docs/raft.md "Compaction").
 pub const WAL_BYTES_MAX: u64 = 16 << 20;
 
-/// Obsolete write-ahead log files kept for reuse (at most this many, each
-/// at most about [`WAL_BYTES_MAX`]): a recycled file is overwritten in
-/// place, so the fsync of every synced write skips the inode update a
-/// growing file needs.
-const WAL_FILES_RECYCLED: usize = 4;
+/// Obsolete write-ahead log files kept for reuse (one, at most about
+/// [`WAL_BYTES_MAX`]): a recycled file is overwritten in place, so the
+/// fsync of every synced write skips the inode update a growing file needs.
+/// Each flush makes at least one file obsolete, so one is enough to have
+/// one at hand at every switch; a kept file stays on disk, and four held
+/// the leader of the 80 MiB catch-up test at 1.27-1.29x the live data
+/// where one holds it at 1.19-1.21x.
+const WAL_FILES_RECYCLED: usize = 1;
+
+/// Bytes of log entries appended between two flushes of `raft_log` by
+/// compactions (half of [`WAL_BYTES_MAX`]): often enough to keep the WAL
+/// near its bound, seldom enough that the log's live tail, written by each
+/// flush, is a small part of what was appended.
+const LOG_FLUSH_BYTES: u64 = WAL_BYTES_MAX / 2;
+
+/// Values of at least this size (4 KiB) are stored in blob files next to
+/// the `data` family's tables, not in them: written once, at the flush,
+/// instead of again at every level compaction. Smaller values stay inline,
+/// where a read costs one lookup.
+const BLOB_VALUE_BYTES_MIN: u64 = 4 << 10;
 
 /// The durable state mirrored in memory.
 #[derive(Clone, Debug, Default)]
@@ -124,50 +143,9 @@ pub struct RocksStorage {
     db: Arc<DB>,
     path: PathBuf,
     cache: Cache,
-    /// The thread compacting the dropped part of `raft_log`, if one ran.
-    log_compaction: Option<std::thread::JoinHandle<()>>,
-    /// What that thread is to compact, shared with it.
-    log_reclaim: Arc<std::sync::Mutex<LogReclaim>>,
-}
-
-/// The dropped part of `raft_log` to compact away.
-#[derive(Debug, Default)]
-struct LogReclaim {
-    /// Compact the log up to this index.
-    target: LogIndex,
-    /// Compacted up to this index already.
-    done: LogIndex,
-    /// Whether a thread is at it.
-    running: bool,
-}
-
-/// Compacts `raft_log` up to the target in `reclaim` until it stops
-/// moving.
-fn compact_dropped_log(db: &DB, reclaim: &std::sync::Mutex<LogReclaim>) {
-    loop {
-        let target = {
-            let mut reclaim = reclaim.lock().unwrap_or_else(|e| e.into_inner());
-            if reclaim.done >= reclaim.target {
-                reclaim.running = false;
-                return;
-            }
-            reclaim.target
-        };
-        if let Some(log) = db.cf_handle(CF_RAFT_LOG) {
-            db.compact_range_cf(&log, None::<&[u8]>, Some(&index_key(target)[..]));
-        }
-        reclaim.lock().unwrap_or_else(|e| e.into_inner()).done = target;
-    }
-}
-
-impl Drop for RocksStorage {
-    /// Waits for the log's compaction thread, so the database closes with
-    /// the storage (a restart in the same process can open it again).
-    fn drop(&mut self) {
-        if let Some(thread) = self.log_compaction.take() {
-            let _ = thread.join();
-        }
-    }
+    /// Bytes of entries appended since `raft_log` was last flushed by a
+    /// compaction (`reclaim_log_files`).
+    log_bytes_unflushed: u64,
 }
 
 impl fmt::Debug for RocksStorage {
@@ -212,6 +190,24 @@ fn open_db(dir: &Path) -> Result<DB, StorageError> {
     let families = COLUMN_FAMILIES.iter().map(|name| {
         let mut family_options = Options::default();
         family_options.set_compression_type(DBCompressionType::Lz4);
+        if *name == CF_RAFT_LOG {
+            // A flushed file of the log holds its tail, soon dropped: move
+            // it out of level 0 at once, where the compaction drops what
+            // was truncated meanwhile and whole files below the truncation
+            // are deleted without a write (`reclaim_log_files`).
+            family_options.set_level_zero_file_num_compaction_trigger(1);
+        }
+        if *name == CF_DATA {
+            // Large values (shard moves install 1 MiB chunks of them) are
+            // written once, to blob files, and compactions move only their
+            // keys; blob files whose values were overwritten or deleted are
+            // rewritten by the compactions that reach them (blob GC). Blobs
+            // are not compressed: RocksDB would store an incompressible one
+            // compressed anyway, larger, after spending the CPU.
+            family_options.set_enable_blob_files(true);
+            family_options.set_min_blob_size(BLOB_VALUE_BYTES_MIN);
+            family_options.set_enable_blob_gc(true);
+        }
         ColumnFamilyDescriptor::new(*name, family_options)
     });
     DB::open_cf_descriptors(&options, dir, families).map_err(io_error(format_args!(
@@ -238,8 +234,7 @@ impl RocksStorage {
             db: Arc::new(db),
             path: dir.to_path_buf(),
             cache: Cache::default(),
-            log_compaction: None,
-            log_reclaim: Arc::default(),
+            log_bytes_unflushed: 0,
         };
         storage.check_state_keys()?;
         storage.cache = storage.load_state()?;
@@ -453,13 +448,19 @@ impl RocksStorage {
     /// past the last entry (one range deletion, from index 0 so that
     /// nothing can linger below the prefix), and sets them in `next`.
     /// Gives back the space of the `raft_log` entries up to `index`, which
-    /// a compaction dropped: deletes the table files that hold only such
-    /// entries now, and has the rest of the range compacted by a thread of
-    /// its own (the files that also hold later entries keep the dropped
-    /// ones until RocksDB rewrites them; left alone, that waits for a size
-    /// trigger the log's steady churn seldom reaches). One thread at a
-    /// time: it goes on while later compactions raise its target. Best
-    /// effort: a failure only delays the space.
+    /// a compaction dropped, and paces the WAL. Deletes the table files
+    /// below level 0 that hold only dropped entries (no write). Once
+    /// [`LOG_FLUSH_BYTES`] of entries were appended since the last time,
+    /// starts a flush of `raft_log` without waiting for it: dropped entries
+    /// still in the memtable die there (the flush drops what the range
+    /// deletion covers), only the live tail is written, and the flush
+    /// switches RocksDB to a new WAL file, the only point where it holds
+    /// the WAL to [`WAL_BYTES_MAX`]. A flushed file leaves level 0 at once
+    /// (`raft_log` compacts at one file), dropping what was truncated
+    /// meanwhile. No manual compaction: RocksDB flushes the memtable first
+    /// whenever the range deletion overlaps it, that is at every compaction
+    /// (docs/raft-storage.md). Best effort: a failure only delays the
+    /// space.
     fn reclaim_log_files(&mut self, index: LogIndex) {
         let Ok(log) = self.cf(CF_RAFT_LOG) else {
             return;
@@ -468,31 +469,16 @@ impl RocksStorage {
         if let Err(error) = self.db.delete_file_in_range_cf(&log, &from, &to) {
             warn!(%error, "deleting the compacted log's files failed");
         }
-        drop(log);
-        let mut reclaim = self.log_reclaim.lock().unwrap_or_else(|e| e.into_inner());
-        reclaim.target = reclaim.target.max(index);
-        if reclaim.running {
+        if self.log_bytes_unflushed < LOG_FLUSH_BYTES {
             return;
         }
-        reclaim.running = true;
-        drop(reclaim);
-        let (db, shared) = (Arc::clone(&self.db), Arc::clone(&self.log_reclaim));
-        let thread = std::thread::Builder::new()
-            .name("raft-log-compaction".into())
-            .spawn(move || compact_dropped_log(&db, &shared));
-        match thread {
-            Ok(thread) => {
-                if let Some(previous) = self.log_compaction.replace(thread) {
-                    let _ = previous.join();
-                }
-            }
-            Err(error) => {
-                warn!(%error, "cannot start the log's compaction thread");
-                self.log_reclaim
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .running = false;
-            }
+        let mut flush = FlushOptions::default();
+        flush.set_wait(false);
+        let flushed = self.db.flush_cf_opt(&log, &flush);
+        drop(log);
+        match flushed {
+            Ok(()) => self.log_bytes_unflushed = 0,
+            Err(error) => warn!(%error, "flushing the compacted log failed"),
         }
     }
 
@@ -698,6 +684,7 @@ impl Storage for RocksStorage {
             self.install(&mut next, &mut write, meta)?;
         }
         self.append(&mut next, &mut write, batch.entries)?;
+        let appended: u64 = batch.entries.iter().map(Entry::size_bytes).sum();
         if let Some(hard_state) = batch.hard_state {
             let state = &self.cf(CF_RAFT_STATE)?;
             write.put_cf(state, KEY_HARD_STATE, encode_hard_state(hard_state));
@@ -705,6 +692,7 @@ impl Storage for RocksStorage {
         }
         self.write(write, sync, "persisting a ready")?;
         self.cache = next;
+        self.log_bytes_unflushed += appended;
         Ok(())
     }
 
