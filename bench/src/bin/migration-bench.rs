@@ -129,23 +129,13 @@ fn key(n: u64) -> Vec<u8> {
     format!("mig-{n:08}").into_bytes()
 }
 
-/// Starts a fresh cluster with groups 1 and 2 up and group 1 joined alone
-/// and serving every shard.
+/// Starts a fresh cluster with group 1 joined alone and serving every
+/// shard, and group 2 up, not joined.
 async fn start(args: &Args) -> Result<Cluster> {
-    let mut cluster = Cluster::start(args.base_port, args.shards).await?;
-    cluster.start_group(1, Kind::ShardKv)?;
+    let mut cluster =
+        Cluster::start_single_group(args.base_port, args.shards, Kind::ShardKv).await?;
     cluster.start_group(2, Kind::ShardKv)?;
-    cluster.wait_group_ready(1).await?;
     cluster.wait_group_ready(2).await?;
-    cluster.join(1).await?;
-    let shards = args.shards;
-    cluster
-        .wait_until(
-            "group 1 to serve every shard",
-            Duration::from_secs(60),
-            |c| c.group_serves_all(1, shards),
-        )
-        .await?;
     Ok(cluster)
 }
 

@@ -106,10 +106,9 @@ pub const WAL_BYTES_MAX: u64 = 16 << 20;
 /// Obsolete write-ahead log files kept for reuse (one, at most about
 /// [`WAL_BYTES_MAX`]): a recycled file is overwritten in place, so the
 /// fsync of every synced write skips the inode update a growing file needs.
-/// Each flush makes at least one file obsolete, so one is enough to have
-/// one at hand at every switch; a kept file stays on disk, and four held
-/// the leader of the 80 MiB catch-up test at 1.27-1.29x the live data
-/// where one holds it at 1.19-1.21x.
+/// A kept file stays on disk: four held the leader of the 80 MiB catch-up
+/// test at 1.27-1.29x the live data, one holds it at 1.19-1.26x; four were
+/// no faster in `raft-bench` (docs/performance.md).
 const WAL_FILES_RECYCLED: usize = 1;
 
 /// Bytes of log entries appended between two flushes of `raft_log` by
