@@ -89,7 +89,7 @@ impl Committed {
             self.applied = self.applied.next();
             // A new leader's empty entry and membership changes carry no
             // group command.
-            if let Ok(command) = GroupCommand::decode(&payload) {
+            if let Ok(command) = GroupCommand::decode(payload) {
                 self.apply(command);
             }
         }

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics::{Counter, Histogram, Unit, describe_counter, describe_gauge, describe_histogram};
 
 use crate::shards::{ShardState, ShardTable};
 
@@ -117,8 +117,101 @@ pub(crate) fn observe_table(table: &ShardTable) {
     metrics::gauge!(SHARDKV_CONFIG_NUM).set(table.config().num.0 as f64);
 }
 
-/// Counts one answered request.
-pub(crate) fn observe_request(op: &'static str, status: &'static str, took: Duration) {
-    metrics::counter!(SHARDKV_REQUESTS_TOTAL, "op" => op, "status" => status).increment(1);
-    metrics::histogram!(SHARDKV_REQUEST_DURATION_SECONDS, "op" => op).record(took.as_secs_f64());
+/// The `op` label of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Get,
+    Put,
+    Append,
+    Delete,
+}
+
+impl Op {
+    const ALL: [Op; 4] = [Op::Get, Op::Put, Op::Append, Op::Delete];
+
+    fn label(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Put => "put",
+            Op::Append => "append",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+/// The `status` label of an answered request: the reply's status, or how
+/// the call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Ok,
+    WrongLeader,
+    WrongGroup,
+    ShardNotReady,
+    Timeout,
+    InvalidArgument,
+    Error,
+}
+
+impl Answer {
+    const ALL: [Answer; 7] = [
+        Answer::Ok,
+        Answer::WrongLeader,
+        Answer::WrongGroup,
+        Answer::ShardNotReady,
+        Answer::Timeout,
+        Answer::InvalidArgument,
+        Answer::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Answer::Ok => "ok",
+            Answer::WrongLeader => "wrong_leader",
+            Answer::WrongGroup => "wrong_group",
+            Answer::ShardNotReady => "shard_not_ready",
+            Answer::Timeout => "timeout",
+            Answer::InvalidArgument => "invalid_argument",
+            Answer::Error => "error",
+        }
+    }
+}
+
+/// The request series of one op: its duration histogram and a counter per
+/// status.
+struct OpSeries {
+    duration: Histogram,
+    answered: [Counter; Answer::ALL.len()],
+}
+
+/// The request series, registered once with the recorder installed at
+/// startup: looking a labelled series up on every request (what the
+/// macros do) took about 1 % of a leader's CPU under load (perf, put with
+/// 64 clients). Every series exists from the start, at zero.
+pub(crate) struct RequestMetrics {
+    ops: [OpSeries; Op::ALL.len()],
+}
+
+impl RequestMetrics {
+    /// Registers every request series with the current recorder.
+    pub(crate) fn register() -> RequestMetrics {
+        RequestMetrics {
+            ops: Op::ALL.map(|op| OpSeries {
+                duration: metrics::histogram!(SHARDKV_REQUEST_DURATION_SECONDS, "op" => op.label()),
+                answered: Answer::ALL.map(|answer| {
+                    metrics::counter!(
+                        SHARDKV_REQUESTS_TOTAL,
+                        "op" => op.label(),
+                        "status" => answer.label()
+                    )
+                }),
+            }),
+        }
+    }
+
+    /// Counts one answered request.
+    pub(crate) fn observe(&self, op: Op, answer: Answer, took: Duration) {
+        let series = &self.ops[op as usize];
+        series.answered[answer as usize].increment(1);
+        series.duration.record(took.as_secs_f64());
+    }
 }

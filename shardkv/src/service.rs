@@ -24,7 +24,7 @@ use raft::replica::routing;
 use tonic::{Request, Response, Status};
 
 use crate::machine::{Applied, GroupCommand, WriteRefused};
-use crate::metrics;
+use crate::metrics::{Answer, Op, RequestMetrics};
 use crate::ops::{InvalidInput, Write, WriteReply as Recorded, check_key};
 use crate::shards::NotServed;
 use crate::store_rocks::GroupReader;
@@ -34,6 +34,7 @@ pub struct GroupService {
     handle: RaftHandle<Option<Applied>>,
     reader: GroupReader,
     peers: BTreeMap<NodeId, String>,
+    metrics: RequestMetrics,
 }
 
 impl GroupService {
@@ -48,6 +49,7 @@ impl GroupService {
             handle,
             reader,
             peers,
+            metrics: RequestMetrics::register(),
         }
     }
 
@@ -141,30 +143,34 @@ fn invalid(why: InvalidInput) -> Status {
 }
 
 /// Returns the `status` label of an answer.
-fn status_label(status: Result<i32, &Status>) -> &'static str {
+fn answer_of(status: Result<i32, &Status>) -> Answer {
     match status {
         Ok(status) => match KvStatus::try_from(status) {
-            Ok(KvStatus::Ok) => "ok",
-            Ok(KvStatus::WrongLeader) => "wrong_leader",
-            Ok(KvStatus::WrongGroup) => "wrong_group",
-            Ok(KvStatus::ShardNotReady) => "shard_not_ready",
-            Ok(KvStatus::Timeout) => "timeout",
-            Err(_) => "error",
+            Ok(KvStatus::Ok) => Answer::Ok,
+            Ok(KvStatus::WrongLeader) => Answer::WrongLeader,
+            Ok(KvStatus::WrongGroup) => Answer::WrongGroup,
+            Ok(KvStatus::ShardNotReady) => Answer::ShardNotReady,
+            Ok(KvStatus::Timeout) => Answer::Timeout,
+            Err(_) => Answer::Error,
         },
-        Err(status) if status.code() == tonic::Code::InvalidArgument => "invalid_argument",
-        Err(_) => "error",
+        Err(status) if status.code() == tonic::Code::InvalidArgument => Answer::InvalidArgument,
+        Err(_) => Answer::Error,
     }
 }
 
-/// Counts a write's answer and returns it as the gRPC response.
-fn answered_write(
-    op: &'static str,
-    started: Instant,
-    result: Result<WriteReply, Status>,
-) -> Result<Response<WriteReply>, Status> {
-    let status = status_label(result.as_ref().map(|reply| reply.status));
-    metrics::observe_request(op, status, started.elapsed());
-    result.map(Response::new)
+impl GroupService {
+    /// Counts an answer and returns it as the gRPC response.
+    fn answered<T>(
+        &self,
+        op: Op,
+        started: Instant,
+        result: Result<T, Status>,
+        status_of: fn(&T) -> i32,
+    ) -> Result<Response<T>, Status> {
+        let answer = answer_of(result.as_ref().map(status_of));
+        self.metrics.observe(op, answer, started.elapsed());
+        result.map(Response::new)
+    }
 }
 
 #[tonic::async_trait]
@@ -173,9 +179,7 @@ impl ShardKv for GroupService {
         let started = Instant::now();
         let key = request.into_inner().key;
         let result = self.read(&key).await;
-        let status = status_label(result.as_ref().map(|reply| reply.status));
-        metrics::observe_request("get", status, started.elapsed());
-        result.map(Response::new)
+        self.answered(Op::Get, started, result, |reply| reply.status)
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<WriteReply>, Status> {
@@ -187,7 +191,7 @@ impl ShardKv for GroupService {
         } = request.into_inner();
         let started = Instant::now();
         let result = self.write(client_id, seq, Write::Put { key, value }).await;
-        answered_write("put", started, result)
+        self.answered(Op::Put, started, result, |reply| reply.status)
     }
 
     async fn append(&self, request: Request<PutRequest>) -> Result<Response<WriteReply>, Status> {
@@ -201,7 +205,7 @@ impl ShardKv for GroupService {
         let result = self
             .write(client_id, seq, Write::Append { key, value })
             .await;
-        answered_write("append", started, result)
+        self.answered(Op::Append, started, result, |reply| reply.status)
     }
 
     async fn delete(
@@ -215,6 +219,6 @@ impl ShardKv for GroupService {
         } = request.into_inner();
         let started = Instant::now();
         let result = self.write(client_id, seq, Write::Delete { key }).await;
-        answered_write("delete", started, result)
+        self.answered(Op::Delete, started, result, |reply| reply.status)
     }
 }

@@ -18,6 +18,8 @@
 //!   mark are not part of it.
 //! - A data dir holds one group: opening it as another gid, or with
 //!   another shard count, is refused.
+//! - The `data` family's blob GC is off while a shard is `Pulling` here
+//!   and on otherwise (a physical setting of this replica, not state).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use raft::app_snapshot::{self, Part};
 use raft::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
 use raft::driver::{SnapshotSource, StateMachine};
 use raft::session::Session;
-use raft::storage::{CF_DATA, CF_META};
+use raft::storage::{CF_DATA, CF_META, defer_blob_gc};
 use rocksdb::{DB, WriteBatch};
 
 use crate::codec::{session_from_proto, session_to_proto};
@@ -389,6 +391,9 @@ pub struct GroupStore {
     restoring: Option<RestorePoint>,
     /// When the size estimates were last published.
     estimated: Option<std::time::Instant>,
+    /// Whether the `data` family's blob GC is off because a shard is
+    /// being pulled here ([`GroupStore::pace_blob_gc`]).
+    blob_gc_deferred: bool,
 }
 
 impl GroupStore {
@@ -409,7 +414,7 @@ impl GroupStore {
         let restoring = app_meta::read_restore_mark(&db)?;
         let machine = load_machine(&db, gid, shard_count)?;
         metrics::observe_table(machine.table());
-        Ok(GroupStore {
+        let mut store = GroupStore {
             db,
             gid,
             shard_count,
@@ -417,7 +422,30 @@ impl GroupStore {
             applied,
             restoring,
             estimated: None,
-        })
+            blob_gc_deferred: false,
+        };
+        store.pace_blob_gc();
+        Ok(store)
+    }
+
+    /// Defers the `data` family's blob GC while a shard is `Pulling` here
+    /// and resumes it once none is ([`raft::storage::defer_blob_gc`]): a
+    /// move's install compacts only fresh, live blobs. A refused option
+    /// change is logged and retried at the next table change; it changes
+    /// speed, never what is stored.
+    fn pace_blob_gc(&mut self) {
+        let pulling = self
+            .machine
+            .table()
+            .states()
+            .any(|(_, state)| matches!(state, ShardState::Pulling { .. }));
+        if pulling == self.blob_gc_deferred {
+            return;
+        }
+        match defer_blob_gc(&self.db, pulling) {
+            Ok(()) => self.blob_gc_deferred = pulling,
+            Err(error) => tracing::warn!(%error, pulling, "could not change blob GC"),
+        }
     }
 
     /// Returns the group state machine.
@@ -686,7 +714,7 @@ impl StateMachine for GroupStore {
                 if entry.kind != EntryKind::Normal || entry.data.is_empty() {
                     return None;
                 }
-                let command = GroupCommand::decode(&entry.data).unwrap_or_else(|error| {
+                let command = GroupCommand::decode(entry.data.clone()).unwrap_or_else(|error| {
                     panic!(
                         "log entry {} is not a group command, stopping the node: {error}",
                         entry.index.0
@@ -697,7 +725,8 @@ impl StateMachine for GroupStore {
             .collect();
         let mut batch = self.machine.data_mut().take_batch();
         let changes = self.machine.take_changes();
-        if changes.table {
+        let table_changed = changes.table;
+        if table_changed {
             metrics::observe_table(self.machine.table());
         }
         self.put_changes(&mut batch, changes);
@@ -707,6 +736,9 @@ impl StateMachine for GroupStore {
             panic!("group state write failed, stopping the node: {error}");
         }
         self.applied = last.index;
+        if table_changed {
+            self.pace_blob_gc();
+        }
         self.observe_estimates();
         outputs
     }
@@ -743,6 +775,7 @@ impl StateMachine for GroupStore {
         app_snapshot::finish_restore(&self.db, &SNAPSHOT_PARTS, &data, index)?;
         self.machine = load_machine(&self.db, self.gid, self.shard_count)?;
         metrics::observe_table(self.machine.table());
+        self.pace_blob_gc();
         self.restoring = None;
         self.applied = index;
         Ok(())

@@ -207,3 +207,69 @@ fn a_data_dir_refuses_another_group_or_shard_count() {
     let other_count = GroupStore::open(db, GroupId(1), SHARDS + 1);
     assert!(matches!(other_count, Err(StorageError::Corruption { .. })));
 }
+
+/// Returns whether the newest OPTIONS file RocksDB wrote in `dir` has the
+/// `data` family's blob GC on.
+fn data_blob_gc_in_options(dir: &std::path::Path) -> bool {
+    let newest = std::fs::read_dir(dir)
+        .expect("read the data dir")
+        .map(|entry| {
+            entry
+                .expect("dir entry")
+                .file_name()
+                .into_string()
+                .expect("utf-8")
+        })
+        .filter(|name| name.starts_with("OPTIONS-"))
+        .max_by_key(|name| name["OPTIONS-".len()..].parse::<u64>().expect("numbered"))
+        .expect("an OPTIONS file");
+    let text = std::fs::read_to_string(dir.join(newest)).expect("read OPTIONS");
+    let section = text
+        .split("[CFOptions \"data\"]")
+        .nth(1)
+        .expect("the data family's options")
+        .split("\n[")
+        .next()
+        .expect("section");
+    match section
+        .lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix("enable_blob_garbage_collection="))
+    {
+        Some("true") => true,
+        Some("false") => false,
+        other => panic!("enable_blob_garbage_collection is {other:?}"),
+    }
+}
+
+// Goal: blob GC of the `data` family is off exactly while a shard is being
+// pulled here, and on again once its last chunk is installed.
+#[test]
+fn blob_gc_is_deferred_while_a_shard_is_pulled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_storage, mut store) = open(dir.path(), 1);
+    store.apply_batch(&[entry(1, &config(1, [1, 1, 1, 2]))]);
+    assert!(data_blob_gc_in_options(dir.path()), "on while serving");
+    let mut pull = config(2, [1; 4]);
+    if let GroupCommand::Config(next) = &mut pull {
+        next.holders.insert(ShardId(3), GroupId(2));
+    }
+    store.apply_batch(&[entry(2, &pull)]);
+    assert!(store.blob_gc_deferred);
+    assert!(!data_blob_gc_in_options(dir.path()), "off while pulling");
+    let last_chunk = GroupCommand::Install(ShardChunk {
+        shard: ShardId(3),
+        num: ConfigNum(2),
+        cursor: Bytes::new(),
+        next_cursor: Bytes::from_static(b"\0"),
+        records: vec![(Bytes::from_static(b"moved"), Bytes::from_static(b"v"))],
+        sessions: Vec::new(),
+        last: true,
+    });
+    assert_eq!(
+        store.apply_batch(&[entry(3, &last_chunk)]),
+        vec![Some(Applied::Install(true))]
+    );
+    assert!(!store.blob_gc_deferred);
+    assert!(data_blob_gc_in_options(dir.path()), "on once installed");
+}

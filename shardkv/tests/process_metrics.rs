@@ -78,18 +78,23 @@ async fn a_group_replica_exports_its_metrics_with_group_and_node() {
     ] {
         assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
     }
+    // Every op and status series exists from the start; the one Get
+    // answered WRONG_GROUP is counted in its own.
     let requests = body
         .lines()
-        .find(|line| line.starts_with(shardkv::metrics::SHARDKV_REQUESTS_TOTAL))
-        .expect("a request series");
-    for label in [
-        "group=\"7\"",
-        "node=\"1\"",
-        "op=\"get\"",
-        "status=\"wrong_group\"",
-    ] {
+        .find(|line| {
+            line.starts_with(shardkv::metrics::SHARDKV_REQUESTS_TOTAL)
+                && line.contains("op=\"get\"")
+                && line.contains("status=\"wrong_group\"")
+        })
+        .unwrap_or_else(|| panic!("no get/wrong_group request series in /metrics:\n{body}"));
+    for label in ["group=\"7\"", "node=\"1\""] {
         assert!(requests.contains(label), "{label} missing from {requests}");
     }
+    assert!(
+        requests.ends_with(" 1"),
+        "one Get answered WRONG_GROUP, counted once: {requests}"
+    );
 }
 
 /// Asserts that `shardkv --probe` succeeds against the server at `http`

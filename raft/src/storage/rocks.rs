@@ -117,6 +117,10 @@ const WAL_FILES_RECYCLED: usize = 1;
 /// flush, is a small part of what was appended.
 const LOG_FLUSH_BYTES: u64 = WAL_BYTES_MAX / 2;
 
+/// Memtables `raft_log` may hold, the one written and those waiting for
+/// their flush, before RocksDB stops writes (RocksDB's default is two).
+const LOG_MEMTABLES_MAX: i32 = 4;
+
 /// Values of at least this size (4 KiB) are stored in blob files next to
 /// the `data` family's tables, not in them: written once, at the flush,
 /// instead of again at every level compaction. Smaller values stay inline,
@@ -154,6 +158,27 @@ impl fmt::Debug for RocksStorage {
             .field("cache", &self.cache)
             .finish_non_exhaustive()
     }
+}
+
+/// Turns the blob garbage collection of the `data` family off
+/// (`deferred`) or back on, in this process's RocksDB. While a group
+/// installs moved shards its compactions meet only fresh, live blobs, and
+/// relocating the oldest of them (what blob GC does at every compaction)
+/// cost about a third of a large move's time (docs/raft-storage.md); the
+/// group defers the collection until it installs nothing. Only where
+/// bytes sit on disk changes: reads and what is stored do not.
+///
+/// # Errors
+/// [`StorageError::Io`] if RocksDB refuses the option change.
+pub fn defer_blob_gc(db: &DB, deferred: bool) -> Result<(), StorageError> {
+    let data = db
+        .cf_handle(CF_DATA)
+        .ok_or_else(|| StorageError::Io(format!("missing {CF_DATA} column family")))?;
+    let enabled = if deferred { "false" } else { "true" };
+    db.set_options_cf(data, &[("enable_blob_garbage_collection", enabled)])
+        .map_err(io_error(format_args!(
+            "setting enable_blob_garbage_collection={enabled} on {CF_DATA}"
+        )))
 }
 
 /// Returns a mapper of RocksDB errors to [`StorageError::Io`] saying what
@@ -195,6 +220,13 @@ fn open_db(dir: &Path) -> Result<DB, StorageError> {
             // was truncated meanwhile and whole files below the truncation
             // are deleted without a write (`reclaim_log_files`).
             family_options.set_level_zero_file_num_compaction_trigger(1);
+            // The paced flushes and those the WAL bound forces make small
+            // memtables of the log (about `LOG_FLUSH_BYTES`); a flush of
+            // `data` (64 MiB of a move's values) holds the flush thread
+            // meanwhile. With two memtables RocksDB stopped every write
+            // whenever two of the log's waited (24-40 times per replica in
+            // a 1 GiB move, RocksDB's `LOG`).
+            family_options.set_max_write_buffer_number(LOG_MEMTABLES_MAX);
         }
         if *name == CF_DATA {
             // Large values (shard moves install 1 MiB chunks of them) are
@@ -468,7 +500,7 @@ impl RocksStorage {
         if let Err(error) = self.db.delete_file_in_range_cf(&log, &from, &to) {
             warn!(%error, "deleting the compacted log's files failed");
         }
-        if self.log_bytes_unflushed < LOG_FLUSH_BYTES {
+        if self.log_bytes_unflushed < LOG_FLUSH_BYTES || self.log_flush_pending(&log) {
             return;
         }
         let mut flush = FlushOptions::default();
@@ -479,6 +511,16 @@ impl RocksStorage {
             Ok(()) => self.log_bytes_unflushed = 0,
             Err(error) => warn!(%error, "flushing the compacted log failed"),
         }
+    }
+
+    /// Whether a memtable of `raft_log` still waits for its flush: a
+    /// paced flush then waits too, rather than queue another memtable.
+    fn log_flush_pending(&self, log: &impl rocksdb::AsColumnFamilyRef) -> bool {
+        self.db
+            .property_int_value_cf(log, "rocksdb.num-immutable-mem-table")
+            .ok()
+            .flatten()
+            .is_some_and(|waiting| waiting > 0)
     }
 
     fn replace_prefix(
