@@ -78,8 +78,13 @@ async fn a_group_replica_exports_its_metrics_with_group_and_node() {
     ] {
         assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
     }
-    // Every op and status series exists from the start; the one Get
-    // answered WRONG_GROUP is counted in its own.
+    assert_one_wrong_group_get_counted(&body);
+}
+
+/// Asserts that `/metrics` (`body`) counts exactly one Get answered
+/// `WRONG_GROUP`, labelled with the replica's group and node. Every op and
+/// status series exists from the start, at zero.
+fn assert_one_wrong_group_get_counted(body: &str) {
     let requests = body
         .lines()
         .find(|line| {
