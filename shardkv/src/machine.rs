@@ -464,9 +464,8 @@ impl<D: ShardData> GroupMachine<D> {
         self.changes.installing = true;
         self.installing = self
             .table
-            .states()
-            .filter(|(_, state)| matches!(state, crate::shards::ShardState::Pulling { .. }))
-            .map(|(shard, _)| (shard, Bytes::new()))
+            .pulling()
+            .map(|shard| (shard, Bytes::new()))
             .collect();
         Ok(())
     }

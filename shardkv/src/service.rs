@@ -127,6 +127,19 @@ impl GroupService {
             Err(other) => Err(Status::internal(other.to_string())),
         }
     }
+
+    /// Counts an answer and returns it as the gRPC response.
+    fn answered<T>(
+        &self,
+        op: Op,
+        started: Instant,
+        result: Result<T, Status>,
+        status_of: fn(&T) -> i32,
+    ) -> Result<Response<T>, Status> {
+        let answer = answer_of(result.as_ref().map(status_of));
+        self.metrics.observe(op, answer, started.elapsed());
+        result.map(Response::new)
+    }
 }
 
 /// Returns the status of a shard not served here.
@@ -155,21 +168,6 @@ fn answer_of(status: Result<i32, &Status>) -> Answer {
         },
         Err(status) if status.code() == tonic::Code::InvalidArgument => Answer::InvalidArgument,
         Err(_) => Answer::Error,
-    }
-}
-
-impl GroupService {
-    /// Counts an answer and returns it as the gRPC response.
-    fn answered<T>(
-        &self,
-        op: Op,
-        started: Instant,
-        result: Result<T, Status>,
-        status_of: fn(&T) -> i32,
-    ) -> Result<Response<T>, Status> {
-        let answer = answer_of(result.as_ref().map(status_of));
-        self.metrics.observe(op, answer, started.elapsed());
-        result.map(Response::new)
     }
 }
 

@@ -209,6 +209,13 @@ impl ShardTable {
         self.states.iter().map(|(shard, state)| (*shard, *state))
     }
 
+    /// Returns the shards being pulled into the group (`Pulling`).
+    pub fn pulling(&self) -> impl Iterator<Item = ShardId> + '_ {
+        self.states()
+            .filter(|(_, state)| matches!(state, ShardState::Pulling { .. }))
+            .map(|(shard, _)| shard)
+    }
+
     /// Returns whether every shard has settled (`Serving`, or parked):
     /// the next configuration may apply.
     pub fn settled(&self) -> bool {

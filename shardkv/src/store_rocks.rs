@@ -434,11 +434,7 @@ impl GroupStore {
     /// change is logged and retried at the next table change; it changes
     /// speed, never what is stored.
     fn pace_blob_gc(&mut self) {
-        let pulling = self
-            .machine
-            .table()
-            .states()
-            .any(|(_, state)| matches!(state, ShardState::Pulling { .. }));
+        let pulling = self.machine.table().pulling().next().is_some();
         if pulling == self.blob_gc_deferred {
             return;
         }

@@ -515,7 +515,7 @@ impl RocksStorage {
 
     /// Whether a memtable of `raft_log` still waits for its flush: a
     /// paced flush then waits too, rather than queue another memtable.
-    fn log_flush_pending(&self, log: &impl rocksdb::AsColumnFamilyRef) -> bool {
+    fn log_flush_pending(&self, log: &impl AsColumnFamilyRef) -> bool {
         self.db
             .property_int_value_cf(log, "rocksdb.num-immutable-mem-table")
             .ok()
