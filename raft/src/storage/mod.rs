@@ -8,10 +8,14 @@
 
 #[cfg_attr(not(feature = "node"), allow(dead_code))]
 mod codec;
+#[cfg(feature = "node")]
+mod direct_io;
 mod mem;
 #[cfg(feature = "node")]
 mod rocks;
 
+#[cfg(feature = "node")]
+pub use direct_io::takes_direct_writes;
 pub use mem::MemStorage;
 #[cfg(feature = "node")]
 pub use rocks::{

@@ -505,6 +505,57 @@ fn compaction_writes_no_copy() {
     check(&storage.db());
 }
 
+/// Returns the value of `option` in the database options of the newest
+/// OPTIONS file RocksDB wrote in `dir`.
+fn db_option(dir: &Path, option: &str) -> String {
+    let newest = std::fs::read_dir(dir)
+        .expect("read the data dir")
+        .map(|entry| {
+            entry
+                .expect("dir entry")
+                .file_name()
+                .into_string()
+                .expect("utf-8")
+        })
+        .filter(|name| name.starts_with("OPTIONS-"))
+        .max_by_key(|name| name["OPTIONS-".len()..].parse::<u64>().expect("numbered"))
+        .expect("an OPTIONS file");
+    let text = std::fs::read_to_string(dir.join(newest)).expect("read OPTIONS");
+    let prefix = format!("{option}=");
+    text.lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{option} is not in the OPTIONS file"))
+        .to_string()
+}
+
+// Goal: flushes and compactions write directly, past the page cache,
+// exactly where the data dir's file system takes direct writes, and the
+// store works either way (a flush of every family, then a reopen).
+#[test]
+fn flushes_write_directly_where_the_file_system_allows() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let expected = takes_direct_writes(dir.path());
+    let storage = bootstrapped(dir.path(), voters(&[1]));
+    let db = storage.db();
+    let data = db.cf_handle(CF_DATA).expect("data");
+    db.put_cf(data, "key", vec![7u8; 64 << 10]).expect("write");
+    for name in [CF_RAFT_LOG, CF_RAFT_STATE, CF_DATA, CF_META] {
+        db.flush_cf(db.cf_handle(name).expect("family"))
+            .expect("flush");
+    }
+    assert_eq!(
+        db_option(dir.path(), "use_direct_io_for_flush_and_compaction"),
+        expected.to_string()
+    );
+    drop(db);
+    drop(storage);
+    let reopened = open(dir.path());
+    let db = reopened.db();
+    let value = db.get_cf(db.cf_handle(CF_DATA).expect("data"), "key");
+    assert_eq!(value.expect("read"), Some(vec![7u8; 64 << 10]));
+}
+
 #[test]
 fn application_column_families_are_shared_and_durable() {
     let dir = tempfile::tempdir().expect("temporary directory");
