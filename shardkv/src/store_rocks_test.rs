@@ -208,22 +208,10 @@ fn a_data_dir_refuses_another_group_or_shard_count() {
     assert!(matches!(other_count, Err(StorageError::Corruption { .. })));
 }
 
-/// Returns whether the newest OPTIONS file RocksDB wrote in `dir` has the
-/// `data` family's blob GC on.
+/// Returns whether the options RocksDB applied in `dir` have the `data`
+/// family's blob GC on.
 fn data_blob_gc_in_options(dir: &std::path::Path) -> bool {
-    let newest = std::fs::read_dir(dir)
-        .expect("read the data dir")
-        .map(|entry| {
-            entry
-                .expect("dir entry")
-                .file_name()
-                .into_string()
-                .expect("utf-8")
-        })
-        .filter(|name| name.starts_with("OPTIONS-"))
-        .max_by_key(|name| name["OPTIONS-".len()..].parse::<u64>().expect("numbered"))
-        .expect("an OPTIONS file");
-    let text = std::fs::read_to_string(dir.join(newest)).expect("read OPTIONS");
+    let text = raft::storage::applied_options(dir).expect("read OPTIONS");
     let section = text
         .split("[CFOptions \"data\"]")
         .nth(1)

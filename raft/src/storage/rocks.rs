@@ -185,6 +185,33 @@ pub fn defer_blob_gc(db: &DB, deferred: bool) -> Result<(), StorageError> {
         )))
 }
 
+/// Returns the text of the newest OPTIONS file RocksDB wrote in `dir`: the
+/// options the store there runs with, as RocksDB applied them (changes
+/// made while it runs included), for diagnostics and tests.
+///
+/// # Errors
+/// [`StorageError::Io`] if the dir cannot be read or holds no OPTIONS file.
+pub fn applied_options(dir: &Path) -> Result<String, StorageError> {
+    let io = |error: std::io::Error| StorageError::Io(format!("{}: {error}", dir.display()));
+    let mut newest: Option<(u64, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let number = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_prefix("OPTIONS-"))
+            .and_then(|number| number.parse::<u64>().ok());
+        if let Some(number) = number
+            && newest.as_ref().is_none_or(|(seen, _)| number > *seen)
+        {
+            newest = Some((number, path));
+        }
+    }
+    let (_, path) =
+        newest.ok_or_else(|| StorageError::Io(format!("no OPTIONS file in {}", dir.display())))?;
+    std::fs::read_to_string(&path).map_err(io)
+}
+
 /// Returns a mapper of RocksDB errors to [`StorageError::Io`] saying what
 /// was being done.
 fn io_error(context: impl fmt::Display) -> impl FnOnce(rocksdb::Error) -> StorageError {

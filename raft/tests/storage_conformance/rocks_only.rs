@@ -505,22 +505,10 @@ fn compaction_writes_no_copy() {
     check(&storage.db());
 }
 
-/// Returns the value of `option` in the database options of the newest
-/// OPTIONS file RocksDB wrote in `dir`.
+/// Returns the value of `option` in the database options RocksDB applied
+/// in `dir`.
 fn db_option(dir: &Path, option: &str) -> String {
-    let newest = std::fs::read_dir(dir)
-        .expect("read the data dir")
-        .map(|entry| {
-            entry
-                .expect("dir entry")
-                .file_name()
-                .into_string()
-                .expect("utf-8")
-        })
-        .filter(|name| name.starts_with("OPTIONS-"))
-        .max_by_key(|name| name["OPTIONS-".len()..].parse::<u64>().expect("numbered"))
-        .expect("an OPTIONS file");
-    let text = std::fs::read_to_string(dir.join(newest)).expect("read OPTIONS");
+    let text = raft::storage::applied_options(dir).expect("read OPTIONS");
     let prefix = format!("{option}=");
     text.lines()
         .map(str::trim)
