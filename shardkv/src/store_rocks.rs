@@ -19,7 +19,8 @@
 //! - A data dir holds one group: opening it as another gid, or with
 //!   another shard count, is refused.
 //! - The `data` family's blob GC is off while a shard is `Pulling` here
-//!   and on otherwise (a physical setting of this replica, not state).
+//!   or its blob files hold little garbage, and on otherwise (a physical
+//!   setting of this replica, not state).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -50,6 +51,10 @@ const GROUP_PREFIX: &[u8] = b"group/";
 const TABLE_KEY: &[u8] = b"group/table";
 /// The prefix of the session records.
 const SESSION_PREFIX: &[u8] = b"group/session/";
+/// Blob GC starts once garbage is at least 1/4 of the blob bytes.
+const BLOB_GC_START_DIVISOR: u64 = 4;
+/// Blob GC, once started, goes on while garbage is at least 1/16 of them.
+const BLOB_GC_STOP_DIVISOR: u64 = 16;
 /// What a snapshot holds.
 const SNAPSHOT_PARTS: [Part; 2] = [
     Part::whole(CF_DATA),
@@ -391,8 +396,9 @@ pub struct GroupStore {
     restoring: Option<RestorePoint>,
     /// When the size estimates were last published.
     estimated: Option<std::time::Instant>,
-    /// Whether the `data` family's blob GC is off because a shard is
-    /// being pulled here ([`GroupStore::pace_blob_gc`]).
+    /// Whether the `data` family's blob GC is off: a shard is being
+    /// pulled here, or there is too little garbage to collect
+    /// ([`GroupStore::pace_blob_gc`]).
     blob_gc_deferred: bool,
 }
 
@@ -428,20 +434,46 @@ impl GroupStore {
         Ok(store)
     }
 
-    /// Defers the `data` family's blob GC while a shard is `Pulling` here
-    /// and resumes it once none is ([`raft::storage::defer_blob_gc`]): a
-    /// move's install compacts only fresh, live blobs. A refused option
-    /// change is logged and retried at the next table change; it changes
-    /// speed, never what is stored.
+    /// Runs the `data` family's blob GC only while it has garbage to
+    /// collect and no shard is `Pulling` here
+    /// ([`raft::storage::defer_blob_gc`]): a move's install compacts only
+    /// fresh, live blobs, and without garbage every compaction would
+    /// relocate live blobs for nothing. GC starts once garbage is a quarter
+    /// of the blob bytes and stops below a sixteenth (RocksDB's own count,
+    /// made by the compactions that drop overwritten or deleted values). A
+    /// refused option change is logged and retried at the next check; it
+    /// changes speed and space, never what is stored.
     fn pace_blob_gc(&mut self) {
         let pulling = self.machine.table().pulling().next().is_some();
-        if pulling == self.blob_gc_deferred {
+        let deferred = pulling || !self.blob_garbage_to_collect();
+        if deferred == self.blob_gc_deferred {
             return;
         }
-        match defer_blob_gc(&self.db, pulling) {
-            Ok(()) => self.blob_gc_deferred = pulling,
-            Err(error) => tracing::warn!(%error, pulling, "could not change blob GC"),
+        match defer_blob_gc(&self.db, deferred) {
+            Ok(()) => self.blob_gc_deferred = deferred,
+            Err(error) => tracing::warn!(%error, deferred, "could not change blob GC"),
         }
+    }
+
+    /// Whether the `data` family's blob files hold enough garbage to
+    /// collect: a quarter of their bytes to start, a sixteenth to go on.
+    fn blob_garbage_to_collect(&self) -> bool {
+        let data = self.db.cf_handle(CF_DATA).expect("checked at open");
+        let property = |name: &str| {
+            self.db
+                .property_int_value_cf(data, name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        let garbage = property("rocksdb.live-blob-file-garbage-size");
+        let total = property("rocksdb.live-blob-file-size");
+        let divisor = if self.blob_gc_deferred {
+            BLOB_GC_START_DIVISOR
+        } else {
+            BLOB_GC_STOP_DIVISOR
+        };
+        total > 0 && garbage >= total / divisor
     }
 
     /// Returns the group state machine.
@@ -467,8 +499,9 @@ impl GroupStore {
         }
     }
 
-    /// Refreshes the key-count and data-size gauges, at most once a
-    /// second (RocksDB's own estimates, cheap to read).
+    /// Refreshes the key-count and data-size gauges and checks whether
+    /// blob GC should run, at most once a second (RocksDB's own figures,
+    /// cheap to read).
     fn observe_estimates(&mut self) {
         if self
             .estimated
@@ -477,6 +510,7 @@ impl GroupStore {
             return;
         }
         self.estimated = Some(std::time::Instant::now());
+        self.pace_blob_gc();
         let data = self.db.cf_handle(CF_DATA).expect("checked at open");
         let property = |name: &str| self.db.property_int_value_cf(data, name).ok().flatten();
         if let Some(keys) = property("rocksdb.estimate-num-keys") {

@@ -230,14 +230,35 @@ fn data_blob_gc_in_options(dir: &std::path::Path) -> bool {
     }
 }
 
-// Goal: blob GC of the `data` family is off exactly while a shard is being
-// pulled here, and on again once its last chunk is installed.
+/// Leaves garbage in the `data` family's blob files of `db`: eight 8 KiB
+/// values in one blob file, four of them overwritten into another, then a
+/// full compaction that drops the four old values (a third of the blob
+/// bytes become garbage).
+fn make_blob_garbage(db: &DB) {
+    let data = db.cf_handle(CF_DATA).expect("data");
+    for (round, keys) in [(1u8, 0..8u8), (2, 0..4)] {
+        for key in keys {
+            let key = data_key(ShardId(0), &[b'g', key]);
+            db.put_cf(data, key, vec![round; 8 << 10]).expect("put");
+        }
+        db.flush_cf(data).expect("flush");
+    }
+    db.compact_range_cf(data, None::<&[u8]>, None::<&[u8]>);
+}
+
+// Goal: blob GC of the `data` family runs only while its blob files hold
+// garbage and no shard is being pulled here: off while serving without
+// garbage, on once there is garbage, off while a shard is pulled, on again
+// once its last chunk is installed.
 #[test]
-fn blob_gc_is_deferred_while_a_shard_is_pulled() {
+fn blob_gc_runs_only_with_garbage_and_no_pull() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_storage, mut store) = open(dir.path(), 1);
+    let (storage, mut store) = open(dir.path(), 1);
     store.apply_batch(&[entry(1, &config(1, [1, 1, 1, 2]))]);
-    assert!(data_blob_gc_in_options(dir.path()), "on while serving");
+    assert!(!data_blob_gc_in_options(dir.path()), "off without garbage");
+    make_blob_garbage(&storage.db());
+    store.pace_blob_gc();
+    assert!(data_blob_gc_in_options(dir.path()), "on with garbage");
     let mut pull = config(2, [1; 4]);
     if let GroupCommand::Config(next) = &mut pull {
         next.holders.insert(ShardId(3), GroupId(2));
