@@ -13,7 +13,7 @@ use bytes::Bytes;
 use raft::core::{
     Entry, EntryKind, HardState, LogIndex, Membership, NodeId, SnapshotMeta, StorageError, Term,
 };
-use raft::storage::{MemStorage, PersistBatch, RocksStorage, Storage, takes_direct_writes};
+use raft::storage::{MemStorage, PersistBatch, RocksStorage, Storage};
 use tempfile::TempDir;
 
 /// Tests of what only the RocksDB storage promises.

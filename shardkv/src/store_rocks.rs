@@ -458,14 +458,7 @@ impl GroupStore {
     /// Whether the `data` family's blob files hold enough garbage to
     /// collect: a quarter of their bytes to start, a sixteenth to go on.
     fn blob_garbage_to_collect(&self) -> bool {
-        let data = self.db.cf_handle(CF_DATA).expect("checked at open");
-        let property = |name: &str| {
-            self.db
-                .property_int_value_cf(data, name)
-                .ok()
-                .flatten()
-                .unwrap_or(0)
-        };
+        let property = |name| self.data_property(name).unwrap_or(0);
         let garbage = property("rocksdb.live-blob-file-garbage-size");
         let total = property("rocksdb.live-blob-file-size");
         let divisor = if self.blob_gc_deferred {
@@ -474,6 +467,13 @@ impl GroupStore {
             BLOB_GC_STOP_DIVISOR
         };
         total > 0 && garbage >= total / divisor
+    }
+
+    /// Returns RocksDB's integer property `name` of the `data` family
+    /// (`None` if RocksDB has no value for it).
+    fn data_property(&self, name: &str) -> Option<u64> {
+        let data = self.db.cf_handle(CF_DATA).expect("checked at open");
+        self.db.property_int_value_cf(data, name).ok().flatten()
     }
 
     /// Returns the group state machine.
@@ -511,12 +511,10 @@ impl GroupStore {
         }
         self.estimated = Some(std::time::Instant::now());
         self.pace_blob_gc();
-        let data = self.db.cf_handle(CF_DATA).expect("checked at open");
-        let property = |name: &str| self.db.property_int_value_cf(data, name).ok().flatten();
-        if let Some(keys) = property("rocksdb.estimate-num-keys") {
+        if let Some(keys) = self.data_property("rocksdb.estimate-num-keys") {
             ::metrics::gauge!(metrics::SHARDKV_KEYS_ESTIMATE).set(keys as f64);
         }
-        if let Some(bytes) = property("rocksdb.estimate-live-data-size") {
+        if let Some(bytes) = self.data_property("rocksdb.estimate-live-data-size") {
             ::metrics::gauge!(metrics::SHARDKV_DATA_BYTES_ESTIMATE).set(bytes as f64);
         }
     }

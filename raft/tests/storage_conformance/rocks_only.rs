@@ -10,7 +10,9 @@ use std::process::Command;
 use rocksdb::{DB, IteratorMode, Options};
 
 use super::*;
-use raft::storage::{CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE};
+use raft::storage::{
+    CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, applied_options, takes_direct_writes,
+};
 
 /// Set in the child process of [`persisted_batch_survives_process_abort`]
 /// to the directory it writes.
@@ -508,7 +510,7 @@ fn compaction_writes_no_copy() {
 /// Returns the value of `option` in the database options RocksDB applied
 /// in `dir`.
 fn db_option(dir: &Path, option: &str) -> String {
-    let text = raft::storage::applied_options(dir).expect("read OPTIONS");
+    let text = applied_options(dir).expect("read OPTIONS");
     let prefix = format!("{option}=");
     text.lines()
         .map(str::trim)
