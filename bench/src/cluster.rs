@@ -55,7 +55,7 @@ pub struct Process {
     pub grpc: String,
     /// HTTP address (`/metrics`, `/readyz`).
     pub http: String,
-    /// Its stderr.
+    /// Its stderr (appended to across restarts).
     pub log: PathBuf,
 }
 
@@ -89,6 +89,8 @@ pub struct Group {
     pub kind: Kind,
     /// Replica 1, 2, 3.
     pub replicas: Vec<Process>,
+    /// The flags each replica was started with, to start it again.
+    args: Vec<Vec<String>>,
 }
 
 impl Group {
@@ -292,6 +294,7 @@ impl Cluster {
         let peers = peer_list(&ports);
         let ctrler = self.ctrler_addresses().join(",");
         let mut replicas = Vec::new();
+        let mut all_args = Vec::new();
         for (r, port) in (1..=REPLICAS).zip(&ports) {
             let name = format!("group-{gid}-{r}");
             let grpc = format!("127.0.0.1:{port}");
@@ -308,6 +311,7 @@ impl Cluster {
                 Kind::RaftNode => args.extend(["--group".into(), gid.to_string()]),
             }
             replicas.push(self.spawn(kind.binary(), name, grpc, http, &args)?);
+            all_args.push(args);
         }
         self.groups.insert(
             gid,
@@ -315,6 +319,7 @@ impl Cluster {
                 gid,
                 kind,
                 replicas,
+                args: all_args,
             },
         );
         Ok(())
@@ -330,7 +335,11 @@ impl Cluster {
         args: &[String],
     ) -> Result<Process> {
         let log = self.dir.path().join("logs").join(format!("{name}.log"));
-        let stderr = std::fs::File::create(&log).context("log file")?;
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .context("log file")?;
         let mut command = Command::new(self.bin_dir.join(binary));
         // The servers read KV_* variables as flags: the caller's own must
         // not change the cluster.
@@ -354,6 +363,64 @@ impl Cluster {
             http,
             log,
         })
+    }
+
+    /// Kills replica `index` (0-based) of group `gid` with SIGKILL, as a
+    /// crash would (what it had not synced is lost), and waits until it
+    /// has exited. Its data dir and ports stay for
+    /// [`Cluster::restart_replica`]; until then, waits fail on it as on
+    /// any process that exited.
+    ///
+    /// # Errors
+    ///
+    /// The signal or the wait failing.
+    ///
+    /// # Panics
+    ///
+    /// If the group or the replica was not started.
+    pub fn kill_replica(&mut self, gid: u64, index: usize) -> Result<()> {
+        let process = &mut self.groups.get_mut(&gid).expect("group started").replicas[index];
+        process
+            .child
+            .kill()
+            .with_context(|| format!("killing {}", process.name))?;
+        process
+            .child
+            .wait()
+            .with_context(|| format!("waiting for {} to exit", process.name))?;
+        Ok(())
+    }
+
+    /// Starts replica `index` (0-based) of group `gid` again, killed
+    /// before, with the same flags: same data dir, same ports.
+    ///
+    /// # Errors
+    ///
+    /// The replica still running, or its process not starting.
+    ///
+    /// # Panics
+    ///
+    /// If the group or the replica was not started.
+    pub fn restart_replica(&mut self, gid: u64, index: usize) -> Result<()> {
+        let group = self.groups.get_mut(&gid).expect("group started");
+        let (binary, args) = (group.kind.binary(), group.args[index].clone());
+        let process = &mut group.replicas[index];
+        if process
+            .child
+            .try_wait()
+            .context("process status")?
+            .is_none()
+        {
+            bail!("{} still runs: kill it first", process.name);
+        }
+        let (name, grpc, http) = (
+            process.name.clone(),
+            process.grpc.clone(),
+            process.http.clone(),
+        );
+        let restarted = self.spawn(binary, name, grpc, http, &args)?;
+        self.groups.get_mut(&gid).expect("group started").replicas[index] = restarted;
+        Ok(())
     }
 
     /// Waits until every replica of group `gid` knows a leader.

@@ -9,11 +9,15 @@
 //!   replicas, groups of three `shardkv` or `raft-node` replicas) started
 //!   as child processes in a temporary directory, joined through the
 //!   controller, killed and removed when dropped.
+//! - [`fill`]: the values the benches load and read back, and the
+//!   concurrent writers that load them.
 //! - [`kvbench_run`]: one run of `kvbench` and the figures kept from it.
 //! - [`probe`]: what the benches read from the processes: `/metrics`
 //!   samples, `/readyz`, peak RSS from `/proc`.
 //! - `src/bin/migration-bench.rs`: a shard set of 256 MiB and 1 GiB moved
 //!   between groups (time, MiB/s, peak RSS of both groups).
+//! - `src/bin/restart-bench.rs`: replicas killed and started again on
+//!   data of each size (time until they serve, peak RSS).
 //! - `src/bin/kvbench.rs`: closed-loop load on either store.
 //! - `src/bin/data-path-bench.rs`: `kvbench` against one `shardkv` group
 //!   and against one `raft-node` group joined as a group, alternating.
@@ -25,6 +29,7 @@
 
 pub mod cluster;
 pub mod etcd;
+pub mod fill;
 pub mod kvbench_run;
 pub mod probe;
 pub mod store;

@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use raft::core::NodeId;
 use shardctrler::{Replica, ReplicaOptions};
+use test_ports::free_addresses;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -24,14 +24,7 @@ struct Controller {
 impl Controller {
     async fn start() -> Controller {
         let dir = tempfile::tempdir().expect("temp dir");
-        let listeners: Vec<TcpListener> = (0..3)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
-            .collect();
-        let addresses: Vec<String> = listeners
-            .iter()
-            .map(|l| l.local_addr().expect("address").to_string())
-            .collect();
-        drop(listeners);
+        let addresses = free_addresses(3);
         let peers: BTreeMap<NodeId, String> = (1u64..)
             .zip(&addresses)
             .map(|(id, address)| (NodeId(id), address.clone()))
@@ -152,12 +145,7 @@ async fn errors_have_messages_and_distinct_exit_codes() {
     assert!(message.contains("group 42 is not present"), "{message}");
     let usage = kvctl(&ctrler, &["join", "1"]).await;
     assert_eq!(usage.status.code(), Some(2));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("address")
-        .port();
-    let nowhere = format!("127.0.0.1:{port}");
+    let nowhere = free_addresses(1).remove(0);
     let mut command = Command::new(env!("CARGO_BIN_EXE_kvctl"));
     command.args(["--ctrler", &nowhere, "--timeout", "1", "query"]);
     let unreachable = tokio::task::spawn_blocking(move || command.output().expect("kvctl"))

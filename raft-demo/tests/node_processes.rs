@@ -6,7 +6,6 @@
 
 mod damaged_snapshot;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,19 +14,9 @@ use bytes::Bytes;
 use proto::kv::v1::shard_kv_client::ShardKvClient;
 use proto::kv::v1::{GetRequest, PutRequest, Status as KvStatus};
 use raft::observability::http_get;
+use test_ports::free_ports;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Returns `count` free loopback ports.
-fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("address").port())
-        .collect()
-}
 
 struct Processes {
     grpc: Vec<String>,

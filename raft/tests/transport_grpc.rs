@@ -39,8 +39,8 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Serves group `group` on `address` (port 0 picks a free one), with an
-    /// inbound channel of `capacity` messages.
+    /// Serves group `group` on `address`, with an inbound channel of
+    /// `capacity` messages.
     fn start(address: SocketAddr, group: u64, capacity: usize) -> ServerProcess {
         let listener = std::net::TcpListener::bind(address).expect("the port is free");
         listener
@@ -74,7 +74,7 @@ impl ServerProcess {
 
     /// Starts a server of `GROUP` on a free port.
     fn start_fresh(capacity: usize) -> ServerProcess {
-        ServerProcess::start(([127, 0, 0, 1], 0).into(), GROUP, capacity)
+        ServerProcess::start(free_address(), GROUP, capacity)
     }
 
     /// Returns the next message delivered, failing the test at the deadline.
@@ -103,6 +103,13 @@ impl Drop for ServerProcess {
             runtime.shutdown_background();
         }
     }
+}
+
+/// Returns a free loopback address, outside the ports outgoing
+/// connections take (a restart binds it again).
+fn free_address() -> SocketAddr {
+    let port = test_ports::free_ports(1)[0];
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// Reconnects quickly so tests finish fast.
@@ -286,11 +293,7 @@ async fn peer_that_restarts_receives_later_messages() {
 // comes up, and what was queued meanwhile is delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_down_at_start_receives_queued_messages_once_up() {
-    let reserved = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let address = reserved
-        .local_addr()
-        .expect("a bound socket has an address");
-    drop(reserved);
+    let address = free_address();
     let transport = transport_to(address);
     transport.send(vec![heartbeat(1)]);
     let mut server = ServerProcess::start(address, GROUP, 64);
@@ -381,11 +384,7 @@ async fn full_inbound_channel_drops_without_blocking_the_stream() {
 // unreachable and whose queue is full.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_to_an_unreachable_peer_returns_at_once() {
-    let reserved = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let address = reserved
-        .local_addr()
-        .expect("a bound socket has an address");
-    drop(reserved);
+    let address = free_address();
     let config = GrpcTransportConfig {
         queue_messages_max: 8,
         ..fast_config()

@@ -16,7 +16,6 @@
 //!   in its place.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use raft::transport::Faults;
 use shardctrler::Replica as Controller;
 use shardkv::server::{GroupOptions, GroupReplica};
 use shardkv::shards::ShardTable;
+pub use test_ports::free_addresses;
 
 /// The tick of every replica: elections within a few hundred ms.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -37,17 +37,6 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The replicas of each group.
 pub const GROUP_SIZE: usize = 3;
-
-/// Returns `count` free loopback addresses.
-pub fn free_addresses(count: usize) -> Vec<String> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().expect("address").to_string())
-        .collect()
-}
 
 /// Returns the peers of a group at `addresses`: ids 1, 2, ... in order.
 pub fn peers(addresses: &[String]) -> BTreeMap<NodeId, String> {

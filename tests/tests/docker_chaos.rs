@@ -20,14 +20,13 @@
 //! at the end, also when it fails.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use client::{CallOptions, CtrlerClient, CtrlerClientOptions};
 use kv_tests::deploy::{alert_metric_names, deploy_file};
-use kv_tests::harness::eventually_within;
+use kv_tests::harness::{eventually_within, free_addresses};
 use kv_tests::history::{Load, Workload};
 use raft::observability::http_get;
 
@@ -315,11 +314,7 @@ impl Prometheus {
             return None;
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let address = format!("127.0.0.1:{port}");
+        let address = free_addresses(1).remove(0);
         let child = Command::new("prometheus")
             .arg(format!(
                 "--config.file={}",

@@ -17,15 +17,12 @@
 //! Run: `cargo build --release -p shardctrler -p shardkv -p raft-demo -p
 //! kv-bench` then `target/release/migration-bench --sizes-mib 256,1024`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, ensure};
 use clap::Parser;
-use client::{CallOptions, Client};
 use kv_bench::cluster::{Cluster, Kind};
-use kv_bench::probe;
+use kv_bench::{fill, probe};
 
 /// Move a shard set of each size between two groups; time, rate, peak RSS.
 #[derive(Parser, Debug)]
@@ -110,25 +107,6 @@ async fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// Returns value `n` of `len` bytes: incompressible, its own for each `n`.
-fn value(n: u64, len: usize) -> Vec<u8> {
-    let mut state = (n + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
-
-/// Returns key `n`.
-fn key(n: u64) -> Vec<u8> {
-    format!("mig-{n:08}").into_bytes()
-}
-
 /// Starts a fresh cluster with group 1 joined alone and serving every
 /// shard, and group 2 up, not joined.
 async fn start(args: &Args) -> Result<Cluster> {
@@ -168,6 +146,7 @@ async fn measure(args: &Args, mib: u64) -> Result<Measured> {
     let value_bytes = (args.value_kib * 1024) as usize;
     let count = (mib << 20).div_ceil(value_bytes as u64);
     let mut cluster = start(args).await?;
+    let ctrler = cluster.ctrler_addresses();
     if args.keep_data {
         cluster.keep_dir();
         eprintln!("{mib} MiB: data kept under {}", cluster.dir().display());
@@ -177,7 +156,7 @@ async fn measure(args: &Args, mib: u64) -> Result<Measured> {
         args.value_kib
     );
     let filling = Instant::now();
-    fill(&cluster, count, value_bytes, args.writers).await?;
+    fill::fill(&ctrler, count, value_bytes, args.writers).await?;
     let fill_seconds = filling.elapsed().as_secs_f64();
     let fill_rss = peaks(&cluster, 1);
     reset_peaks(&cluster)?;
@@ -212,13 +191,8 @@ async fn measure(args: &Args, mib: u64) -> Result<Measured> {
         cpu(&cluster, 1) - cpu_before[0],
         cpu(&cluster, 2) - cpu_before[1],
     ];
-    let moved_bytes = cluster
-        .group(2)
-        .metric("shardkv_migration_bytes_total", &[])
-        .into_iter()
-        .flatten()
-        .fold(0.0, f64::max);
-    let verified = verify(&cluster, count, value_bytes, args.verify_keys).await?;
+    let moved_bytes = installed_bytes(&cluster);
+    let verified = fill::verify(&ctrler, count, value_bytes, args.verify_keys).await?;
     Ok(Measured {
         mib,
         fill_seconds,
@@ -242,15 +216,21 @@ fn cpu(cluster: &Cluster, gid: u64) -> f64 {
         .sum()
 }
 
-/// Prints, on stderr, how far the move is: shards served at group 2 and
-/// held by group 1 (per replica), and the bytes group 2 installed.
-fn report_progress(cluster: &Cluster, started: Instant) {
-    let moved = cluster
+/// Returns the bytes group 2 installed by moves so far
+/// (`shardkv_migration_bytes_total`, the most of any replica).
+fn installed_bytes(cluster: &Cluster) -> f64 {
+    cluster
         .group(2)
         .metric("shardkv_migration_bytes_total", &[])
         .into_iter()
         .flatten()
-        .fold(0.0, f64::max);
+        .fold(0.0, f64::max)
+}
+
+/// Prints, on stderr, how far the move is: shards served at group 2 and
+/// held by group 1 (per replica), and the bytes group 2 installed.
+fn report_progress(cluster: &Cluster, started: Instant) {
+    let moved = installed_bytes(cluster);
     let show = |held: Vec<Option<f64>>| {
         held.iter()
             .map(|h| h.map_or("?".into(), |h| format!("{h:.0}")))
@@ -268,39 +248,6 @@ fn report_progress(cluster: &Cluster, started: Instant) {
         )),
         moved / f64::from(1 << 20),
     );
-}
-
-/// Writes values `0..count` through the client library, `writers` at a
-/// time.
-async fn fill(cluster: &Cluster, count: u64, value_bytes: usize, writers: u64) -> Result<()> {
-    let client = Arc::new(
-        Client::connect(&cluster.ctrler_addresses(), CallOptions::default())
-            .await
-            .context("client")?,
-    );
-    let client = &client;
-    let next = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..writers)
-        .map(|_| {
-            let (client, next) = (Arc::clone(client), Arc::clone(&next));
-            tokio::spawn(async move {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= count {
-                        return Ok::<(), anyhow::Error>(());
-                    }
-                    client
-                        .put(&key(n), &value(n, value_bytes))
-                        .await
-                        .with_context(|| format!("writing value {n}"))?;
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.context("writer task")??;
-    }
-    Ok(())
 }
 
 /// Returns the shards each replica of group `gid` holds in each of
@@ -339,34 +286,6 @@ fn deleted(cluster: &Cluster, shards: u32) -> bool {
         && held(cluster, 1, &["serving", "pulling", "sending", "cleaning"])
             .iter()
             .all(|held| *held == Some(0.0))
-}
-
-/// Reads `keys` values spread over `0..count` (the last included) through
-/// a new client and compares them; returns how many were checked.
-async fn verify(cluster: &Cluster, count: u64, value_bytes: usize, keys: u64) -> Result<u64> {
-    let client = Client::connect(&cluster.ctrler_addresses(), CallOptions::default())
-        .await
-        .context("client")?;
-    let step = (count / keys.max(1)).max(1);
-    let mut sample: Vec<u64> = (0..count).step_by(step as usize).collect();
-    if sample.last() != Some(&(count - 1)) {
-        sample.push(count - 1);
-    }
-    for &n in &sample {
-        let got = client
-            .get(&key(n))
-            .await
-            .with_context(|| format!("reading value {n} back"))?;
-        match got {
-            Some(got) if got[..] == value(n, value_bytes)[..] => {}
-            Some(got) => bail!(
-                "value {n} read back differs ({} bytes, expected {value_bytes})",
-                got.len()
-            ),
-            None => bail!("value {n} is missing after the move"),
-        }
-    }
-    Ok(sample.len() as u64)
 }
 
 /// Formats bytes as MiB, or `?`.

@@ -77,7 +77,7 @@ impl TestCluster {
         };
         let mut listeners = BTreeMap::new();
         for id in 1..=voters {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let listener = bind_free().await;
             let address = listener.local_addr().expect("address").to_string();
             cluster.addresses.insert(NodeId(id), address);
             listeners.insert(NodeId(id), listener);
@@ -171,7 +171,7 @@ impl TestCluster {
     /// Starts a new, empty node `id` that joins through a membership
     /// change; every running node learns its address.
     pub async fn add_joiner(&mut self, id: NodeId) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = bind_free().await;
         let address = listener.local_addr().expect("address").to_string();
         self.addresses.insert(id, address.clone());
         for (_, node) in self.running() {
@@ -257,6 +257,12 @@ impl TestCluster {
         })
         .await;
     }
+}
+
+/// Binds a free port, outside the ports outgoing connections take (a
+/// restart binds it again).
+async fn bind_free() -> TcpListener {
+    bind_retrying(&test_ports::free_addresses(1)[0]).await
 }
 
 /// Binds `address` again after a kill (the old socket may linger briefly).

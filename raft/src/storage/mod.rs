@@ -20,7 +20,7 @@ pub use mem::MemStorage;
 #[cfg(feature = "node")]
 pub use rocks::{
     CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, MEMTABLES_BYTES_MAX, RocksStorage, WAL_BYTES_MAX,
-    applied_options, defer_blob_gc,
+    WAL_FILES_RECYCLED, applied_options, defer_blob_gc,
 };
 
 pub use crate::core::storage::{InitialState, PersistBatch, Storage};

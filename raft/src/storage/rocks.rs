@@ -109,7 +109,7 @@ pub const WAL_BYTES_MAX: u64 = 16 << 20;
 /// A kept file stays on disk: four held the leader of the 80 MiB catch-up
 /// test at 1.27-1.29x the live data, one holds it at 1.19-1.26x; four were
 /// no faster in `raft-bench` (docs/performance.md).
-const WAL_FILES_RECYCLED: usize = 1;
+pub const WAL_FILES_RECYCLED: usize = 1;
 
 /// Bytes of log entries appended between two flushes of `raft_log` by
 /// compactions (half of [`WAL_BYTES_MAX`]): often enough to keep the WAL

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -39,16 +38,7 @@ where
     }
 }
 
-/// Returns `count` free loopback ports.
-pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().expect("bound address").port())
-        .collect()
-}
+pub use test_ports::free_ports;
 
 /// Three controller replicas as OS processes.
 pub struct Cluster {

@@ -10,45 +10,10 @@ use proto::kv::v1 as pb;
 use proto::kv::v1::shard_ctrler_server::{ShardCtrler, ShardCtrlerServer};
 use tonic::{Request, Response, Status};
 
+pub use test_ports::free_addresses;
+
 /// The stand-in controller's shard count.
 pub const SHARDS: u32 = 4;
-
-/// Ports the tests hand out: below Linux's ephemeral range (32768 and up),
-/// so no outgoing connection of a test running alongside takes one between
-/// its choice here and the server's bind.
-const PORTS: std::ops::Range<u16> = 20_000..32_000;
-
-/// Returns `count` distinct free loopback addresses. Each was bound (all
-/// together) to check it is free, and none is handed out twice in this
-/// process: tests running at once never get the same port.
-pub fn free_addresses(count: usize) -> Vec<String> {
-    static NEXT: Mutex<Option<u16>> = Mutex::new(None);
-    let mut next = NEXT.lock().expect("not poisoned");
-    // Processes start at different places (their pid) so concurrent test
-    // binaries rarely probe the same ports.
-    let span = PORTS.end - PORTS.start;
-    let mut port = next.unwrap_or(PORTS.start + (std::process::id() % u32::from(span)) as u16);
-    let mut listeners = Vec::new();
-    for _ in 0..span {
-        if listeners.len() == count {
-            break;
-        }
-        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
-            listeners.push(listener);
-        }
-        port = if port + 1 >= PORTS.end {
-            PORTS.start
-        } else {
-            port + 1
-        };
-    }
-    assert_eq!(listeners.len(), count, "no {count} free ports in {PORTS:?}");
-    *next = Some(port);
-    listeners
-        .iter()
-        .map(|listener| listener.local_addr().expect("address").to_string())
-        .collect()
-}
 
 /// Kills the child process when dropped (a failed test leaves none).
 pub struct KillOnDrop(pub Child);
