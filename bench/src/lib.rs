@@ -54,6 +54,11 @@ pub fn block_on_main(
     }
 }
 
+/// Formats bytes as whole MiB (`123 MiB`), or `?` where unknown.
+pub fn mib_of(bytes: Option<u64>) -> String {
+    bytes.map_or("?".into(), |b| format!("{} MiB", b >> 20))
+}
+
 /// Returns the median of `values` (the upper one of an even count), or
 /// `None` for none. NaNs sort last.
 pub fn median(values: &[f64]) -> Option<f64> {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, ensure};
 use clap::Parser;
 use kv_bench::cluster::{Cluster, Kind};
-use kv_bench::{fill, probe};
+use kv_bench::{fill, mib_of, probe};
 
 /// Move a shard set of each size between two groups; time, rate, peak RSS.
 #[derive(Parser, Debug)]
@@ -286,11 +286,6 @@ fn deleted(cluster: &Cluster, shards: u32) -> bool {
         && held(cluster, 1, &["serving", "pulling", "sending", "cleaning"])
             .iter()
             .all(|held| *held == Some(0.0))
-}
-
-/// Formats bytes as MiB, or `?`.
-fn mib_of(bytes: Option<u64>) -> String {
-    bytes.map_or("?".into(), |b| format!("{} MiB", b >> 20))
 }
 
 /// Formats each replica's peak RSS.

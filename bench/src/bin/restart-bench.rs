@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use client::{CallOptions, Client};
 use kv_bench::cluster::{Cluster, Kind};
-use kv_bench::{fill, probe};
+use kv_bench::{fill, mib_of, probe};
 
 /// Crash and restart replicas holding each size; time until they serve.
 #[derive(Parser, Debug)]
@@ -52,7 +52,7 @@ struct Args {
     timeout_secs: u64,
     /// First port: controllers on the next three, group 1 100 above,
     /// HTTP 1000 above each.
-    #[arg(long, default_value_t = 19000, value_parser = clap::value_parser!(u16).range(1024..=63000))]
+    #[arg(long, default_value_t = 16000, value_parser = clap::value_parser!(u16).range(1024..=63000))]
     base_port: u16,
     /// Also print one JSON object per size.
     #[arg(long)]
@@ -239,11 +239,6 @@ async fn restart_group(
     let seconds = started.elapsed().as_secs_f64();
     cluster.check_running()?;
     Ok(seconds)
-}
-
-/// Formats bytes as MiB, or `?`.
-fn mib_of(bytes: Option<u64>) -> String {
-    bytes.map_or("?".into(), |b| format!("{} MiB", b >> 20))
 }
 
 fn print_size(args: &Args, m: &Measured) {

@@ -106,9 +106,10 @@ pub const WAL_BYTES_MAX: u64 = 16 << 20;
 /// Obsolete write-ahead log files kept for reuse (one, at most about
 /// [`WAL_BYTES_MAX`]): a recycled file is overwritten in place, so the
 /// fsync of every synced write skips the inode update a growing file needs.
-/// A kept file stays on disk: four held the leader of the 80 MiB catch-up
-/// test at 1.27-1.29x the live data, one holds it at 1.19-1.26x; four were
-/// no faster in `raft-bench` (docs/performance.md).
+/// A kept file stays on disk, so a store's WAL may hold up to
+/// `1 + WAL_FILES_RECYCLED` files of about [`WAL_BYTES_MAX`] once writes
+/// stop; four were no faster than one in `raft-bench`
+/// (docs/performance.md).
 pub const WAL_FILES_RECYCLED: usize = 1;
 
 /// Bytes of log entries appended between two flushes of `raft_log` by
