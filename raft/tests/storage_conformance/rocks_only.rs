@@ -11,7 +11,8 @@ use rocksdb::{DB, IteratorMode, Options};
 
 use super::*;
 use raft::storage::{
-    CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, applied_options, takes_direct_writes,
+    CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, WAL_BYTES_MAX, WAL_FILES_RECYCLED,
+    applied_options, takes_direct_writes,
 };
 
 /// Set in the child process of [`persisted_batch_survives_process_abort`]
@@ -544,6 +545,60 @@ fn flushes_write_directly_where_the_file_system_allows() {
     let db = reopened.db();
     let value = db.get_cf(db.cf_handle(CF_DATA).expect("data"), "key");
     assert_eq!(value.expect("read"), Some(vec![7u8; 64 << 10]));
+}
+
+/// Returns the bytes of RocksDB's write-ahead log files in `dir`.
+fn wal_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("data dir")
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "log"))
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+// Goal: the WAL stays within its bound whatever is written, so a
+// replica's disk holds a constant over its live data and a restart
+// replays a bounded WAL. Method: append four times `WAL_BYTES_MAX` of
+// 1 MiB entries, never compacted; once RocksDB's background flushes are
+// done, the WAL files hold at most the live file and the recycled ones,
+// each up to the bound and one batch.
+#[test]
+fn the_wal_stays_within_its_bound() {
+    const ENTRY_BYTES: usize = 1 << 20;
+    const BATCH_ENTRIES: u64 = 4;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut storage = bootstrapped(dir.path(), voters(&[1]));
+    let payload = Bytes::from(vec![0xa5; ENTRY_BYTES]);
+    let entry_count = 4 * WAL_BYTES_MAX / ENTRY_BYTES as u64;
+    for first in (2..entry_count + 2).step_by(BATCH_ENTRIES as usize) {
+        let batch: Vec<Entry> = (first..first + BATCH_ENTRIES)
+            .map(|index| Entry {
+                term: Term(1),
+                index: LogIndex(index),
+                kind: EntryKind::Normal,
+                data: payload.clone(),
+            })
+            .collect();
+        append(&mut storage, &batch).expect("append");
+    }
+    let bound =
+        (1 + WAL_FILES_RECYCLED as u64) * (WAL_BYTES_MAX + BATCH_ENTRIES * ENTRY_BYTES as u64);
+    let started = std::time::Instant::now();
+    loop {
+        let wal = wal_bytes(dir.path());
+        if wal <= bound {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{wal} bytes of WAL after {} MiB appended, over the bound of {bound}",
+            entry_count
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(storage.last_index(), LogIndex(entry_count + 1));
 }
 
 #[test]
