@@ -91,21 +91,21 @@ const LEGACY_KEY_PREFIX: &str = "snapshot";
 pub const MEMTABLES_BYTES_MAX: usize = 128 << 20;
 
 /// The write-ahead log files kept before RocksDB flushes the column
-/// families that hold them back (64 MiB, etcd's WAL segment size). Every
-/// write goes to the WAL first, the log entry and the application's effect
-/// alike, so without a bound the WAL alone held twice the data written
-/// since the quietest family (`raft_state`, `meta`) last flushed: about 3x
-/// the live data on disk after 80 MiB of writes, measured. The bound keeps
-/// that to a constant, whatever the data's size. It also paces the flushes
-/// of `raft_log`, whose memtable holds the log's live tail: each flush
-/// writes that tail to a file only to delete it soon after, so compaction
-/// keeps the tail well below it while the followers keep up
-/// (`NodeOptions::compact_keep_bytes`, docs/raft.md "Compaction"). 64 MiB
-/// rather than 16: a shard move wrote the tail four times less often and
-/// ran at 91-101 MiB/s instead of 77-89 (docs/raft-storage.md "Direct
-/// writes"), for up to 2 x 64 MiB of WAL on disk and 64 MiB replayed at a
-/// restart.
-pub const WAL_BYTES_MAX: u64 = 64 << 20;
+/// families that hold them back (16 MiB). Every write goes to the WAL
+/// first, the log entry and the application's effect alike, so without a
+/// bound the WAL alone held twice the data written since the quietest
+/// family (`raft_state`, `meta`) last flushed: about 3x the live data on
+/// disk after 80 MiB of writes, measured. 16 MiB keeps that to a small
+/// constant over the live data. The bound also paces the flushes of
+/// `raft_log`, whose memtable holds the log's live tail: each flush writes
+/// that tail to a file only to delete it soon after, so compaction keeps
+/// the tail well below it while the followers keep up
+/// (`NodeOptions::compact_keep_bytes`, docs/raft.md "Compaction").
+/// 64 MiB was tried (2026-12-06): shard moves ran 9 % faster, but puts
+/// from 64 clients on a fresh store 10-15 % slower, since a WAL file is
+/// recycled only after it rotates (docs/shardkv.md "Benches of the whole
+/// store").
+pub const WAL_BYTES_MAX: u64 = 16 << 20;
 
 /// Obsolete write-ahead log files kept for reuse (one, at most about
 /// [`WAL_BYTES_MAX`]): a recycled file is overwritten in place, so the
