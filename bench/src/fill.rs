@@ -11,6 +11,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result, bail};
 use client::{CallOptions, Client};
 
+/// How a bench loads its data and checks it back: the flags every bench
+/// that fills a cluster shares (`#[command(flatten)]`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct Load {
+    /// Value size in KiB (the data is these values under short keys; 1
+    /// loads a million keys per GiB).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub value_kib: u64,
+    /// Concurrent writers loading the data.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub writers: u64,
+    /// Values read back and compared at the end (spread over the data).
+    #[arg(long, default_value_t = 256)]
+    pub verify_keys: u64,
+}
+
+impl Load {
+    /// The size of each value in bytes.
+    pub fn value_bytes(&self) -> usize {
+        (self.value_kib * 1024) as usize
+    }
+
+    /// How many values make `mib` MiB (the last one may pass it).
+    pub fn keys_in(&self, mib: u64) -> u64 {
+        (mib << 20).div_ceil(self.value_bytes() as u64)
+    }
+}
+
 /// Returns value `n` of `len` bytes: incompressible, its own for each `n`.
 pub fn value(n: u64, len: usize) -> Vec<u8> {
     let mut state = (n + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -116,5 +144,19 @@ mod tests {
         let bytes = value(1, 4096);
         let distinct: std::collections::BTreeSet<u8> = bytes.iter().copied().collect();
         assert!(distinct.len() > 200, "{} distinct bytes", distinct.len());
+    }
+
+    // A load of `mib` MiB holds at least that many bytes, with the last
+    // value the only one past it.
+    #[test]
+    fn keys_in_covers_the_size() {
+        let load = |value_kib| Load {
+            value_kib,
+            writers: 1,
+            verify_keys: 1,
+        };
+        assert_eq!(load(256).keys_in(1), 4);
+        assert_eq!(load(1).keys_in(1024), 1 << 20);
+        assert_eq!(load(3).keys_in(1), 342);
     }
 }

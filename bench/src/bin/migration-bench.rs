@@ -31,18 +31,11 @@ struct Args {
     /// Sizes of the shard set moved, in MiB, one fresh cluster each.
     #[arg(long, value_delimiter = ',', default_value = "256,1024")]
     sizes_mib: Vec<u64>,
-    /// Value size in KiB (the data is these values under short keys).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    value_kib: u64,
-    /// Concurrent writers filling group 1.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
-    writers: u64,
+    #[command(flatten)]
+    load: fill::Load,
     /// Shard count of the cluster.
     #[arg(long, default_value_t = 64)]
     shards: u32,
-    /// Keys read back and compared after the move (spread over the set).
-    #[arg(long, default_value_t = 256)]
-    verify_keys: u64,
     /// The longest the move may take before the run fails, in seconds.
     #[arg(long, default_value_t = 1800)]
     timeout_secs: u64,
@@ -143,8 +136,8 @@ fn reset_peaks(cluster: &Cluster) -> Result<()> {
 
 /// Runs one size on a fresh cluster.
 async fn measure(args: &Args, mib: u64) -> Result<Measured> {
-    let value_bytes = (args.value_kib * 1024) as usize;
-    let count = (mib << 20).div_ceil(value_bytes as u64);
+    let value_bytes = args.load.value_bytes();
+    let count = args.load.keys_in(mib);
     let mut cluster = start(args).await?;
     let ctrler = cluster.ctrler_addresses();
     if args.keep_data {
@@ -153,10 +146,10 @@ async fn measure(args: &Args, mib: u64) -> Result<Measured> {
     }
     eprintln!(
         "{mib} MiB: filling group 1 with {count} values of {} KiB",
-        args.value_kib
+        args.load.value_kib
     );
     let filling = Instant::now();
-    fill::fill(&ctrler, count, value_bytes, args.writers).await?;
+    fill::fill(&ctrler, count, value_bytes, args.load.writers).await?;
     let fill_seconds = filling.elapsed().as_secs_f64();
     let fill_rss = peaks(&cluster, 1);
     reset_peaks(&cluster)?;
@@ -192,7 +185,7 @@ async fn measure(args: &Args, mib: u64) -> Result<Measured> {
         cpu(&cluster, 2) - cpu_before[1],
     ];
     let moved_bytes = installed_bytes(&cluster);
-    let verified = fill::verify(&ctrler, count, value_bytes, args.verify_keys).await?;
+    let verified = fill::verify(&ctrler, count, value_bytes, args.load.verify_keys).await?;
     Ok(Measured {
         mib,
         fill_seconds,

@@ -34,19 +34,11 @@ struct Args {
     /// Data loaded before the restarts, in MiB, one fresh cluster each.
     #[arg(long, value_delimiter = ',', default_value = "128,512,2048")]
     sizes_mib: Vec<u64>,
-    /// Value size in KiB (the data is these values under short keys):
-    /// 1 loads a million keys per GiB.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1024))]
-    value_kib: u64,
-    /// Concurrent writers loading the group.
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
-    writers: u64,
+    #[command(flatten)]
+    load: fill::Load,
     /// Shard count of the cluster.
     #[arg(long, default_value_t = 64)]
     shards: u32,
-    /// Values read back and compared after the restarts.
-    #[arg(long, default_value_t = 256)]
-    verify_keys: u64,
     /// The longest a restart may take before the run fails, in seconds.
     #[arg(long, default_value_t = 600)]
     timeout_secs: u64,
@@ -122,18 +114,18 @@ fn group_max(cluster: &Cluster, name: &str) -> Option<f64> {
 
 /// Runs one size on a fresh cluster.
 async fn measure(args: &Args, mib: u64) -> Result<Measured> {
-    let value_bytes = (args.value_kib * 1024) as usize;
-    let keys = (mib << 20).div_ceil(value_bytes as u64);
+    let value_bytes = args.load.value_bytes();
+    let keys = args.load.keys_in(mib);
     let timeout = Duration::from_secs(args.timeout_secs);
     let mut cluster =
         Cluster::start_single_group(args.base_port, args.shards, Kind::ShardKv).await?;
     let ctrler = cluster.ctrler_addresses();
     eprintln!(
         "{mib} MiB: loading group 1 with {keys} values of {} KiB",
-        args.value_kib
+        args.load.value_kib
     );
     let filling = Instant::now();
-    fill::fill(&ctrler, keys, value_bytes, args.writers).await?;
+    fill::fill(&ctrler, keys, value_bytes, args.load.writers).await?;
     let fill_seconds = filling.elapsed().as_secs_f64();
     eprintln!("{mib} MiB: loaded in {fill_seconds:.1} s; a follower killed and restarted");
     let follower = restart_follower(&mut cluster, timeout).await?;
@@ -146,7 +138,7 @@ async fn measure(args: &Args, mib: u64) -> Result<Measured> {
         timeout,
     )
     .await?;
-    let verified = fill::verify(&ctrler, keys, value_bytes, args.verify_keys).await?;
+    let verified = fill::verify(&ctrler, keys, value_bytes, args.load.verify_keys).await?;
     Ok(Measured {
         mib,
         keys,
