@@ -1,12 +1,13 @@
 //! The new owner's side of shard moves (DESIGN.md "Reconfiguration in a
 //! group"): on the group's leader, for each step the shard table waits on
 //! ([`crate::follower::move_tasks`]), fetch the shard's chunks from its
-//! holder and install each through the log, then ask the holder to delete
-//! its copy and record that through the log.
+//! holder and install each through the log, then at once ask the holder to
+//! delete its copy and record that through the log, while other shards are
+//! still pulled.
 //!
 //! Invariants:
 //! - Memory is bounded whatever the shards' sizes: at most
-//!   [`PULLS_AT_ONCE`] shards are pulled at a time, each with at most two
+//!   [`PULLS_AT_ONCE`] shards are moved at a time, each with at most two
 //!   chunks in memory (the one being installed, the next being fetched).
 //! - The log is the only record of progress: a fetch resumes at the
 //!   install position the log holds, so a leader change on either side, or
@@ -55,9 +56,12 @@ pub struct Mover {
 
 impl Mover {
     /// Drives the pending moves of the group once (called by the leader's
-    /// loop): pulls up to [`PULLS_AT_ONCE`] shards at a time, then asks
-    /// the holders of installed shards to delete their copies. Each step
-    /// that cannot go on now waits for the next round.
+    /// loop): up to [`PULLS_AT_ONCE`] shards at a time are pulled, each
+    /// then cleaned at once (its holder asked to delete its copy, which is
+    /// recorded), and shards installed earlier are cleaned alongside. The
+    /// next configuration waits for every shard to be cleaned, so a clean
+    /// left to the end of the round would hold it back. Each step that
+    /// cannot go on now waits for the next round.
     pub async fn drive(
         &mut self,
         gid: GroupId,
@@ -72,65 +76,78 @@ impl Mover {
                 return;
             }
         };
-        let mut pulls = tokio::task::JoinSet::new();
-        let mut cleans = Vec::new();
+        let mut moves = tokio::task::JoinSet::new();
+        let mut pulling = false;
         for task in move_tasks(&table) {
-            let (from, num) = match task {
-                MoveTask::Pull { from, num, .. } | MoveTask::Clean { from, num, .. } => (from, num),
+            let (shard, from, num, installed_before) = match task {
+                MoveTask::Pull { shard, from, num } => (shard, from, num, false),
+                MoveTask::Clean { shard, from, num } => (shard, from, num, true),
             };
             let Some(servers) = servers_of(from, num, &table, controller).await else {
                 tracing::warn!(group = from.0, "no address known for the holder of a shard");
                 continue;
             };
-            match task {
-                MoveTask::Pull { shard, .. } => {
-                    self.clock.entry((shard, num)).or_insert_with(Instant::now);
-                    let (handle, reader) = (handle.clone(), reader.clone());
-                    let mut holders = self.holders.clone();
-                    pulls.spawn(async move {
-                        let installed =
-                            pull(gid, &handle, &reader, &mut holders, &servers, shard, num).await;
-                        (shard, num, installed, holders)
-                    });
-                    while pulls.len() >= PULLS_AT_ONCE {
-                        self.finish_pull(pulls.join_next().await);
-                    }
+            if !installed_before {
+                pulling = true;
+                self.clock.entry((shard, num)).or_insert_with(Instant::now);
+            }
+            let (handle, reader) = (handle.clone(), reader.clone());
+            let mut holders = self.holders.clone();
+            moves.spawn(async move {
+                let installed = installed_before
+                    || pull(gid, &handle, &reader, &mut holders, &servers, shard, num).await;
+                let cleaned =
+                    installed && clean(gid, &handle, &mut holders, &servers, shard, num).await;
+                Moved {
+                    shard,
+                    num,
+                    pulled: !installed_before && installed,
+                    cleaned,
+                    holders,
                 }
-                MoveTask::Clean { shard, .. } => cleans.push((shard, num, servers)),
+            });
+            while moves.len() >= PULLS_AT_ONCE {
+                self.finish_move(moves.join_next().await);
             }
         }
-        if pulls.is_empty() {
+        if !pulling {
             ::metrics::gauge!(metrics::SHARDKV_MIGRATION_MOVED_BYTES).set(0.0);
         }
-        while !pulls.is_empty() {
-            self.finish_pull(pulls.join_next().await);
-        }
-        for (shard, num, servers) in cleans {
-            if !clean(gid, handle, &mut self.holders, &servers, shard, num).await {
-                tracing::debug!(shard = shard.0, num = num.0, "a shard's cleanup waits");
-            }
+        while !moves.is_empty() {
+            self.finish_move(moves.join_next().await);
         }
     }
 
-    /// Records the end of one pull task: its duration if it installed the
-    /// shard, and the connections it opened.
-    fn finish_pull(
-        &mut self,
-        joined: Option<Result<(ShardId, ConfigNum, bool, HolderClients), tokio::task::JoinError>>,
-    ) {
-        let Some(Ok((shard, num, installed, holders))) = joined else {
+    /// Records the end of one move task: the pull's duration if it
+    /// installed the shard, and the connections it opened.
+    fn finish_move(&mut self, joined: Option<Result<Moved, tokio::task::JoinError>>) {
+        let Some(Ok(moved)) = joined else {
             return;
         };
-        self.holders.merge(holders);
-        if installed {
-            if let Some(started) = self.clock.remove(&(shard, num)) {
-                ::metrics::histogram!(metrics::SHARDKV_MIGRATION_DURATION_SECONDS)
-                    .record(started.elapsed().as_secs_f64());
-            }
-        } else {
-            tracing::debug!(shard = shard.0, num = num.0, "a shard's pull waits");
+        self.holders.merge(moved.holders);
+        let (shard, num) = (moved.shard.0, moved.num.0);
+        if moved.pulled
+            && let Some(started) = self.clock.remove(&(moved.shard, moved.num))
+        {
+            ::metrics::histogram!(metrics::SHARDKV_MIGRATION_DURATION_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+        }
+        if !moved.cleaned {
+            tracing::debug!(shard, num, "a shard's move waits for the next round");
         }
     }
+}
+
+/// What one move task did.
+struct Moved {
+    shard: ShardId,
+    num: ConfigNum,
+    /// Whether this task pulled the shard to the end.
+    pulled: bool,
+    /// Whether the holder deleted its copy and the cleanup was recorded.
+    cleaned: bool,
+    /// The connections the task used.
+    holders: HolderClients,
 }
 
 /// Connections to other groups' servers, kept between calls (one that

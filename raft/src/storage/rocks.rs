@@ -525,10 +525,6 @@ impl RocksStorage {
         decode_entry(index, &location, &record)
     }
 
-    /// Adds to `batch` the new compacted prefix `prefix` and the deletion
-    /// of every entry up to `drop_through`, which is `prefix.index` or
-    /// past the last entry (one range deletion, from index 0 so that
-    /// nothing can linger below the prefix), and sets them in `next`.
     /// Gives back the space of the `raft_log` entries up to `index`, which
     /// a compaction dropped, and paces the WAL. Deletes the table files
     /// below level 0 that hold only dropped entries (no write). Once
@@ -574,6 +570,10 @@ impl RocksStorage {
             .is_some_and(|waiting| waiting > 0)
     }
 
+    /// Adds to `batch` the new compacted prefix `prefix` and the deletion
+    /// of every entry up to `drop_through`, which is `prefix.index` or
+    /// past the last entry (one range deletion, from index 0 so that
+    /// nothing can linger below the prefix), and sets them in `next`.
     fn replace_prefix(
         &self,
         next: &mut Cache,
