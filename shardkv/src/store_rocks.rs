@@ -156,9 +156,9 @@ pub struct GroupReader {
     gid: GroupId,
     shard_count: u32,
     /// The table `get` decoded last, with its stored bytes: a Get whose
-    /// view holds the same bytes routes with it instead of decoding again.
-    /// Gets share the read lock; only a changed table takes the write one.
-    routing: Arc<std::sync::RwLock<Option<DecodedTable>>>,
+    /// view holds the same bytes (compared in place, not copied out)
+    /// routes with it instead of decoding again.
+    routing: Arc<std::sync::Mutex<Option<DecodedTable>>>,
 }
 
 /// A stored shard table's bytes and the table they decode to.
@@ -180,13 +180,14 @@ impl GroupReader {
         let Some(raw) = raw else {
             return Ok(Arc::new(ShardTable::new(self.gid, self.shard_count)));
         };
-        if let Some((bytes, table)) = &*self.routing.read().expect("not poisoned")
+        let mut cached = self.routing.lock().expect("not poisoned");
+        if let Some((bytes, table)) = &*cached
             && bytes.as_slice() == raw
         {
             return Ok(Arc::clone(table));
         }
         let table = Arc::new(decode_table(raw, self.gid, self.shard_count)?.0);
-        *self.routing.write().expect("not poisoned") = Some((raw.to_vec(), Arc::clone(&table)));
+        *cached = Some((raw.to_vec(), Arc::clone(&table)));
         Ok(table)
     }
 
@@ -367,26 +368,21 @@ impl GroupReader {
             self.db.cf_handle(CF_DATA).expect("checked at open"),
             self.db.cf_handle(CF_META).expect("checked at open"),
         );
-        let shard = ShardId(proto::shard_of_key(key, self.shard_count));
-        // One MultiGet across the families reads the three records as of
-        // one sequence number (RocksDB's consistent cross-family MultiGet):
-        // the view a snapshot would give, without registering one.
-        let stored = data_key(shard, key);
-        let reads = [
-            (meta, app_meta::RESTORING_KEY),
-            (meta, TABLE_KEY),
-            (data, stored.as_slice()),
-        ];
-        let [mark, table_record, value] =
-            <[_; 3]>::try_from(self.db.multi_get_cf(reads)).expect("one result per key");
-        if let Some(point) = app_meta::decode_restore_mark(mark.map_err(io)?.as_deref())? {
+        let view = self.db.snapshot();
+        let mark = view.get_cf(meta, app_meta::RESTORING_KEY).map_err(io)?;
+        if let Some(point) = app_meta::decode_restore_mark(mark.as_deref())? {
             return Err(StorageError::SnapshotUnavailable(point.index));
         }
-        let table = self.routing_table(table_record.map_err(io)?.as_deref())?;
+        // Pinned: the table record (the whole configuration) is compared
+        // where RocksDB holds it, not copied out on every Get.
+        let table_record = view.get_pinned_cf(meta, TABLE_KEY).map_err(io)?;
+        let table = self.routing_table(table_record.as_deref())?;
+        let shard = ShardId(proto::shard_of_key(key, self.shard_count));
         if let Err(not_served) = table.route(shard) {
             return Ok(Err(not_served));
         }
-        Ok(Ok(value.map_err(io)?.map(Bytes::from)))
+        let value = view.get_cf(data, data_key(shard, key)).map_err(io)?;
+        Ok(Ok(value.map(Bytes::from)))
     }
 }
 
