@@ -121,16 +121,28 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
     /// Records that `client` executed request `seq` in `scope` at `now_ms`
     /// and got `reply`.
     pub fn record(&mut self, scope: S, client: u64, seq: u64, reply: R, now_ms: u64) {
-        let used_ms = self
-            .unindex(&scope, client)
-            .map_or(now_ms, |used| used.max(now_ms));
-        self.by_use.insert((used_ms, scope.clone(), client));
-        let session = Session {
+        let key = (scope, client);
+        let Some(session) = self.records.get_mut(&key) else {
+            self.by_use.insert((now_ms, key.0.clone(), client));
+            let session = Session {
+                last_seq: seq,
+                reply,
+                used_ms: now_ms,
+            };
+            self.records.insert(key, session);
+            return;
+        };
+        let used_ms = session.used_ms.max(now_ms);
+        if used_ms != session.used_ms {
+            self.by_use
+                .remove(&(session.used_ms, key.0.clone(), client));
+            self.by_use.insert((used_ms, key.0, client));
+        }
+        *session = Session {
             last_seq: seq,
             reply,
             used_ms,
         };
-        self.records.insert((scope, client), session);
     }
 
     /// Records that `client` used its session in `scope` at `now_ms` (a
@@ -227,6 +239,20 @@ mod tests {
         assert_eq!(table.len(), 1);
         assert_eq!(table.get(&1, 30).map(|s| s.reply), Some(300));
         assert_eq!(table.expire(u64::MAX, 0), vec![(1, 30)]);
+        assert!(table.is_empty());
+    }
+
+    // Goal: a later write moves its session's last use, so the session
+    // expires a TTL after that write, not after the first one.
+    #[test]
+    fn a_later_write_keeps_its_session_alive() {
+        let mut table = SessionTable::<u32, u64>::new();
+        table.record(1, 10, 1, 100, 1_000);
+        table.record(1, 10, 2, 101, 5_000);
+        assert_eq!(table.expire(5_500, 1_000), Vec::<(u32, u64)>::new());
+        let session = table.get(&1, 10).map(|s| (s.last_seq, s.reply, s.used_ms));
+        assert_eq!(session, Some((2, 101, 5_000)));
+        assert_eq!(table.expire(6_001, 1_000), vec![(1, 10)]);
         assert!(table.is_empty());
     }
 

@@ -93,7 +93,9 @@ impl Filled {
                 let command = GroupCommand::Write {
                     client_id: 1 + number % CLIENTS,
                     seq: self.next_seq + number / CLIENTS,
-                    timestamp_ms: 1,
+                    // A logged time 1 ms later per entry: every put
+                    // moves its session's last use, as under real load.
+                    timestamp_ms: self.next_index,
                     write: Write::Put {
                         key: key(number % KEYS),
                         value: value.clone(),

@@ -51,6 +51,9 @@ const GROUP_PREFIX: &[u8] = b"group/";
 const TABLE_KEY: &[u8] = b"group/table";
 /// The prefix of the session records.
 const SESSION_PREFIX: &[u8] = b"group/session/";
+/// The length of a session record's key: the prefix, the shard and the
+/// client id.
+const SESSION_KEY_BYTES: usize = SESSION_PREFIX.len() + 4 + 8;
 /// Blob GC starts once garbage is at least 1/4 of the blob bytes.
 const BLOB_GC_START_DIVISOR: u64 = 4;
 /// Blob GC, once started, goes on while garbage is at least 1/16 of them.
@@ -521,10 +524,12 @@ impl GroupStore {
 }
 
 /// Returns the `meta` key of a session.
-fn session_key(shard: ShardId, client: u64) -> Vec<u8> {
-    let mut key = SESSION_PREFIX.to_vec();
-    key.extend_from_slice(&shard.0.to_be_bytes());
-    key.extend_from_slice(&client.to_be_bytes());
+fn session_key(shard: ShardId, client: u64) -> [u8; SESSION_KEY_BYTES] {
+    let mut key = [0; SESSION_KEY_BYTES];
+    let (prefix, ids) = key.split_at_mut(SESSION_PREFIX.len());
+    prefix.copy_from_slice(SESSION_PREFIX);
+    ids[..4].copy_from_slice(&shard.0.to_be_bytes());
+    ids[4..].copy_from_slice(&client.to_be_bytes());
     key
 }
 
