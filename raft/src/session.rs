@@ -122,39 +122,26 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
     /// and got `reply`.
     pub fn record(&mut self, scope: S, client: u64, seq: u64, reply: R, now_ms: u64) {
         let key = (scope, client);
-        let Some(session) = self.records.get_mut(&key) else {
-            self.by_use.insert((now_ms, key.0.clone(), client));
-            let session = Session {
-                last_seq: seq,
-                reply,
-                used_ms: now_ms,
-            };
-            self.records.insert(key, session);
+        if let Some(session) = self.records.get_mut(&key) {
+            mark_used(&mut self.by_use, session, &key.0, client, now_ms);
+            session.last_seq = seq;
+            session.reply = reply;
             return;
-        };
-        let used_ms = session.used_ms.max(now_ms);
-        if used_ms != session.used_ms {
-            self.by_use
-                .remove(&(session.used_ms, key.0.clone(), client));
-            self.by_use.insert((used_ms, key.0, client));
         }
-        *session = Session {
+        self.by_use.insert((now_ms, key.0.clone(), client));
+        let session = Session {
             last_seq: seq,
             reply,
-            used_ms,
+            used_ms: now_ms,
         };
+        self.records.insert(key, session);
     }
 
     /// Records that `client` used its session in `scope` at `now_ms` (a
     /// repeated request): it stays alive a TTL longer.
     pub fn touch(&mut self, scope: &S, client: u64, now_ms: u64) {
-        let Some(used) = self.unindex(scope, client) else {
-            return;
-        };
-        let used_ms = used.max(now_ms);
-        self.by_use.insert((used_ms, scope.clone(), client));
         if let Some(session) = self.records.get_mut(&(scope.clone(), client)) {
-            session.used_ms = used_ms;
+            mark_used(&mut self.by_use, session, scope, client, now_ms);
         }
     }
 
@@ -202,6 +189,24 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
         self.by_use.remove(&(used_ms, scope.clone(), client));
         Some(used_ms)
     }
+}
+
+/// Moves the last use of `session` (of `client` in `scope`) to `now_ms`,
+/// and its entry in `by_use` with it, unless it is that late already: a
+/// clock behind the last use never makes a session older.
+fn mark_used<S: Ord + Clone, R>(
+    by_use: &mut BTreeSet<(u64, S, u64)>,
+    session: &mut Session<R>,
+    scope: &S,
+    client: u64,
+    now_ms: u64,
+) {
+    if now_ms <= session.used_ms {
+        return;
+    }
+    by_use.remove(&(session.used_ms, scope.clone(), client));
+    by_use.insert((now_ms, scope.clone(), client));
+    session.used_ms = now_ms;
 }
 
 #[cfg(test)]
