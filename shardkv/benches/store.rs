@@ -58,7 +58,7 @@ impl Filled {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage = RocksStorage::open(dir.path()).expect("open RocksDB");
         let gid = GroupId(1);
-        let mut store = GroupStore::open(storage.db(), gid, SHARDS).expect("open the store");
+        let mut store = GroupStore::open(&storage, gid, SHARDS).expect("open the store");
         let config = GroupCommand::Config(NextConfig {
             config: Config {
                 num: ConfigNum(1),

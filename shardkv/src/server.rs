@@ -12,7 +12,6 @@
 //!   neither does not start.
 //! - The follower task ends with the replica (stopped or dropped).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use proto::config::GroupId;
@@ -95,7 +94,7 @@ impl GroupReplica {
         let db = storage.db();
         let mut controller = ControllerQueries::new(options.ctrler.clone());
         let shard_count = shard_count(&db, &mut controller).await?;
-        let store = GroupStore::open(Arc::clone(&db), gid, shard_count)?;
+        let store = GroupStore::open(&storage, gid, shard_count)?;
         let reader = GroupReader::new(db, gid, shard_count);
         let peers = options.replica.peers.clone();
         let service_reader = reader.clone();

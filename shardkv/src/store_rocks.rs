@@ -34,7 +34,7 @@ use raft::app_snapshot::{self, Part};
 use raft::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
 use raft::driver::{SnapshotSource, StateMachine};
 use raft::session::Session;
-use raft::storage::{CF_DATA, CF_META, defer_blob_gc};
+use raft::storage::{CF_DATA, CF_META, RocksStorage, WalBound, defer_blob_gc};
 use rocksdb::{DB, WriteBatch};
 
 use crate::codec::{session_from_proto, session_to_proto};
@@ -403,18 +403,26 @@ pub struct GroupStore {
     /// pulled here, or there is too little garbage to collect
     /// ([`GroupStore::pace_blob_gc`]).
     blob_gc_deferred: bool,
+    /// The database's WAL bound, raised while a shard is pulled here
+    /// ([`GroupStore::pace_wal_bound`]).
+    wal_bound: WalBound,
 }
 
 impl GroupStore {
-    /// Opens the state of group `gid` (`shard_count` shards) stored in `db`,
-    /// or a fresh one.
+    /// Opens the state of group `gid` (`shard_count` shards) stored in the
+    /// database of `storage`, or a fresh one.
     ///
     /// # Errors
     ///
     /// [`StorageError::Corruption`] if the stored state is damaged or
     /// belongs to another group or shard count; [`StorageError::Io`] if
     /// reading fails.
-    pub fn open(db: Arc<DB>, gid: GroupId, shard_count: u32) -> Result<GroupStore, StorageError> {
+    pub fn open(
+        storage: &RocksStorage,
+        gid: GroupId,
+        shard_count: u32,
+    ) -> Result<GroupStore, StorageError> {
+        let db = storage.db();
         for name in [CF_DATA, CF_META] {
             db.cf_handle(name)
                 .ok_or_else(|| StorageError::Io(format!("missing {name} column family")))?;
@@ -432,9 +440,30 @@ impl GroupStore {
             restoring,
             estimated: None,
             blob_gc_deferred: false,
+            wal_bound: storage.wal_bound(),
         };
-        store.pace_blob_gc();
+        store.follow_table();
         Ok(store)
+    }
+
+    /// Sets what follows the shard table's states (blob GC, the WAL
+    /// bound), after it changed or was read back.
+    fn follow_table(&mut self) {
+        self.pace_blob_gc();
+        self.pace_wal_bound();
+    }
+
+    /// Raises the WAL bound while a shard is `Pulling` here and lowers it
+    /// once none is ([`WalBound`]): a move's installs, 1 MiB entries
+    /// written twice to the WAL, then force four times fewer flushes of
+    /// the log's live tail, and small writes keep the bound that suits
+    /// them. A refused change is logged and tried again at the next change
+    /// of the table; it changes speed, never what is stored.
+    fn pace_wal_bound(&self) {
+        let pulling = self.machine.table().pulling().next().is_some();
+        if let Err(error) = self.wal_bound.set_bulk(pulling) {
+            tracing::warn!(%error, pulling, "could not change the WAL bound");
+        }
     }
 
     /// Runs the `data` family's blob GC only while it has garbage to
@@ -770,7 +799,7 @@ impl StateMachine for GroupStore {
         }
         self.applied = last.index;
         if table_changed {
-            self.pace_blob_gc();
+            self.follow_table();
         }
         self.observe_estimates();
         outputs
@@ -808,7 +837,7 @@ impl StateMachine for GroupStore {
         app_snapshot::finish_restore(&self.db, &SNAPSHOT_PARTS, &data, index)?;
         self.machine = load_machine(&self.db, self.gid, self.shard_count)?;
         metrics::observe_table(self.machine.table());
-        self.pace_blob_gc();
+        self.follow_table();
         self.restoring = None;
         self.applied = index;
         Ok(())

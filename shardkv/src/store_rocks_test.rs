@@ -16,7 +16,7 @@ const SHARDS: u32 = 4;
 
 fn open(dir: &std::path::Path, gid: u64) -> (RocksStorage, GroupStore) {
     let storage = RocksStorage::open(dir).expect("open RocksDB");
-    let store = GroupStore::open(storage.db(), GroupId(gid), SHARDS).expect("open the store");
+    let store = GroupStore::open(&storage, GroupId(gid), SHARDS).expect("open the store");
     (storage, store)
 }
 
@@ -200,11 +200,10 @@ fn a_data_dir_refuses_another_group_or_shard_count() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (storage, mut store) = open(dir.path(), 1);
     apply_sample(&mut store);
-    let db = storage.db();
     drop(store);
-    let other_group = GroupStore::open(Arc::clone(&db), GroupId(2), SHARDS);
+    let other_group = GroupStore::open(&storage, GroupId(2), SHARDS);
     assert!(matches!(other_group, Err(StorageError::Corruption { .. })));
-    let other_count = GroupStore::open(db, GroupId(1), SHARDS + 1);
+    let other_count = GroupStore::open(&storage, GroupId(1), SHARDS + 1);
     assert!(matches!(other_count, Err(StorageError::Corruption { .. })));
 }
 
@@ -281,4 +280,58 @@ fn blob_gc_runs_only_with_garbage_and_no_pull() {
     );
     assert!(!store.blob_gc_deferred);
     assert!(data_blob_gc_in_options(dir.path()), "on once installed");
+}
+
+/// Returns the `max_total_wal_size` RocksDB applied in `dir`.
+fn wal_bound_in_options(dir: &std::path::Path) -> u64 {
+    let text = raft::storage::applied_options(dir).expect("read OPTIONS");
+    text.lines()
+        .map(str::trim)
+        .find_map(|line| line.strip_prefix("max_total_wal_size="))
+        .expect("max_total_wal_size in the DB options")
+        .parse()
+        .expect("a number")
+}
+
+// Goal: the WAL bound is raised while a shard is pulled here and only
+// then: the small-writes bound while serving, the bulk bound from the
+// configuration that starts a pull (and after a reopen mid-pull), the
+// small-writes bound again once the last chunk is installed.
+#[test]
+fn the_wal_bound_is_raised_only_while_a_shard_is_pulled() {
+    use raft::storage::{WAL_BYTES_BULK, WAL_BYTES_MAX};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (storage, mut store) = open(dir.path(), 1);
+    store.apply_batch(&[entry(1, &config(1, [1, 1, 1, 2]))]);
+    assert_eq!(wal_bound_in_options(dir.path()), WAL_BYTES_MAX, "serving");
+    let mut pull = config(2, [1; 4]);
+    if let GroupCommand::Config(next) = &mut pull {
+        next.holders.insert(ShardId(3), GroupId(2));
+    }
+    store.apply_batch(&[entry(2, &pull)]);
+    assert_eq!(wal_bound_in_options(dir.path()), WAL_BYTES_BULK, "pulling");
+    assert_eq!(storage.wal_bound().bytes(), WAL_BYTES_BULK);
+    drop((store, storage));
+    let (storage, mut store) = open(dir.path(), 1);
+    assert_eq!(
+        storage.wal_bound().bytes(),
+        WAL_BYTES_BULK,
+        "pulling, reopened"
+    );
+    assert_eq!(wal_bound_in_options(dir.path()), WAL_BYTES_BULK);
+    let last_chunk = GroupCommand::Install(ShardChunk {
+        shard: ShardId(3),
+        num: ConfigNum(2),
+        cursor: Bytes::new(),
+        next_cursor: Bytes::from_static(b"\0"),
+        records: vec![(Bytes::from_static(b"moved"), Bytes::from_static(b"v"))],
+        sessions: Vec::new(),
+        last: true,
+    });
+    assert_eq!(
+        store.apply_batch(&[entry(3, &last_chunk)]),
+        vec![Some(Applied::Install(true))]
+    );
+    assert_eq!(wal_bound_in_options(dir.path()), WAL_BYTES_MAX, "installed");
+    assert_eq!(storage.wal_bound().bytes(), WAL_BYTES_MAX);
 }

@@ -13,6 +13,8 @@ mod direct_io;
 mod mem;
 #[cfg(feature = "node")]
 mod rocks;
+#[cfg(feature = "node")]
+mod wal_bound;
 
 #[cfg(feature = "node")]
 pub use direct_io::takes_direct_writes;
@@ -22,5 +24,7 @@ pub use rocks::{
     CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, MEMTABLES_BYTES_MAX, RocksStorage, WAL_BYTES_MAX,
     WAL_FILES_RECYCLED, applied_options, defer_blob_gc,
 };
+#[cfg(feature = "node")]
+pub use wal_bound::{WAL_BYTES_BULK, WalBound};
 
 pub use crate::core::storage::{InitialState, PersistBatch, Storage};

@@ -58,7 +58,7 @@ use crate::storage::codec::{
     decode_snapshot_meta, encode_entry, encode_hard_state, encode_membership, encode_snapshot_meta,
     index_key,
 };
-use crate::storage::{InitialState, PersistBatch, Storage, takes_direct_writes};
+use crate::storage::{InitialState, PersistBatch, Storage, WalBound, takes_direct_writes};
 
 /// The column family of the Raft log: index (big-endian) -> entry.
 pub const CF_RAFT_LOG: &str = "raft_log";
@@ -104,7 +104,8 @@ pub const MEMTABLES_BYTES_MAX: usize = 128 << 20;
 /// 64 MiB was tried (2026-12-06): shard moves ran 9 % faster, but puts
 /// from 64 clients on a fresh store 10-15 % slower, since a WAL file is
 /// recycled only after it rotates (docs/shardkv.md "Benches of the whole
-/// store").
+/// store"); so the bound is raised only while bulk data is written
+/// ([`WalBound`]).
 pub const WAL_BYTES_MAX: u64 = 16 << 20;
 
 /// Obsolete write-ahead log files kept for reuse (one, at most about
@@ -116,11 +117,14 @@ pub const WAL_BYTES_MAX: u64 = 16 << 20;
 /// (docs/performance.md).
 pub const WAL_FILES_RECYCLED: usize = 1;
 
-/// Bytes of log entries appended between two flushes of `raft_log` by
-/// compactions (half of [`WAL_BYTES_MAX`]): often enough to keep the WAL
-/// near its bound, seldom enough that the log's live tail, written by each
-/// flush, is a small part of what was appended.
-const LOG_FLUSH_BYTES: u64 = WAL_BYTES_MAX / 2;
+/// Returns the bytes of log entries appended between two flushes of
+/// `raft_log` by compactions under the WAL bound `wal_bytes` (half of it):
+/// often enough to keep the WAL near its bound, seldom enough that the
+/// log's live tail, written by each flush, is a small part of what was
+/// appended.
+fn log_flush_bytes(wal_bytes: u64) -> u64 {
+    wal_bytes / 2
+}
 
 /// Bytes appended to the WAL after which RocksDB starts writing them back
 /// in the background (1 MiB), ahead of the fsync that must wait for them.
@@ -158,6 +162,8 @@ pub struct RocksStorage {
     /// Bytes of entries appended since `raft_log` was last flushed by a
     /// compaction (`reclaim_log_files`).
     log_bytes_unflushed: u64,
+    /// The WAL bound the paced flushes of `raft_log` follow.
+    wal_bound: WalBound,
 }
 
 impl fmt::Debug for RocksStorage {
@@ -272,7 +278,7 @@ fn open_db(dir: &Path) -> Result<DB, StorageError> {
             // are deleted without a write (`reclaim_log_files`).
             family_options.set_level_zero_file_num_compaction_trigger(1);
             // The paced flushes and those the WAL bound forces make small
-            // memtables of the log (about `LOG_FLUSH_BYTES`); a flush of
+            // memtables of the log (about half the WAL bound); a flush of
             // `data` (64 MiB of a move's values) holds the flush thread
             // meanwhile. With two memtables RocksDB stopped every write
             // whenever two of the log's waited (24-40 times per replica in
@@ -311,9 +317,10 @@ impl RocksStorage {
     /// such a database cannot be opened); [`StorageError::Io`] if RocksDB
     /// fails.
     pub fn open(dir: &Path) -> Result<RocksStorage, StorageError> {
-        let db = open_db(dir)?;
+        let db = Arc::new(open_db(dir)?);
         let mut storage = RocksStorage {
-            db: Arc::new(db),
+            wal_bound: WalBound::new(Arc::clone(&db)),
+            db,
             path: dir.to_path_buf(),
             cache: Cache::default(),
             log_bytes_unflushed: 0,
@@ -375,6 +382,12 @@ impl RocksStorage {
     /// must leave [`CF_RAFT_LOG`] and [`CF_RAFT_STATE`] alone.
     pub fn db(&self) -> Arc<DB> {
         Arc::clone(&self.db)
+    }
+
+    /// Returns the handle on the database's WAL bound, which the
+    /// application raises while it writes bulk data.
+    pub fn wal_bound(&self) -> WalBound {
+        self.wal_bound.clone()
     }
 
     /// Returns the directory of the database.
@@ -528,12 +541,12 @@ impl RocksStorage {
     /// Gives back the space of the `raft_log` entries up to `index`, which
     /// a compaction dropped, and paces the WAL. Deletes the table files
     /// below level 0 that hold only dropped entries (no write). Once
-    /// [`LOG_FLUSH_BYTES`] of entries were appended since the last time,
+    /// half the WAL bound of entries were appended since the last time,
     /// starts a flush of `raft_log` without waiting for it: dropped entries
     /// still in the memtable die there (the flush drops what the range
     /// deletion covers), only the live tail is written, and the flush
     /// switches RocksDB to a new WAL file, the only point where it holds
-    /// the WAL to [`WAL_BYTES_MAX`]. A flushed file leaves level 0 at once
+    /// the WAL to its bound. A flushed file leaves level 0 at once
     /// (`raft_log` compacts at one file), dropping what was truncated
     /// meanwhile. No manual compaction: RocksDB flushes the memtable first
     /// whenever the range deletion overlaps it, that is at every compaction
@@ -547,7 +560,9 @@ impl RocksStorage {
         if let Err(error) = self.db.delete_file_in_range_cf(&log, &from, &to) {
             warn!(%error, "deleting the compacted log's files failed");
         }
-        if self.log_bytes_unflushed < LOG_FLUSH_BYTES || self.log_flush_pending(&log) {
+        if self.log_bytes_unflushed < log_flush_bytes(self.wal_bound.bytes())
+            || self.log_flush_pending(&log)
+        {
             return;
         }
         let mut flush = FlushOptions::default();

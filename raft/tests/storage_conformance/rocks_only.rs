@@ -11,8 +11,8 @@ use rocksdb::{DB, IteratorMode, Options};
 
 use super::*;
 use raft::storage::{
-    CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, WAL_BYTES_MAX, WAL_FILES_RECYCLED,
-    applied_options, takes_direct_writes,
+    CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, WAL_BYTES_BULK, WAL_BYTES_MAX,
+    WAL_FILES_RECYCLED, applied_options, takes_direct_writes,
 };
 
 /// Set in the child process of [`persisted_batch_survives_process_abort`]
@@ -566,12 +566,27 @@ fn wal_bytes(dir: &Path) -> u64 {
 // each up to the bound and one batch.
 #[test]
 fn the_wal_stays_within_its_bound() {
+    wal_stays_within_its_bound(false);
+}
+
+// Goal: the raised bound for bulk writes is a bound too. Method: as
+// above, with the bound raised to `WAL_BYTES_BULK` first.
+#[test]
+fn the_raised_wal_bound_is_a_bound_too() {
+    wal_stays_within_its_bound(true);
+}
+
+/// Appends four times the bound of 1 MiB entries, with the bound for bulk
+/// writes if `bulk`, and waits until the WAL files are within the bound.
+fn wal_stays_within_its_bound(bulk: bool) {
     const ENTRY_BYTES: usize = 1 << 20;
     const BATCH_ENTRIES: u64 = 4;
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut storage = bootstrapped(dir.path(), voters(&[1]));
+    storage.wal_bound().set_bulk(bulk).expect("set the bound");
+    let wal_bytes_max = if bulk { WAL_BYTES_BULK } else { WAL_BYTES_MAX };
     let payload = Bytes::from(vec![0xa5; ENTRY_BYTES]);
-    let entry_count = 4 * WAL_BYTES_MAX / ENTRY_BYTES as u64;
+    let entry_count = 4 * wal_bytes_max / ENTRY_BYTES as u64;
     for first in (2..entry_count + 2).step_by(BATCH_ENTRIES as usize) {
         let batch: Vec<Entry> = (first..first + BATCH_ENTRIES)
             .map(|index| Entry {
@@ -584,7 +599,7 @@ fn the_wal_stays_within_its_bound() {
         append(&mut storage, &batch).expect("append");
     }
     let bound =
-        (1 + WAL_FILES_RECYCLED as u64) * (WAL_BYTES_MAX + BATCH_ENTRIES * ENTRY_BYTES as u64);
+        (1 + WAL_FILES_RECYCLED as u64) * (wal_bytes_max + BATCH_ENTRIES * ENTRY_BYTES as u64);
     let started = std::time::Instant::now();
     loop {
         let wal = wal_bytes(dir.path());
