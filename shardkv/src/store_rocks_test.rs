@@ -245,6 +245,28 @@ fn make_blob_garbage(db: &DB) {
     db.compact_range_cf(data, None::<&[u8]>, None::<&[u8]>);
 }
 
+/// Returns configuration 2 of group 1 taking shard 3 from group 2.
+fn pull_shard_3_at_2() -> GroupCommand {
+    let mut pull = config(2, [1; 4]);
+    if let GroupCommand::Config(next) = &mut pull {
+        next.holders.insert(ShardId(3), GroupId(2));
+    }
+    pull
+}
+
+/// Returns shard 3 as of configuration 2 in one chunk: its first and last.
+fn whole_shard_3_at_2() -> GroupCommand {
+    GroupCommand::Install(ShardChunk {
+        shard: ShardId(3),
+        num: ConfigNum(2),
+        cursor: Bytes::new(),
+        next_cursor: Bytes::from_static(b"\0"),
+        records: vec![(Bytes::from_static(b"moved"), Bytes::from_static(b"v"))],
+        sessions: Vec::new(),
+        last: true,
+    })
+}
+
 // Goal: blob GC of the `data` family runs only while its blob files hold
 // garbage and no shard is being pulled here: off while serving without
 // garbage, on once there is garbage, off while a shard is pulled, on again
@@ -258,22 +280,11 @@ fn blob_gc_runs_only_with_garbage_and_no_pull() {
     make_blob_garbage(&storage.db());
     store.pace_blob_gc();
     assert!(data_blob_gc_in_options(dir.path()), "on with garbage");
-    let mut pull = config(2, [1; 4]);
-    if let GroupCommand::Config(next) = &mut pull {
-        next.holders.insert(ShardId(3), GroupId(2));
-    }
+    let pull = pull_shard_3_at_2();
     store.apply_batch(&[entry(2, &pull)]);
     assert!(store.blob_gc_deferred);
     assert!(!data_blob_gc_in_options(dir.path()), "off while pulling");
-    let last_chunk = GroupCommand::Install(ShardChunk {
-        shard: ShardId(3),
-        num: ConfigNum(2),
-        cursor: Bytes::new(),
-        next_cursor: Bytes::from_static(b"\0"),
-        records: vec![(Bytes::from_static(b"moved"), Bytes::from_static(b"v"))],
-        sessions: Vec::new(),
-        last: true,
-    });
+    let last_chunk = whole_shard_3_at_2();
     assert_eq!(
         store.apply_batch(&[entry(3, &last_chunk)]),
         vec![Some(Applied::Install(true))]
@@ -304,10 +315,7 @@ fn the_wal_bound_is_raised_only_while_a_shard_is_pulled() {
     let (storage, mut store) = open(dir.path(), 1);
     store.apply_batch(&[entry(1, &config(1, [1, 1, 1, 2]))]);
     assert_eq!(wal_bound_in_options(dir.path()), WAL_BYTES_MAX, "serving");
-    let mut pull = config(2, [1; 4]);
-    if let GroupCommand::Config(next) = &mut pull {
-        next.holders.insert(ShardId(3), GroupId(2));
-    }
+    let pull = pull_shard_3_at_2();
     store.apply_batch(&[entry(2, &pull)]);
     assert_eq!(wal_bound_in_options(dir.path()), WAL_BYTES_BULK, "pulling");
     assert_eq!(storage.wal_bound().bytes(), WAL_BYTES_BULK);
@@ -319,15 +327,7 @@ fn the_wal_bound_is_raised_only_while_a_shard_is_pulled() {
         "pulling, reopened"
     );
     assert_eq!(wal_bound_in_options(dir.path()), WAL_BYTES_BULK);
-    let last_chunk = GroupCommand::Install(ShardChunk {
-        shard: ShardId(3),
-        num: ConfigNum(2),
-        cursor: Bytes::new(),
-        next_cursor: Bytes::from_static(b"\0"),
-        records: vec![(Bytes::from_static(b"moved"), Bytes::from_static(b"v"))],
-        sessions: Vec::new(),
-        last: true,
-    });
+    let last_chunk = whole_shard_3_at_2();
     assert_eq!(
         store.apply_batch(&[entry(3, &last_chunk)]),
         vec![Some(Applied::Install(true))]
