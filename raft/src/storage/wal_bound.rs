@@ -16,10 +16,11 @@ use crate::core::StorageError;
 use crate::storage::rocks::WAL_BYTES_MAX;
 
 /// The WAL bound while bulk data is written (64 MiB). A 1 GiB shard move
-/// ran 9 % faster with it (median 96 MiB/s against 87.5, alternating
-/// runs): the flushes the bound forces rewrite the log's live tail four
-/// times less often. Small writes keep [`WAL_BYTES_MAX`], which suits them
-/// better (docs/shardkv.md "Benches of the whole store").
+/// ran 15 % faster with it raised while the shard was pulled (median 105
+/// MiB/s against 91, alternating runs): the flushes the bound forces
+/// rewrite the log's live tail four times less often. Small writes keep
+/// [`WAL_BYTES_MAX`], which suits them better (docs/shardkv.md "Benches
+/// of the whole store").
 pub const WAL_BYTES_BULK: u64 = 64 << 20;
 
 /// A handle on one database's WAL bound; clones share it.
