@@ -453,6 +453,11 @@ impl GroupStore {
         self.pace_wal_bound();
     }
 
+    /// Whether a shard is `Pulling` here.
+    fn pulling(&self) -> bool {
+        self.machine.table().pulling().next().is_some()
+    }
+
     /// Raises the WAL bound while a shard is `Pulling` here and lowers it
     /// once none is ([`WalBound`]): a move's installs, 1 MiB entries
     /// written twice to the WAL, then force four times fewer flushes of
@@ -460,7 +465,7 @@ impl GroupStore {
     /// them. A refused change is logged and tried again at the next change
     /// of the table; it changes speed, never what is stored.
     fn pace_wal_bound(&self) {
-        let pulling = self.machine.table().pulling().next().is_some();
+        let pulling = self.pulling();
         if let Err(error) = self.wal_bound.set_bulk(pulling) {
             tracing::warn!(%error, pulling, "could not change the WAL bound");
         }
@@ -476,8 +481,7 @@ impl GroupStore {
     /// refused option change is logged and retried at the next check; it
     /// changes speed and space, never what is stored.
     fn pace_blob_gc(&mut self) {
-        let pulling = self.machine.table().pulling().next().is_some();
-        let deferred = pulling || !self.blob_garbage_to_collect();
+        let deferred = self.pulling() || !self.blob_garbage_to_collect();
         if deferred == self.blob_gc_deferred {
             return;
         }

@@ -295,10 +295,8 @@ fn blob_gc_runs_only_with_garbage_and_no_pull() {
 
 /// Returns the `max_total_wal_size` RocksDB applied in `dir`.
 fn wal_bound_in_options(dir: &std::path::Path) -> u64 {
-    let text = raft::storage::applied_options(dir).expect("read OPTIONS");
-    text.lines()
-        .map(str::trim)
-        .find_map(|line| line.strip_prefix("max_total_wal_size="))
+    raft::storage::applied_db_option(dir, "max_total_wal_size")
+        .expect("read OPTIONS")
         .expect("max_total_wal_size in the DB options")
         .parse()
         .expect("a number")

@@ -223,6 +223,28 @@ pub fn applied_options(dir: &Path) -> Result<String, StorageError> {
     std::fs::read_to_string(&path).map_err(io)
 }
 
+/// Returns the value of the database-wide option `name` (in the
+/// `[DBOptions]` section) of the options RocksDB applied in `dir`
+/// ([`applied_options`]); `None` if that section does not set it.
+///
+/// # Errors
+/// As [`applied_options`].
+pub fn applied_db_option(dir: &Path, name: &str) -> Result<Option<String>, StorageError> {
+    let text = applied_options(dir)?;
+    let prefix = format!("{name}=");
+    Ok(text
+        .split("[DBOptions]")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .and_then(|section| {
+            section
+                .lines()
+                .map(str::trim)
+                .find_map(|line| line.strip_prefix(prefix.as_str()))
+        })
+        .map(str::to_string))
+}
+
 /// Returns a mapper of RocksDB errors to [`StorageError::Io`] saying what
 /// was being done.
 fn io_error(context: impl fmt::Display) -> impl FnOnce(rocksdb::Error) -> StorageError {

@@ -74,15 +74,12 @@ impl WalBound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{RocksStorage, applied_options};
+    use crate::storage::{RocksStorage, applied_db_option};
 
     fn bound_in_options(dir: &std::path::Path) -> String {
-        let text = applied_options(dir).expect("read OPTIONS");
-        text.lines()
-            .map(str::trim)
-            .find_map(|line| line.strip_prefix("max_total_wal_size="))
+        applied_db_option(dir, "max_total_wal_size")
+            .expect("read OPTIONS")
             .expect("max_total_wal_size")
-            .to_string()
     }
 
     // Goal: the bound a handle reports is the one RocksDB runs with, from

@@ -12,7 +12,7 @@ use rocksdb::{DB, IteratorMode, Options};
 use super::*;
 use raft::storage::{
     CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, WAL_BYTES_BULK, WAL_BYTES_MAX,
-    WAL_FILES_RECYCLED, applied_options, takes_direct_writes,
+    WAL_FILES_RECYCLED, applied_db_option, takes_direct_writes,
 };
 
 /// Set in the child process of [`persisted_batch_survives_process_abort`]
@@ -511,13 +511,9 @@ fn compaction_writes_no_copy() {
 /// Returns the value of `option` in the database options RocksDB applied
 /// in `dir`.
 fn db_option(dir: &Path, option: &str) -> String {
-    let text = applied_options(dir).expect("read OPTIONS");
-    let prefix = format!("{option}=");
-    text.lines()
-        .map(str::trim)
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
+    applied_db_option(dir, option)
+        .expect("read OPTIONS")
         .unwrap_or_else(|| panic!("{option} is not in the OPTIONS file"))
-        .to_string()
 }
 
 // Goal: flushes and compactions write directly, past the page cache,
