@@ -66,6 +66,22 @@ pub fn config_table(config: &pb::Config) -> String {
     table
 }
 
+/// Returns a byte count for people: `512 B`, `3.4 KiB`, `12.0 MiB`,
+/// `1.50 GiB`.
+pub fn byte_size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let exact = bytes as f64;
+    if exact < KIB {
+        format!("{bytes} B")
+    } else if exact < KIB * KIB {
+        format!("{:.1} KiB", exact / KIB)
+    } else if exact < KIB * KIB * KIB {
+        format!("{:.1} MiB", exact / (KIB * KIB))
+    } else {
+        format!("{:.2} GiB", exact / (KIB * KIB * KIB))
+    }
+}
+
 /// Returns ascending shard numbers as ranges: `0-3,8,10-12`; `-` if none.
 pub fn shard_ranges(shards: &[u32]) -> String {
     let mut ranges: Vec<(u32, u32)> = Vec::new();
@@ -121,6 +137,15 @@ mod tests {
         assert_eq!(shard_ranges(&[0, 1, 2, 3, 8, 10, 11, 12]), "0-3,8,10-12");
         assert_eq!(shard_ranges(&[]), "-");
         assert_eq!(shard_ranges(&[5]), "5");
+    }
+
+    #[test]
+    fn byte_sizes_read_in_the_largest_fitting_unit() {
+        assert_eq!(byte_size(0), "0 B");
+        assert_eq!(byte_size(1023), "1023 B");
+        assert_eq!(byte_size(3 * 1024 + 512), "3.5 KiB");
+        assert_eq!(byte_size(12 << 20), "12.0 MiB");
+        assert_eq!(byte_size(3 << 29), "1.50 GiB");
     }
 
     // The table lists every group with its shards and servers, and the

@@ -6,6 +6,7 @@
 //! Invariant: a replica that does not answer within the attempt timeout is
 //! shown as unreachable; it never fails the whole status.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proto::kv::v1 as pb;
@@ -14,7 +15,7 @@ use proto::shardkv::v1::{GroupStatusReply, GroupStatusRequest, ShardStateKind};
 use serde_json::{Value, json};
 use tonic::transport::Endpoint;
 
-use crate::format::shard_ranges;
+use crate::format::{byte_size, shard_ranges};
 
 /// One replica's answer, or why there is none.
 pub struct ReplicaStatus {
@@ -79,9 +80,32 @@ fn state_name(kind: i32) -> &'static str {
     }
 }
 
+/// The bytes each group's leader reports installed, by group and shard
+/// being pulled: how far each move has come.
+type Installed = BTreeMap<(u64, u32), u64>;
+
+/// Returns the bytes installed of each shard being pulled, as each group's
+/// leader reports them.
+fn installed_by_leaders(groups: &[(u64, Vec<ReplicaStatus>)]) -> Installed {
+    let mut installed = Installed::new();
+    for (gid, replicas) in groups {
+        let leader = replicas
+            .iter()
+            .filter_map(|replica| replica.reply.as_ref().ok())
+            .find(|reply| reply.role == "leader");
+        if let Some(reply) = leader {
+            for (shard, bytes) in &reply.installed_bytes {
+                installed.insert((*gid, *shard), *bytes);
+            }
+        }
+    }
+    installed
+}
+
 /// Returns `state: shards` for each state a replica holds shards in, and
-/// the moves under way (`pulling 3 from 1`).
-fn shard_summary(reply: &GroupStatusReply) -> (String, Vec<String>) {
+/// the moves under way (`shard 3 pulling: from group 1, 2.0 MiB
+/// installed`); a move's bytes are those its new owner installed.
+fn shard_summary(reply: &GroupStatusReply, installed: &Installed) -> (String, Vec<String>) {
     let mut by_state: Vec<(&'static str, Vec<u32>)> = Vec::new();
     let mut moves = Vec::new();
     for record in &reply.shards {
@@ -90,18 +114,19 @@ fn shard_summary(reply: &GroupStatusReply) -> (String, Vec<String>) {
             Some((_, shards)) => shards.push(record.shard),
             None => by_state.push((name, vec![record.shard])),
         }
-        let direction = match name {
-            "pulling" => Some("from"),
-            "sending" => Some("to"),
-            "cleaning" => Some("cleaning at"),
-            _ => None,
+        let (direction, bytes) = match name {
+            "pulling" => ("from", reply.installed_bytes.get(&record.shard)),
+            "sending" => ("to", installed.get(&(record.gid, record.shard))),
+            "cleaning" => ("cleaning at", None),
+            _ => continue,
         };
-        if let Some(direction) = direction {
-            moves.push(format!(
-                "shard {} {name}: {direction} group {}",
-                record.shard, record.gid
-            ));
-        }
+        let progress = bytes.map_or(String::new(), |bytes| {
+            format!(", {} installed", byte_size(*bytes))
+        });
+        moves.push(format!(
+            "shard {} {name}: {direction} group {}{progress}",
+            record.shard, record.gid
+        ));
     }
     let summary = by_state
         .iter()
@@ -120,6 +145,7 @@ fn shard_summary(reply: &GroupStatusReply) -> (String, Vec<String>) {
 
 /// Renders the status as a table.
 pub fn status_table(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) -> String {
+    let installed = installed_by_leaders(groups);
     let mut out = format!(
         "config {}: {} shards, {} groups\n",
         config.num,
@@ -136,7 +162,7 @@ pub fn status_table(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) -
         for replica in replicas {
             match &replica.reply {
                 Ok(reply) => {
-                    let (summary, replica_moves) = shard_summary(reply);
+                    let (summary, replica_moves) = shard_summary(reply, &installed);
                     let role = if reply.restoring {
                         "restoring"
                     } else {
@@ -182,6 +208,7 @@ pub fn status_json(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) ->
                             "shard": record.shard,
                             "state": state_name(record.kind),
                             "group": record.gid,
+                            "installed_bytes": reply.installed_bytes.get(&record.shard),
                         })).collect::<Vec<_>>(),
                     }),
                     Err(why) => json!({ "address": replica.address, "error": why }),
@@ -191,4 +218,70 @@ pub fn status_json(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) ->
         })
         .collect();
     json!({ "config": config.num, "shards": config.shards.len(), "groups": groups })
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::shardkv::v1::ShardStateRecord;
+
+    use super::*;
+
+    fn replica(gid: u64, role: &str, shards: Vec<ShardStateRecord>) -> ReplicaStatus {
+        ReplicaStatus {
+            address: format!("127.0.0.1:{gid}0{}", role.len()),
+            reply: Ok(GroupStatusReply {
+                gid,
+                role: role.into(),
+                config_num: 2,
+                shards,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn state(shard: u32, kind: ShardStateKind, gid: u64) -> ShardStateRecord {
+        ShardStateRecord {
+            shard,
+            kind: kind as i32,
+            gid,
+        }
+    }
+
+    // Goal: a move under way shows the bytes its new owner has installed,
+    // on the new owner's line and on the old holder's, as the new owner's
+    // leader reports them (a follower may lag behind it).
+    #[test]
+    fn a_move_shows_the_bytes_its_new_owner_installed() {
+        let sending = vec![state(3, ShardStateKind::Sending, 2)];
+        let pulling = vec![state(3, ShardStateKind::Pulling, 1)];
+        let mut leader = replica(2, "leader", pulling.clone());
+        let mut follower = replica(2, "follower", pulling);
+        if let (Ok(leader), Ok(follower)) = (&mut leader.reply, &mut follower.reply) {
+            leader.installed_bytes.insert(3, 12 << 20);
+            follower.installed_bytes.insert(3, 1 << 20);
+        }
+        let groups = vec![
+            (1, vec![replica(1, "leader", sending)]),
+            (2, vec![follower, leader]),
+        ];
+        let config = pb::Config {
+            num: 2,
+            shards: vec![1, 1, 1, 2],
+            ..Default::default()
+        };
+        let table = status_table(&config, &groups);
+        assert!(
+            table.contains("moving: shard 3 sending: to group 2, 12.0 MiB installed"),
+            "{table}"
+        );
+        assert!(
+            table.contains("moving: shard 3 pulling: from group 1, 12.0 MiB installed"),
+            "{table}"
+        );
+        let json = status_json(&config, &groups);
+        assert_eq!(
+            json["groups"][1]["replicas"][1]["shards"][0]["installed_bytes"],
+            12 << 20
+        );
+    }
 }

@@ -14,7 +14,10 @@
 //!   (each writes a unique value) that any group executed before;
 //! - no acknowledged write lost: the value of a key at the group serving
 //!   it holds every acknowledged write executed since the key's last Put
-//!   (the [`WriteLedger`]).
+//!   (the [`WriteLedger`]);
+//! - pull progress is true: the bytes a group reports installed for a
+//!   shard it pulls are the bytes of that shard's records it holds (what
+//!   `kvctl status` shows as moved).
 //!
 //! At the end, after healing ([`converged`]): every group at the latest
 //! configuration; every shard `Serving` at its owner; no group holding
@@ -154,6 +157,9 @@ impl StepChecks {
         clients: &KvClients,
     ) -> Result<(), Violation> {
         self.ledger.check(committed)?;
+        for (gid, group) in committed {
+            check_pull_progress(*gid, group)?;
+        }
         for shard in shards() {
             let servers: Vec<GroupId> = committed
                 .iter()
@@ -196,6 +202,30 @@ impl StepChecks {
         }
         Ok(())
     }
+}
+
+/// Checks that each shard `group` pulls has installed exactly the bytes of
+/// records it holds of that shard (a pulled shard starts empty, and only
+/// its chunks write to it until it is installed).
+fn check_pull_progress(gid: GroupId, group: &Committed) -> Result<(), Violation> {
+    let machine = group.machine();
+    for (shard, position) in machine.installing() {
+        let held: usize = machine
+            .data()
+            .shard(*shard)
+            .map(|(key, value)| key.len() + value.len())
+            .sum();
+        if position.bytes != held as u64 {
+            return Err(violation(
+                "pull progress is true",
+                format!(
+                    "group {gid} reports {} bytes of shard {shard} installed but holds {held}",
+                    position.bytes
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `server`, serving `shard`, holds every client's last

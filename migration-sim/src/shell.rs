@@ -29,7 +29,7 @@ use raft::sim::cluster::Cluster;
 use rand::rngs::SmallRng;
 use shardctrler::sim::CtrlerMachine;
 use shardkv::follower::{MoveTask, NotYet, move_tasks, plan_next};
-use shardkv::machine::GroupCommand;
+use shardkv::machine::{GroupCommand, InstallPosition};
 use shardkv::mover::PULLS_AT_ONCE;
 use shardkv::shards::{ShardState, ShardTable};
 use shardkv::sim::GroupSimMachine;
@@ -173,7 +173,7 @@ impl Shell {
     fn drive_moves(
         &mut self,
         table: &ShardTable,
-        installing: &BTreeMap<ShardId, Bytes>,
+        installing: &BTreeMap<ShardId, InstallPosition>,
         transfer_bytes_max: u64,
         io: &mut Io,
     ) {
@@ -190,7 +190,10 @@ impl Shell {
         for task in move_tasks(table) {
             match task {
                 MoveTask::Pull { shard, from, num } => {
-                    let Some(cursor) = installing.get(&shard).cloned() else {
+                    let Some(cursor) = installing
+                        .get(&shard)
+                        .map(|position| position.cursor.clone())
+                    else {
                         continue;
                     };
                     let busy = self.calls.values().any(
@@ -273,7 +276,7 @@ impl Shell {
     fn expire(
         &mut self,
         table: &ShardTable,
-        installing: &BTreeMap<ShardId, Bytes>,
+        installing: &BTreeMap<ShardId, InstallPosition>,
         voters: (u64, u64),
         now: u64,
     ) {
@@ -296,7 +299,9 @@ impl Shell {
         self.steps.retain(|step, deadline| {
             *deadline > now
                 && match step {
-                    Step::Install { shard, cursor } => installing.get(shard) == Some(cursor),
+                    Step::Install { shard, cursor } => {
+                        installing.get(shard).map(|position| &position.cursor) == Some(cursor)
+                    }
                     Step::Cleaned { shard, num } => {
                         table.config().num == *num
                             && matches!(table.state(*shard), Some(ShardState::Cleaning { .. }))

@@ -62,9 +62,9 @@ impl GroupAdmin for AdminService {
         _request: Request<GroupStatusRequest>,
     ) -> Result<Response<GroupStatusReply>, Status> {
         let status = self.handle.status();
-        let table = self
+        let (table, installing) = self
             .reader
-            .table()
+            .table_and_installing()
             .map_err(|error| Status::unavailable(error.to_string()))?;
         let leader = status
             .leader
@@ -84,6 +84,10 @@ impl GroupAdmin for AdminService {
                 .map(|(shard, state)| state_record(shard, state))
                 .collect(),
             restoring: status.restoring,
+            installed_bytes: installing
+                .iter()
+                .map(|(shard, position)| (shard.0, position.bytes))
+                .collect(),
         }))
     }
 }

@@ -184,6 +184,18 @@ pub struct ShardChunk {
     pub last: bool,
 }
 
+/// How far the pull of one shard has come: where its next chunk starts,
+/// and the bytes of records (keys and values) installed before it. Both
+/// move only when a chunk that continues the pull applies, so every
+/// replica holds the same position and it survives leader changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstallPosition {
+    /// Where the next chunk starts (empty: the beginning).
+    pub cursor: Bytes,
+    /// The bytes of records installed so far.
+    pub bytes: u64,
+}
+
 /// One entry of the group's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupCommand {
@@ -274,8 +286,8 @@ pub struct GroupMachine<D> {
     shard_count: u32,
     table: ShardTable,
     sessions: SessionTable<ShardId, WriteReply>,
-    /// For each shard being pulled, where its next chunk starts.
-    installing: BTreeMap<ShardId, Bytes>,
+    /// For each shard being pulled, how far its pull has come.
+    installing: BTreeMap<ShardId, InstallPosition>,
     data: D,
     /// Changes since the last `take_changes`.
     changes: Changes,
@@ -301,7 +313,7 @@ impl<D: ShardData> GroupMachine<D> {
         shard_count: u32,
         table: ShardTable,
         sessions: impl IntoIterator<Item = (ShardId, u64, Session<WriteReply>)>,
-        installing: BTreeMap<ShardId, Bytes>,
+        installing: BTreeMap<ShardId, InstallPosition>,
         data: D,
     ) -> GroupMachine<D> {
         let mut table_of_sessions = SessionTable::new();
@@ -329,7 +341,7 @@ impl<D: ShardData> GroupMachine<D> {
     }
 
     /// Returns the install positions, by shard.
-    pub fn installing(&self) -> &BTreeMap<ShardId, Bytes> {
+    pub fn installing(&self) -> &BTreeMap<ShardId, InstallPosition> {
         &self.installing
     }
 
@@ -465,19 +477,26 @@ impl<D: ShardData> GroupMachine<D> {
         self.installing = self
             .table
             .pulling()
-            .map(|shard| (shard, Bytes::new()))
+            .map(|shard| (shard, InstallPosition::default()))
             .collect();
         Ok(())
     }
 
     /// Installs one chunk if it continues the pull of its shard.
     fn install(&mut self, chunk: ShardChunk) -> bool {
-        let continues = self.installing.get(&chunk.shard) == Some(&chunk.cursor)
+        let position = self.installing.get(&chunk.shard);
+        let continues = position.is_some_and(|position| position.cursor == chunk.cursor)
             && chunk.num == self.table.config().num;
         if !continues {
             return false;
         }
         let shard = chunk.shard;
+        let bytes_before = position.map_or(0, |position| position.bytes);
+        let chunk_bytes: usize = chunk
+            .records
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum();
         for (key, value) in chunk.records {
             self.data.put(shard, key, value);
         }
@@ -492,7 +511,11 @@ impl<D: ShardData> GroupMachine<D> {
             let installed = self.table.installed(shard, chunk.num);
             debug_assert!(installed, "a shard being installed is Pulling");
         } else {
-            self.installing.insert(shard, chunk.next_cursor);
+            let position = InstallPosition {
+                cursor: chunk.next_cursor,
+                bytes: bytes_before + chunk_bytes as u64,
+            };
+            self.installing.insert(shard, position);
         }
         true
     }

@@ -240,7 +240,10 @@ async fn pull(
     let Ok((_, installing)) = reader.table_and_installing() else {
         return false;
     };
-    let Some(cursor) = installing.get(&shard).cloned() else {
+    let Some(cursor) = installing
+        .get(&shard)
+        .map(|position| position.cursor.clone())
+    else {
         // Installed (or no longer pulled): nothing to fetch.
         return true;
     };

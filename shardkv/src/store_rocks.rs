@@ -39,7 +39,7 @@ use rocksdb::{DB, WriteBatch};
 
 use crate::codec::{session_from_proto, session_to_proto};
 use crate::machine::{
-    Applied, Changes, GroupCommand, GroupMachine, ShardChunk, ShardData, cut_chunk,
+    Applied, Changes, GroupCommand, GroupMachine, InstallPosition, ShardChunk, ShardData, cut_chunk,
 };
 use crate::metrics;
 use crate::ops::WriteReply;
@@ -226,7 +226,7 @@ impl GroupReader {
     /// be read.
     pub fn table_and_installing(
         &self,
-    ) -> Result<(ShardTable, BTreeMap<ShardId, Bytes>), StorageError> {
+    ) -> Result<(ShardTable, BTreeMap<ShardId, InstallPosition>), StorageError> {
         let meta = self.db.cf_handle(CF_META).expect("checked at open");
         let raw = self
             .db
@@ -600,7 +600,12 @@ pub fn table_record<D: ShardData>(machine: &GroupMachine<D>) -> Vec<u8> {
         installing: machine
             .installing()
             .iter()
-            .map(|(shard, cursor)| (shard.0, cursor.to_vec().into()))
+            .map(|(shard, position)| (shard.0, position.cursor.to_vec().into()))
+            .collect(),
+        installed_bytes: machine
+            .installing()
+            .iter()
+            .map(|(shard, position)| (shard.0, position.bytes))
             .collect(),
     }
     .encode_to_vec()
@@ -648,7 +653,7 @@ pub fn decode_table(
     raw: &[u8],
     gid: GroupId,
     shard_count: u32,
-) -> Result<(ShardTable, BTreeMap<ShardId, Bytes>), StorageError> {
+) -> Result<(ShardTable, BTreeMap<ShardId, InstallPosition>), StorageError> {
     let location = "meta group/table";
     let record = pb::ShardTableRecord::decode(raw)
         .map_err(|error| corruption(location, format!("does not decode: {error}")))?;
@@ -694,7 +699,10 @@ pub fn decode_table(
     let installing = record
         .installing
         .into_iter()
-        .map(|(shard, cursor)| (ShardId(shard), cursor))
+        .map(|(shard, cursor)| {
+            let bytes = record.installed_bytes.get(&shard).copied().unwrap_or(0);
+            (ShardId(shard), InstallPosition { cursor, bytes })
+        })
         .collect();
     Ok((table, installing))
 }

@@ -333,3 +333,83 @@ fn the_wal_bound_is_raised_only_while_a_shard_is_pulled() {
     assert_eq!(wal_bound_in_options(dir.path()), WAL_BYTES_MAX, "installed");
     assert_eq!(storage.wal_bound().bytes(), WAL_BYTES_MAX);
 }
+
+/// Returns the install positions stored in `storage`, as a replica's admin
+/// service reads them for `kvctl status`.
+fn stored_positions(storage: &RocksStorage) -> BTreeMap<ShardId, InstallPosition> {
+    let reader = GroupReader::new(storage.db(), GroupId(1), SHARDS);
+    reader.table_and_installing().expect("read the table").1
+}
+
+/// Returns the chunk of shard 3 at 2 from `cursor` to `next_cursor`.
+fn chunk_of_shard_3(
+    cursor: &'static str,
+    next: &'static str,
+    records: &[(&'static str, &'static str)],
+) -> GroupCommand {
+    GroupCommand::Install(ShardChunk {
+        shard: ShardId(3),
+        num: ConfigNum(2),
+        cursor: Bytes::from_static(cursor.as_bytes()),
+        next_cursor: Bytes::from_static(next.as_bytes()),
+        records: records
+            .iter()
+            .map(|(key, value)| {
+                (
+                    Bytes::from_static(key.as_bytes()),
+                    Bytes::from_static(value.as_bytes()),
+                )
+            })
+            .collect(),
+        sessions: Vec::new(),
+        last: false,
+    })
+}
+
+// Goal: the bytes installed of a shard being pulled (what `kvctl status`
+// shows of a move) count the keys and values of each chunk once, however
+// often a chunk is applied, and survive a reopen; the pull's end ends the
+// count.
+#[test]
+fn the_bytes_installed_count_each_chunk_once_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (storage, mut store) = open(dir.path(), 1);
+    store.apply_batch(&[
+        entry(1, &config(1, [1, 1, 1, 2])),
+        entry(2, &pull_shard_3_at_2()),
+    ]);
+    assert_eq!(
+        stored_positions(&storage)[&ShardId(3)].bytes,
+        0,
+        "pull started"
+    );
+    let first = chunk_of_shard_3("", "b", &[("a", "12345")]);
+    assert_eq!(
+        store.apply_batch(&[entry(3, &first), entry(4, &first)]),
+        vec![Some(Applied::Install(true)), Some(Applied::Install(false))]
+    );
+    assert_eq!(
+        stored_positions(&storage)[&ShardId(3)].bytes,
+        6,
+        "one chunk"
+    );
+    drop((store, storage));
+    let (storage, mut store) = open(dir.path(), 1);
+    assert_eq!(stored_positions(&storage)[&ShardId(3)].bytes, 6, "reopened");
+    let second = chunk_of_shard_3("b", "d", &[("b", "xy"), ("c", "z")]);
+    store.apply_batch(&[entry(5, &second), entry(6, &first)]);
+    let position = stored_positions(&storage)[&ShardId(3)].clone();
+    assert_eq!(
+        (position.bytes, position.cursor),
+        (11, Bytes::from_static(b"d"))
+    );
+    let mut last = chunk_of_shard_3("d", "e", &[]);
+    if let GroupCommand::Install(chunk) = &mut last {
+        chunk.last = true;
+    }
+    assert_eq!(
+        store.apply_batch(&[entry(7, &last)]),
+        vec![Some(Applied::Install(true))]
+    );
+    assert!(stored_positions(&storage).is_empty(), "installed");
+}
