@@ -256,14 +256,33 @@ fn pull_shard_3_at_2() -> GroupCommand {
 
 /// Returns shard 3 as of configuration 2 in one chunk: its first and last.
 fn whole_shard_3_at_2() -> GroupCommand {
+    chunk_of_shard_3("", "\0", &[("moved", "v")], true)
+}
+
+/// Returns the chunk of shard 3 at 2 from `cursor` to `next` holding
+/// `records`; `last` if it ends the shard.
+fn chunk_of_shard_3(
+    cursor: &'static str,
+    next: &'static str,
+    records: &[(&'static str, &'static str)],
+    last: bool,
+) -> GroupCommand {
     GroupCommand::Install(ShardChunk {
         shard: ShardId(3),
         num: ConfigNum(2),
-        cursor: Bytes::new(),
-        next_cursor: Bytes::from_static(b"\0"),
-        records: vec![(Bytes::from_static(b"moved"), Bytes::from_static(b"v"))],
+        cursor: Bytes::from_static(cursor.as_bytes()),
+        next_cursor: Bytes::from_static(next.as_bytes()),
+        records: records
+            .iter()
+            .map(|(key, value)| {
+                (
+                    Bytes::from_static(key.as_bytes()),
+                    Bytes::from_static(value.as_bytes()),
+                )
+            })
+            .collect(),
         sessions: Vec::new(),
-        last: true,
+        last,
     })
 }
 
@@ -341,31 +360,6 @@ fn stored_positions(storage: &RocksStorage) -> BTreeMap<ShardId, InstallPosition
     reader.table_and_installing().expect("read the table").1
 }
 
-/// Returns the chunk of shard 3 at 2 from `cursor` to `next_cursor`.
-fn chunk_of_shard_3(
-    cursor: &'static str,
-    next: &'static str,
-    records: &[(&'static str, &'static str)],
-) -> GroupCommand {
-    GroupCommand::Install(ShardChunk {
-        shard: ShardId(3),
-        num: ConfigNum(2),
-        cursor: Bytes::from_static(cursor.as_bytes()),
-        next_cursor: Bytes::from_static(next.as_bytes()),
-        records: records
-            .iter()
-            .map(|(key, value)| {
-                (
-                    Bytes::from_static(key.as_bytes()),
-                    Bytes::from_static(value.as_bytes()),
-                )
-            })
-            .collect(),
-        sessions: Vec::new(),
-        last: false,
-    })
-}
-
 // Goal: the bytes installed of a shard being pulled (what `kvctl status`
 // shows of a move) count the keys and values of each chunk once, however
 // often a chunk is applied, and survive a reopen; the pull's end ends the
@@ -383,7 +377,7 @@ fn the_bytes_installed_count_each_chunk_once_and_survive_a_reopen() {
         0,
         "pull started"
     );
-    let first = chunk_of_shard_3("", "b", &[("a", "12345")]);
+    let first = chunk_of_shard_3("", "b", &[("a", "12345")], false);
     assert_eq!(
         store.apply_batch(&[entry(3, &first), entry(4, &first)]),
         vec![Some(Applied::Install(true)), Some(Applied::Install(false))]
@@ -396,17 +390,14 @@ fn the_bytes_installed_count_each_chunk_once_and_survive_a_reopen() {
     drop((store, storage));
     let (storage, mut store) = open(dir.path(), 1);
     assert_eq!(stored_positions(&storage)[&ShardId(3)].bytes, 6, "reopened");
-    let second = chunk_of_shard_3("b", "d", &[("b", "xy"), ("c", "z")]);
+    let second = chunk_of_shard_3("b", "d", &[("b", "xy"), ("c", "z")], false);
     store.apply_batch(&[entry(5, &second), entry(6, &first)]);
     let position = stored_positions(&storage)[&ShardId(3)].clone();
     assert_eq!(
         (position.bytes, position.cursor),
         (11, Bytes::from_static(b"d"))
     );
-    let mut last = chunk_of_shard_3("d", "e", &[]);
-    if let GroupCommand::Install(chunk) = &mut last {
-        chunk.last = true;
-    }
+    let last = chunk_of_shard_3("d", "e", &[], true);
     assert_eq!(
         store.apply_batch(&[entry(7, &last)]),
         vec![Some(Applied::Install(true))]
