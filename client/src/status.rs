@@ -143,6 +143,22 @@ fn shard_summary(reply: &GroupStatusReply, installed: &Installed) -> (String, Ve
     )
 }
 
+/// Returns the commit index of the group's leader among `replicas`, if
+/// one of them answered as the leader.
+fn leader_commit(replicas: &[ReplicaStatus]) -> Option<u64> {
+    replicas
+        .iter()
+        .filter_map(|replica| replica.reply.as_ref().ok())
+        .find(|reply| reply.role == "leader")
+        .map(|reply| reply.commit)
+}
+
+/// Returns how many entries the group's leader has committed that the
+/// replica of `reply` has not applied yet; `None` without a leader.
+fn lag(reply: &GroupStatusReply, leader_commit: Option<u64>) -> Option<u64> {
+    leader_commit.map(|commit| commit.saturating_sub(reply.applied))
+}
+
 /// Renders the status as a table.
 pub fn status_table(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) -> String {
     let installed = installed_by_leaders(groups);
@@ -155,9 +171,10 @@ pub fn status_table(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) -
     for (gid, replicas) in groups {
         out.push_str(&format!("\ngroup {gid}\n"));
         out.push_str(&format!(
-            "  {:<22} {:<10} {:>6} {:>9} {:>7}  SHARDS\n",
-            "REPLICA", "ROLE", "TERM", "APPLIED", "CONFIG"
+            "  {:<22} {:<10} {:>6} {:>9} {:>6} {:>7}  SHARDS\n",
+            "REPLICA", "ROLE", "TERM", "APPLIED", "LAG", "CONFIG"
         ));
+        let commit = leader_commit(replicas);
         let mut moves = Vec::new();
         for replica in replicas {
             match &replica.reply {
@@ -168,8 +185,9 @@ pub fn status_table(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) -
                     } else {
                         &reply.role
                     };
+                    let lag = lag(reply, commit).map_or("-".to_string(), |lag| lag.to_string());
                     out.push_str(&format!(
-                        "  {:<22} {:<10} {:>6} {:>9} {:>7}  {summary}\n",
+                        "  {:<22} {:<10} {:>6} {:>9} {lag:>6} {:>7}  {summary}\n",
                         replica.address, role, reply.term, reply.applied, reply.config_num
                     ));
                     if reply.role == "leader" {
@@ -191,6 +209,7 @@ pub fn status_json(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) ->
     let groups: Vec<Value> = groups
         .iter()
         .map(|(gid, replicas)| {
+            let commit = leader_commit(replicas);
             let replicas: Vec<Value> = replicas
                 .iter()
                 .map(|replica| match &replica.reply {
@@ -203,6 +222,7 @@ pub fn status_json(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) ->
                         "leader": reply.leader,
                         "commit": reply.commit,
                         "applied": reply.applied,
+                        "lag": lag(reply, commit),
                         "config": reply.config_num,
                         "shards": reply.shards.iter().map(|record| json!({
                             "shard": record.shard,
@@ -225,6 +245,44 @@ mod tests {
     use proto::shardkv::v1::ShardStateRecord;
 
     use super::*;
+
+    // Goal: each replica's lag is the entries its group's leader has
+    // committed that it has not applied, and unknown without a leader.
+    #[test]
+    fn a_replica_lags_by_what_the_leader_committed_and_it_has_not_applied() {
+        let mut leader = replica(1, "leader", Vec::new());
+        let mut behind = replica(1, "follower", Vec::new());
+        if let (Ok(leader), Ok(behind)) = (&mut leader.reply, &mut behind.reply) {
+            (leader.commit, leader.applied) = (100, 100);
+            (behind.commit, behind.applied) = (95, 90);
+        }
+        let config = pb::Config {
+            num: 2,
+            ..Default::default()
+        };
+        let groups = vec![
+            (1, vec![leader, behind]),
+            (2, vec![replica(2, "follower", Vec::new())]),
+        ];
+        let table = status_table(&config, &groups);
+        let line = |address: &str| {
+            table
+                .lines()
+                .find(|line| line.contains(address))
+                .map(|line| {
+                    line.split_whitespace()
+                        .nth(4)
+                        .unwrap_or_default()
+                        .to_string()
+                })
+        };
+        assert_eq!(line("127.0.0.1:106").as_deref(), Some("0"), "{table}");
+        assert_eq!(line("127.0.0.1:108").as_deref(), Some("10"), "{table}");
+        assert_eq!(line("127.0.0.1:208").as_deref(), Some("-"), "{table}");
+        let json = status_json(&config, &groups);
+        assert_eq!(json["groups"][0]["replicas"][1]["lag"], 10);
+        assert!(json["groups"][1]["replicas"][0]["lag"].is_null());
+    }
 
     fn replica(gid: u64, role: &str, shards: Vec<ShardStateRecord>) -> ReplicaStatus {
         ReplicaStatus {
