@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use proto::kv::v1 as pb;
 use proto::shardkv::v1::group_admin_client::GroupAdminClient;
-use proto::shardkv::v1::{GroupStatusReply, GroupStatusRequest, ShardStateKind};
+use proto::shardkv::v1::{GroupStatusReply, GroupStatusRequest, ShardStateKind, ShardStateRecord};
 use serde_json::{Value, json};
 use tonic::transport::Endpoint;
 
@@ -204,6 +204,20 @@ pub fn status_table(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) -
     out
 }
 
+/// Returns one shard's state as JSON; a shard being pulled carries the
+/// bytes installed so far.
+fn shard_json(reply: &GroupStatusReply, record: &ShardStateRecord) -> Value {
+    let mut shard = json!({
+        "shard": record.shard,
+        "state": state_name(record.kind),
+        "group": record.gid,
+    });
+    if let Some(bytes) = reply.installed_bytes.get(&record.shard) {
+        shard["installed_bytes"] = json!(bytes);
+    }
+    shard
+}
+
 /// Renders the status as one JSON object.
 pub fn status_json(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) -> Value {
     let groups: Vec<Value> = groups
@@ -224,12 +238,11 @@ pub fn status_json(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) ->
                         "applied": reply.applied,
                         "lag": lag(reply, commit),
                         "config": reply.config_num,
-                        "shards": reply.shards.iter().map(|record| json!({
-                            "shard": record.shard,
-                            "state": state_name(record.kind),
-                            "group": record.gid,
-                            "installed_bytes": reply.installed_bytes.get(&record.shard),
-                        })).collect::<Vec<_>>(),
+                        "shards": reply
+                            .shards
+                            .iter()
+                            .map(|record| shard_json(reply, record))
+                            .collect::<Vec<_>>(),
                     }),
                     Err(why) => json!({ "address": replica.address, "error": why }),
                 })
@@ -242,8 +255,6 @@ pub fn status_json(config: &pb::Config, groups: &[(u64, Vec<ReplicaStatus>)]) ->
 
 #[cfg(test)]
 mod tests {
-    use proto::shardkv::v1::ShardStateRecord;
-
     use super::*;
 
     // Goal: each replica's lag is the entries its group's leader has
@@ -341,5 +352,8 @@ mod tests {
             json["groups"][1]["replicas"][1]["shards"][0]["installed_bytes"],
             12 << 20
         );
+        let sending = &json["groups"][0]["replicas"][0]["shards"][0];
+        assert_eq!(sending["state"], "sending");
+        assert!(sending.get("installed_bytes").is_none(), "{sending}");
     }
 }

@@ -192,3 +192,44 @@ async fn config_watch_prints_each_new_configuration() {
         assert_eq!(config["num"], num as u64, "{line}");
     }
 }
+
+// Goal: a reader that goes away (`kvctl ... | head`) ends kvctl quietly
+// with success, not with a panic. Method: a `config watch` whose reader
+// takes one line and closes the pipe, then a join that makes kvctl write
+// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_closed_output_pipe_ends_kvctl_quietly() {
+    let controller = Controller::start().await;
+    let ctrler = controller.ctrler_flag();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvctl"))
+        .args([
+            "--ctrler", &ctrler, "--json", "config", "watch", "--from", "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kvctl watch starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("a line");
+        line
+    });
+    let first = tokio::time::timeout(DEADLINE, first)
+        .await
+        .expect("the first configuration in time")
+        .expect("reader task");
+    assert!(first.contains("\"num\":0"), "{first}");
+    ok(kvctl(&ctrler, &["join", "1=a:1"]).await);
+    let exited = tokio::time::timeout(
+        DEADLINE,
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("kvctl ends once its reader is gone")
+    .expect("waiter task")
+    .expect("kvctl reaped");
+    let stderr = String::from_utf8_lossy(&exited.stderr);
+    assert!(exited.status.success(), "{}: {stderr}", exited.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}

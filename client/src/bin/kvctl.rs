@@ -4,7 +4,7 @@
 //! controller). Output is human text by default, JSON with `--json`.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -219,9 +219,9 @@ async fn run(cli: &Cli, deadline: Duration) -> Result<(), ClientError> {
             let config = client.query(-1).await?;
             let groups = replica_statuses(&config, options_timeout(deadline)).await;
             if cli.json {
-                println!("{}", status_json(&config, &groups));
+                emit(status_json(&config, &groups));
             } else {
-                print!("{}", status_table(&config, &groups));
+                emit(status_table(&config, &groups).trim_end());
             }
             return Ok(());
         }
@@ -269,7 +269,7 @@ async fn data_command(cli: &Cli, options: &CtrlerClientOptions) -> Option<Result
             _ => client.delete(key).await?,
         }
         if op != "get" && cli.json {
-            println!("{}", serde_json::json!({ "ok": true }));
+            emit(serde_json::json!({ "ok": true }));
         }
         Ok(())
     };
@@ -292,12 +292,9 @@ fn read_stdin() -> Result<Vec<u8>, ClientError> {
 fn print_value(value: Option<&[u8]>, json: bool) {
     if json {
         let text = value.map(|bytes| String::from_utf8_lossy(bytes).into_owned());
-        println!(
-            "{}",
-            serde_json::json!({ "found": value.is_some(), "value": text })
-        );
+        emit(serde_json::json!({ "found": value.is_some(), "value": text }));
     } else if let Some(value) = value {
-        println!("{}", String::from_utf8_lossy(value));
+        emit(String::from_utf8_lossy(value));
     }
 }
 
@@ -320,8 +317,24 @@ async fn watch(
 
 fn print_config(config: &pb::Config, json: bool) {
     if json {
-        println!("{}", config_json(config));
+        emit(config_json(config));
     } else {
-        println!("{}", config_table(config));
+        emit(config_table(config));
     }
+}
+
+/// Writes `text` and a newline to standard output. When the reader has
+/// gone away (`kvctl status | head`, a closed `config watch` pipe) kvctl
+/// ends quietly with success, as Unix filters do, instead of panicking;
+/// any other write error ends it with the error's exit code.
+fn emit(text: impl std::fmt::Display) {
+    let mut out = std::io::stdout().lock();
+    let Err(error) = writeln!(out, "{text}").and_then(|()| out.flush()) else {
+        return;
+    };
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("kvctl: cannot write to standard output: {error}");
+    std::process::exit(i32::from(EXIT_ERROR));
 }
