@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use raft::core::NodeId;
@@ -59,6 +59,19 @@ async fn kvctl(ctrler: &str, args: &[&str]) -> Output {
     tokio::task::spawn_blocking(move || command.output().expect("kvctl runs"))
         .await
         .expect("kvctl task")
+}
+
+/// Starts `kvctl --json config watch --from 0` against `ctrler`, its
+/// output and errors piped.
+fn watch_from_0(ctrler: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_kvctl"))
+        .args([
+            "--ctrler", ctrler, "--json", "config", "watch", "--from", "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kvctl watch starts")
 }
 
 fn stdout(output: &Output) -> String {
@@ -164,13 +177,7 @@ async fn errors_have_messages_and_distinct_exit_codes() {
 async fn config_watch_prints_each_new_configuration() {
     let controller = Controller::start().await;
     let ctrler = controller.ctrler_flag();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kvctl"))
-        .args([
-            "--ctrler", &ctrler, "--json", "config", "watch", "--from", "0",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("kvctl watch starts");
+    let mut child = watch_from_0(&ctrler);
     let stdout = child.stdout.take().expect("piped stdout");
     let reader = tokio::task::spawn_blocking(move || {
         BufReader::new(stdout)
@@ -201,14 +208,7 @@ async fn config_watch_prints_each_new_configuration() {
 async fn a_closed_output_pipe_ends_kvctl_quietly() {
     let controller = Controller::start().await;
     let ctrler = controller.ctrler_flag();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kvctl"))
-        .args([
-            "--ctrler", &ctrler, "--json", "config", "watch", "--from", "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kvctl watch starts");
+    let mut child = watch_from_0(&ctrler);
     let stdout = child.stdout.take().expect("piped stdout");
     let first = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
