@@ -89,11 +89,7 @@ type Installed = BTreeMap<(u64, u32), u64>;
 fn installed_by_leaders(groups: &[(u64, Vec<ReplicaStatus>)]) -> Installed {
     let mut installed = Installed::new();
     for (gid, replicas) in groups {
-        let leader = replicas
-            .iter()
-            .filter_map(|replica| replica.reply.as_ref().ok())
-            .find(|reply| reply.role == "leader");
-        if let Some(reply) = leader {
+        if let Some(reply) = leader_reply(replicas) {
             for (shard, bytes) in &reply.installed_bytes {
                 installed.insert((*gid, *shard), *bytes);
             }
@@ -143,14 +139,19 @@ fn shard_summary(reply: &GroupStatusReply, installed: &Installed) -> (String, Ve
     )
 }
 
-/// Returns the commit index of the group's leader among `replicas`, if
-/// one of them answered as the leader.
-fn leader_commit(replicas: &[ReplicaStatus]) -> Option<u64> {
+/// Returns the answer of the replica among `replicas` that answered as
+/// the group's leader, if one did.
+fn leader_reply(replicas: &[ReplicaStatus]) -> Option<&GroupStatusReply> {
     replicas
         .iter()
         .filter_map(|replica| replica.reply.as_ref().ok())
         .find(|reply| reply.role == "leader")
-        .map(|reply| reply.commit)
+}
+
+/// Returns the commit index of the group's leader among `replicas`, if
+/// one of them answered as the leader.
+fn leader_commit(replicas: &[ReplicaStatus]) -> Option<u64> {
+    leader_reply(replicas).map(|reply| reply.commit)
 }
 
 /// Returns how many entries the group's leader has committed that the

@@ -184,6 +184,16 @@ pub struct ShardChunk {
     pub last: bool,
 }
 
+impl ShardChunk {
+    /// Returns the bytes of the chunk's records: its keys and values.
+    pub fn record_bytes(&self) -> u64 {
+        self.records
+            .iter()
+            .map(|(key, value)| (key.len() + value.len()) as u64)
+            .sum()
+    }
+}
+
 /// How far the pull of one shard has come: where its next chunk starts,
 /// and the bytes of records (keys and values) installed before it. Both
 /// move only when a chunk that continues the pull applies, so every
@@ -491,12 +501,7 @@ impl<D: ShardData> GroupMachine<D> {
             return false;
         }
         let shard = chunk.shard;
-        let bytes_before = position.map_or(0, |position| position.bytes);
-        let chunk_bytes: usize = chunk
-            .records
-            .iter()
-            .map(|(key, value)| key.len() + value.len())
-            .sum();
+        let bytes = position.map_or(0, |position| position.bytes) + chunk.record_bytes();
         for (key, value) in chunk.records {
             self.data.put(shard, key, value);
         }
@@ -513,7 +518,7 @@ impl<D: ShardData> GroupMachine<D> {
         } else {
             let position = InstallPosition {
                 cursor: chunk.next_cursor,
-                bytes: bytes_before + chunk_bytes as u64,
+                bytes,
             };
             self.installing.insert(shard, position);
         }

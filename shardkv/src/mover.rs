@@ -252,12 +252,7 @@ async fn pull(
     };
     loop {
         let (last, next_cursor) = (chunk.last, chunk.next_cursor.clone());
-        let bytes: usize = chunk
-            .records
-            .iter()
-            .map(|(key, value)| key.len() + value.len())
-            .sum();
-        let install = install(handle, chunk, bytes);
+        let install = install(handle, chunk);
         if last {
             return install.await && installed(reader, shard);
         }
@@ -273,17 +268,13 @@ async fn pull(
     }
 }
 
-/// Proposes the install of `chunk` (`bytes` of records); returns whether
-/// it took.
-async fn install(
-    handle: &RaftHandle<Option<Applied>>,
-    chunk: crate::machine::ShardChunk,
-    bytes: usize,
-) -> bool {
+/// Proposes the install of `chunk`; returns whether it took.
+async fn install(handle: &RaftHandle<Option<Applied>>, chunk: crate::machine::ShardChunk) -> bool {
+    let bytes = chunk.record_bytes();
     let command = GroupCommand::Install(chunk);
     match handle.propose(Bytes::from(command.encode())).await {
         Ok((_, Some(Applied::Install(true)))) => {
-            ::metrics::counter!(metrics::SHARDKV_MIGRATION_BYTES_TOTAL).increment(bytes as u64);
+            ::metrics::counter!(metrics::SHARDKV_MIGRATION_BYTES_TOTAL).increment(bytes);
             ::metrics::gauge!(metrics::SHARDKV_MIGRATION_MOVED_BYTES).increment(bytes as f64);
             true
         }
