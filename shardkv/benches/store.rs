@@ -68,7 +68,7 @@ impl Filled {
             holders: BTreeMap::new(),
         });
         store.apply_batch(&[entry(1, &config)]);
-        let reader = GroupReader::new(storage.db(), gid, SHARDS);
+        let reader = store.reader();
         let mut filled = Filled {
             _dir: dir,
             _storage: storage,

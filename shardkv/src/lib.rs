@@ -14,7 +14,9 @@
 //!   [`machine::ShardData`] (RocksDB on a server, a map in tests).
 //! - [`store_rocks`]: the machine over RocksDB, the driver's state
 //!   machine for a group replica (one batch per applied run, snapshots),
-//!   and the reader that serves Get from one consistent view.
+//!   and the reader that serves Get from one consistent view;
+//!   [`published`]: the sequence lock that shares the applied shard table
+//!   with that reader.
 //! - [`service`]: the public `kv.v1.ShardKv` service.
 //! - [`config_watch`]: the leader's loop that follows the controller;
 //!   [`controller_stream`]: the controller's Watch stream that wakes it.
@@ -36,6 +38,7 @@ pub mod machine;
 pub mod metrics;
 pub mod mover;
 pub mod ops;
+pub mod published;
 pub mod server;
 pub mod service;
 pub mod shards;

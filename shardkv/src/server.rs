@@ -95,7 +95,7 @@ impl GroupReplica {
         let mut controller = ControllerQueries::new(options.ctrler.clone());
         let shard_count = shard_count(&db, &mut controller).await?;
         let store = GroupStore::open(&storage, gid, shard_count)?;
-        let reader = GroupReader::new(db, gid, shard_count);
+        let reader = store.reader();
         let peers = options.replica.peers.clone();
         let service_reader = reader.clone();
         let replica_reader = reader.clone();

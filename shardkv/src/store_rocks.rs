@@ -18,6 +18,10 @@
 //!   mark are not part of it.
 //! - A data dir holds one group: opening it as another gid, or with
 //!   another shard count, is refused.
+//! - Every batch that changes the shard table is a change of the table
+//!   the store publishes to its readers ([`crate::published`]), begun
+//!   before the batch is written and published after, as is a snapshot's
+//!   restore; a Get routes with the published table.
 //! - The `data` family's blob GC is off while a shard is `Pulling` here
 //!   or its blob files hold little garbage, and on otherwise (a physical
 //!   setting of this replica, not state).
@@ -43,6 +47,7 @@ use crate::machine::{
 };
 use crate::metrics;
 use crate::ops::WriteReply;
+use crate::published::{Published, Publisher, publish};
 use crate::shards::{NotServed, ShardState, ShardTable};
 
 /// The prefix of the group's records in `meta`.
@@ -150,6 +155,26 @@ impl ShardData for RocksData {
     }
 }
 
+/// What a Get routes with, as the store publishes it.
+#[derive(Debug)]
+enum Routing {
+    /// The shard table as applied.
+    Table(ShardTable),
+    /// A snapshot up to this index is being restored: the data is partial.
+    Restoring(LogIndex),
+}
+
+impl Routing {
+    /// Returns the routing of a store holding `table`, or restoring
+    /// `restoring`.
+    fn of(restoring: Option<&RestorePoint>, table: &ShardTable) -> Routing {
+        match restoring {
+            Some(point) => Routing::Restoring(point.index),
+            None => Routing::Table(table.clone()),
+        }
+    }
+}
+
 /// Reads the group's state from any task (the node's task writes it): a
 /// key is routed and read against one consistent view, so a shard that has
 /// just moved away never answers.
@@ -158,42 +183,11 @@ pub struct GroupReader {
     db: Arc<DB>,
     gid: GroupId,
     shard_count: u32,
-    /// The table `get` decoded last, with its stored bytes: a Get whose
-    /// view holds the same bytes (compared in place, not copied out)
-    /// routes with it instead of decoding again.
-    routing: Arc<std::sync::Mutex<Option<DecodedTable>>>,
+    /// The table (or restore) the store published last.
+    routing: Published<Routing>,
 }
 
-/// A stored shard table's bytes and the table they decode to.
-type DecodedTable = (Vec<u8>, Arc<ShardTable>);
-
 impl GroupReader {
-    /// Returns a reader of group `gid`'s state in `db`.
-    pub fn new(db: Arc<DB>, gid: GroupId, shard_count: u32) -> GroupReader {
-        GroupReader {
-            db,
-            gid,
-            shard_count,
-            routing: Arc::default(),
-        }
-    }
-
-    /// Returns the table stored as `raw`, decoded once per distinct value.
-    fn routing_table(&self, raw: Option<&[u8]>) -> Result<Arc<ShardTable>, StorageError> {
-        let Some(raw) = raw else {
-            return Ok(Arc::new(ShardTable::new(self.gid, self.shard_count)));
-        };
-        let mut cached = self.routing.lock().expect("not poisoned");
-        if let Some((bytes, table)) = &*cached
-            && bytes.as_slice() == raw
-        {
-            return Ok(Arc::clone(table));
-        }
-        let table = Arc::new(decode_table(raw, self.gid, self.shard_count)?.0);
-        *cached = Some((raw.to_vec(), Arc::clone(&table)));
-        Ok(table)
-    }
-
     /// Returns the shard table as applied so far.
     ///
     /// # Errors
@@ -366,27 +360,57 @@ impl GroupReader {
     /// restored; [`StorageError::Corruption`] or [`StorageError::Io`] if
     /// the state cannot be read.
     pub fn get(&self, key: &[u8]) -> Result<Result<Option<Bytes>, NotServed>, StorageError> {
-        let io = |error: rocksdb::Error| StorageError::Io(format!("reading a key: {error}"));
+        let shard = ShardId(proto::shard_of_key(key, self.shard_count));
+        let data = self.db.cf_handle(CF_DATA).expect("checked at open");
+        let published = self.routing.read(|routing| match routing {
+            Routing::Restoring(index) => Err(StorageError::SnapshotUnavailable(*index)),
+            Routing::Table(table) => match table.route(shard) {
+                Err(not_served) => Ok(Err(not_served)),
+                Ok(()) => {
+                    let value = self
+                        .db
+                        .get_cf(data, data_key(shard, key))
+                        .map_err(key_read_error)?;
+                    Ok(Ok(value.map(Bytes::from)))
+                }
+            },
+        });
+        published.unwrap_or_else(|| self.get_in_one_view(shard, key))
+    }
+
+    /// As [`GroupReader::get`], for a read that a change of the table
+    /// overlapped: the restore mark, the table and the key from one
+    /// RocksDB snapshot.
+    fn get_in_one_view(
+        &self,
+        shard: ShardId,
+        key: &[u8],
+    ) -> Result<Result<Option<Bytes>, NotServed>, StorageError> {
         let (data, meta) = (
             self.db.cf_handle(CF_DATA).expect("checked at open"),
             self.db.cf_handle(CF_META).expect("checked at open"),
         );
         let view = self.db.snapshot();
-        let mark = view.get_cf(meta, app_meta::RESTORING_KEY).map_err(io)?;
+        let mark = view
+            .get_cf(meta, app_meta::RESTORING_KEY)
+            .map_err(key_read_error)?;
         if let Some(point) = app_meta::decode_restore_mark(mark.as_deref())? {
             return Err(StorageError::SnapshotUnavailable(point.index));
         }
-        // Pinned: the table record (the whole configuration) is compared
-        // where RocksDB holds it, not copied out on every Get.
-        let table_record = view.get_pinned_cf(meta, TABLE_KEY).map_err(io)?;
-        let table = self.routing_table(table_record.as_deref())?;
-        let shard = ShardId(proto::shard_of_key(key, self.shard_count));
+        let table = self.decode(view.get_cf(meta, TABLE_KEY).map_err(key_read_error)?)?;
         if let Err(not_served) = table.route(shard) {
             return Ok(Err(not_served));
         }
-        let value = view.get_cf(data, data_key(shard, key)).map_err(io)?;
+        let value = view
+            .get_cf(data, data_key(shard, key))
+            .map_err(key_read_error)?;
         Ok(Ok(value.map(Bytes::from)))
     }
+}
+
+/// Returns the storage error of a failed read of a key.
+fn key_read_error(error: rocksdb::Error) -> StorageError {
+    StorageError::Io(format!("reading a key: {error}"))
 }
 
 /// A group replica's state machine over RocksDB.
@@ -397,6 +421,10 @@ pub struct GroupStore {
     machine: GroupMachine<RocksData>,
     applied: LogIndex,
     restoring: Option<RestorePoint>,
+    /// Publishes the table (or restore) to the readers.
+    routing: Publisher<Routing>,
+    /// A reader of this store, cloned for each user.
+    reader: GroupReader,
     /// When the size estimates were last published.
     estimated: Option<std::time::Instant>,
     /// Whether the `data` family's blob GC is off: a shard is being
@@ -431,6 +459,13 @@ impl GroupStore {
         let restoring = app_meta::read_restore_mark(&db)?;
         let machine = load_machine(&db, gid, shard_count)?;
         metrics::observe_table(machine.table());
+        let (routing, published) = publish(Routing::of(restoring.as_ref(), machine.table()));
+        let reader = GroupReader {
+            db: Arc::clone(&db),
+            gid,
+            shard_count,
+            routing: published,
+        };
         let mut store = GroupStore {
             db,
             gid,
@@ -438,6 +473,8 @@ impl GroupStore {
             machine,
             applied,
             restoring,
+            routing,
+            reader,
             estimated: None,
             blob_gc_deferred: false,
             wal_bound: storage.wal_bound(),
@@ -510,6 +547,12 @@ impl GroupStore {
     fn data_property(&self, name: &str) -> Option<u64> {
         let data = self.db.cf_handle(CF_DATA).expect("checked at open");
         self.db.property_int_value_cf(data, name).ok().flatten()
+    }
+
+    /// Returns a reader of this store's state, routing by the table it
+    /// applied.
+    pub fn reader(&self) -> GroupReader {
+        self.reader.clone()
     }
 
     /// Returns the group state machine.
@@ -806,8 +849,12 @@ impl StateMachine for GroupStore {
         self.put_changes(&mut batch, changes);
         app_meta::put_applied(&self.db, &mut batch, last.index)
             .unwrap_or_else(|error| panic!("{error}"));
+        let change = table_changed.then(|| self.routing.begin());
         if let Err(error) = self.db.write(batch) {
             panic!("group state write failed, stopping the node: {error}");
+        }
+        if let Some(change) = change {
+            change.publish(Routing::Table(self.machine.table().clone()));
         }
         self.applied = last.index;
         if table_changed {
@@ -826,7 +873,9 @@ impl StateMachine for GroupStore {
     }
 
     fn begin_restore(&mut self, index: LogIndex, term: Term) -> Result<(), StorageError> {
+        let change = self.routing.begin();
         let point = app_snapshot::begin_restore(&self.db, &SNAPSHOT_PARTS, index, term)?;
+        change.publish(Routing::Restoring(point.index));
         self.machine = GroupMachine::new(
             self.gid,
             self.shard_count,
@@ -846,8 +895,10 @@ impl StateMachine for GroupStore {
     }
 
     fn finish_restore(&mut self, index: LogIndex, data: Bytes) -> Result<(), StorageError> {
+        let change = self.routing.begin();
         app_snapshot::finish_restore(&self.db, &SNAPSHOT_PARTS, &data, index)?;
         self.machine = load_machine(&self.db, self.gid, self.shard_count)?;
+        change.publish(Routing::Table(self.machine.table().clone()));
         metrics::observe_table(self.machine.table());
         self.follow_table();
         self.restoring = None;

@@ -118,6 +118,25 @@ fn a_run_applies_in_one_batch_and_survives_a_reopen() {
     assert_eq!(after, before);
 }
 
+/// Restores into `target` a snapshot of `source` at `index`, in pieces
+/// of 64 bytes.
+fn restore(target: &mut GroupStore, source: &GroupStore, index: LogIndex) {
+    let mut reader = source.snapshot_source().expect("pin");
+    target.begin_restore(index, Term(1)).expect("begin");
+    let mut cursor = Bytes::new();
+    loop {
+        let piece = reader.read(&cursor, 64).expect("read");
+        if piece.last {
+            target.finish_restore(index, piece.data).expect("finish");
+            return;
+        }
+        target
+            .restore_chunk(piece.data, piece.next_cursor.clone())
+            .expect("chunk");
+        cursor = piece.next_cursor;
+    }
+}
+
 // Goal: a snapshot of one replica restores an equal state into another
 // that held something else, durably, and leaves its applied index and
 // restore mark to the restore itself.
@@ -132,22 +151,7 @@ fn a_snapshot_restores_an_equal_state() {
         entry(1, &config(1, [1; 4])),
         entry(2, &write(9, 1, put("stale", "gone"))),
     ]);
-    let mut reader = source.snapshot_source().expect("pin");
-    target.begin_restore(LogIndex(5), Term(1)).expect("begin");
-    let mut cursor = Bytes::new();
-    loop {
-        let piece = reader.read(&cursor, 64).expect("read");
-        if piece.last {
-            target
-                .finish_restore(LogIndex(5), piece.data)
-                .expect("finish");
-            break;
-        }
-        target
-            .restore_chunk(piece.data, piece.next_cursor.clone())
-            .expect("chunk");
-        cursor = piece.next_cursor;
-    }
+    restore(&mut target, &source, LogIndex(5));
     assert_eq!(target.applied_index(), LogIndex(5));
     assert_eq!(target.restoring(), None);
     assert_eq!(target.machine().table(), source.machine().table());
@@ -210,22 +214,12 @@ fn a_data_dir_refuses_another_group_or_shard_count() {
 /// Returns whether the options RocksDB applied in `dir` have the `data`
 /// family's blob GC on.
 fn data_blob_gc_in_options(dir: &std::path::Path) -> bool {
-    let text = raft::storage::applied_options(dir).expect("read OPTIONS");
-    let section = text
-        .split("[CFOptions \"data\"]")
-        .nth(1)
-        .expect("the data family's options")
-        .split("\n[")
-        .next()
-        .expect("section");
-    match section
-        .lines()
-        .map(str::trim)
-        .find_map(|line| line.strip_prefix("enable_blob_garbage_collection="))
-    {
+    let option = "enable_blob_garbage_collection";
+    let value = raft::storage::applied_family_option(dir, CF_DATA, option).expect("read OPTIONS");
+    match value.as_deref() {
         Some("true") => true,
         Some("false") => false,
-        other => panic!("enable_blob_garbage_collection is {other:?}"),
+        other => panic!("{option} is {other:?}"),
     }
 }
 
@@ -353,10 +347,10 @@ fn the_wal_bound_is_raised_only_while_a_shard_is_pulled() {
     assert_eq!(storage.wal_bound().bytes(), WAL_BYTES_MAX);
 }
 
-/// Returns the install positions stored in `storage`, as a replica's admin
+/// Returns the install positions `store` stored, as a replica's admin
 /// service reads them for `kvctl status`.
-fn stored_positions(storage: &RocksStorage) -> BTreeMap<ShardId, InstallPosition> {
-    let reader = GroupReader::new(storage.db(), GroupId(1), SHARDS);
+fn stored_positions(store: &GroupStore) -> BTreeMap<ShardId, InstallPosition> {
+    let reader = store.reader();
     reader.table_and_installing().expect("read the table").1
 }
 
@@ -373,7 +367,7 @@ fn the_bytes_installed_count_each_chunk_once_and_survive_a_reopen() {
         entry(2, &pull_shard_3_at_2()),
     ]);
     assert_eq!(
-        stored_positions(&storage)[&ShardId(3)].bytes,
+        stored_positions(&store)[&ShardId(3)].bytes,
         0,
         "pull started"
     );
@@ -382,17 +376,13 @@ fn the_bytes_installed_count_each_chunk_once_and_survive_a_reopen() {
         store.apply_batch(&[entry(3, &first), entry(4, &first)]),
         vec![Some(Applied::Install(true)), Some(Applied::Install(false))]
     );
-    assert_eq!(
-        stored_positions(&storage)[&ShardId(3)].bytes,
-        6,
-        "one chunk"
-    );
+    assert_eq!(stored_positions(&store)[&ShardId(3)].bytes, 6, "one chunk");
     drop((store, storage));
-    let (storage, mut store) = open(dir.path(), 1);
-    assert_eq!(stored_positions(&storage)[&ShardId(3)].bytes, 6, "reopened");
+    let (_storage, mut store) = open(dir.path(), 1);
+    assert_eq!(stored_positions(&store)[&ShardId(3)].bytes, 6, "reopened");
     let second = chunk_of_shard_3("b", "d", &[("b", "xy"), ("c", "z")], false);
     store.apply_batch(&[entry(5, &second), entry(6, &first)]);
-    let position = stored_positions(&storage)[&ShardId(3)].clone();
+    let position = stored_positions(&store)[&ShardId(3)].clone();
     assert_eq!(
         (position.bytes, position.cursor),
         (11, Bytes::from_static(b"d"))
@@ -402,5 +392,58 @@ fn the_bytes_installed_count_each_chunk_once_and_survive_a_reopen() {
         store.apply_batch(&[entry(7, &last)]),
         vec![Some(Applied::Install(true))]
     );
-    assert!(stored_positions(&storage).is_empty(), "installed");
+    assert!(stored_positions(&store).is_empty(), "installed");
+}
+
+/// A Get's answer, with a storage error as its message.
+type Answer = Result<Result<Option<Bytes>, NotServed>, String>;
+
+/// Returns `reader`'s answer for `key`, after checking that the read
+/// routed by the published table and the read from one RocksDB snapshot
+/// (taken when a change overlaps a read) agree.
+fn get(reader: &GroupReader, key: &str) -> Answer {
+    let published = reader
+        .get(key.as_bytes())
+        .map_err(|error| error.to_string());
+    let shard = ShardId(proto::shard_of_key(key.as_bytes(), SHARDS));
+    let in_one_view = reader
+        .get_in_one_view(shard, key.as_bytes())
+        .map_err(|error| error.to_string());
+    assert_eq!(published, in_one_view, "the two reads of {key} disagree");
+    published
+}
+
+// Goal: a Get routes by the table of the last run applied, the moment the
+// run is applied, as the table stored with the data says: a shard moved
+// away answers WRONG_GROUP at once, a restore answers unavailable until
+// it finishes, then the restored table routes.
+#[test]
+fn a_get_routes_by_the_table_the_last_run_applied() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_storage, mut store) = open(dir.path(), 1);
+    let reader = store.reader();
+    assert_eq!(get(&reader, "k"), Ok(Err(NotServed::WrongGroup)), "fresh");
+    apply_sample(&mut store);
+    let ab = Some(Bytes::from_static(b"ab"));
+    assert_eq!(get(&reader, "k"), Ok(Ok(ab.clone())));
+    assert_eq!(get(&reader, "absent"), Ok(Ok(None)));
+    let shard = store.machine().shard_of(b"k");
+    let mut owners = [1; 4];
+    owners[shard.0 as usize] = 2;
+    store.apply_batch(&[entry(6, &config(2, owners))]);
+    assert_eq!(get(&reader, "k"), Ok(Err(NotServed::WrongGroup)), "moved");
+
+    let target_dir = tempfile::tempdir().expect("temp dir");
+    let (_target_storage, mut target) = open(target_dir.path(), 1);
+    let target_reader = target.reader();
+    target.apply_batch(&[entry(1, &config(1, [1; 4]))]);
+    target.begin_restore(LogIndex(6), Term(1)).expect("begin");
+    let unavailable = Err(StorageError::SnapshotUnavailable(LogIndex(6)).to_string());
+    assert_eq!(get(&target_reader, "other"), unavailable, "restoring");
+    restore(&mut target, &store, LogIndex(6));
+    assert_eq!(get(&target_reader, "k"), Ok(Err(NotServed::WrongGroup)));
+    if store.machine().shard_of(b"other") != shard {
+        let x = Some(Bytes::from_static(b"x"));
+        assert_eq!(get(&target_reader, "other"), Ok(Ok(x)), "restored");
+    }
 }

@@ -22,7 +22,7 @@ pub use mem::MemStorage;
 #[cfg(feature = "node")]
 pub use rocks::{
     CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE, MEMTABLES_BYTES_MAX, RocksStorage, WAL_BYTES_MAX,
-    WAL_FILES_RECYCLED, applied_db_option, applied_options, defer_blob_gc,
+    WAL_FILES_RECYCLED, applied_db_option, applied_family_option, applied_options, defer_blob_gc,
 };
 #[cfg(feature = "node")]
 pub use wal_bound::{WAL_BYTES_BULK, WalBound};

@@ -230,10 +230,33 @@ pub fn applied_options(dir: &Path) -> Result<String, StorageError> {
 /// # Errors
 /// As [`applied_options`].
 pub fn applied_db_option(dir: &Path, name: &str) -> Result<Option<String>, StorageError> {
-    let text = applied_options(dir)?;
+    Ok(option_in_section(
+        &applied_options(dir)?,
+        "[DBOptions]",
+        name,
+    ))
+}
+
+/// Returns the value of the option `name` of the column family `family`
+/// (in its `[CFOptions "family"]` section) of the options RocksDB applied
+/// in `dir` ([`applied_options`]); `None` if that section does not set it.
+///
+/// # Errors
+/// As [`applied_options`].
+pub fn applied_family_option(
+    dir: &Path,
+    family: &str,
+    name: &str,
+) -> Result<Option<String>, StorageError> {
+    let header = format!("[CFOptions \"{family}\"]");
+    Ok(option_in_section(&applied_options(dir)?, &header, name))
+}
+
+/// Returns the value of `name` in the section of an OPTIONS file `text`
+/// that starts with `header`.
+fn option_in_section(text: &str, header: &str, name: &str) -> Option<String> {
     let prefix = format!("{name}=");
-    Ok(text
-        .split("[DBOptions]")
+    text.split(header)
         .nth(1)
         .and_then(|rest| rest.split("\n[").next())
         .and_then(|section| {
@@ -242,7 +265,7 @@ pub fn applied_db_option(dir: &Path, name: &str) -> Result<Option<String>, Stora
                 .map(str::trim)
                 .find_map(|line| line.strip_prefix(prefix.as_str()))
         })
-        .map(str::to_string))
+        .map(str::to_string)
 }
 
 /// Returns a mapper of RocksDB errors to [`StorageError::Io`] saying what
