@@ -111,7 +111,8 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
 
 /// Returns the CPU time the threads of process `pid` have run so far, in
 /// seconds, as the scheduler counts it (`/proc/PID/task/*/schedstat`, in
-/// nanoseconds); `None` if the process is gone.
+/// nanoseconds); `None` if the process is gone or the kernel keeps no
+/// such count.
 ///
 /// Not `/proc/PID/stat`'s user and system times: those are charged in
 /// whole clock ticks to whichever thread runs at each tick, and a process
@@ -121,12 +122,15 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
 /// readings of servers whose threads live as long as they do.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let nanos: u64 = tasks
+    let counts: Vec<u64> = tasks
         .flatten()
         .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
         .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Some(nanos as f64 / 1e9)
+        .collect();
+    if counts.is_empty() {
+        return None;
+    }
+    Some(counts.iter().sum::<u64>() as f64 / 1e9)
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@
 //!   odd until the next change publishes, so no read succeeds meanwhile.
 //! - [`Published::read`] returns a result only if the generation was even
 //!   and the same before and after it: no change began or published while
-//!   it read, so the value it used is the one that matches every write
-//!   storage held while it read.
+//!   it read, so no change's writes landed while it read, and the value
+//!   it used is the one published after the last change before it.
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, PoisonError, RwLock};

@@ -67,7 +67,7 @@ fn every_successful_read_matches_the_storage_it_read() {
                 let read_both = || published.read(|value| (*value, *storage.lock().expect("lock")));
                 let mut mismatches = Vec::new();
                 started.wait();
-                while !done.load(Ordering::Relaxed) {
+                while !done.load(Ordering::Acquire) {
                     if let Some((value, stored)) = read_both()
                         && value != stored
                     {
@@ -85,7 +85,7 @@ fn every_successful_read_matches_the_storage_it_read() {
         std::thread::yield_now();
         change.publish(next);
     }
-    done.store(true, Ordering::Relaxed);
+    done.store(true, Ordering::Release);
     for reader in readers {
         let (last, mismatches) = reader.join().expect("reader");
         assert_eq!(

@@ -550,7 +550,8 @@ impl GroupStore {
     }
 
     /// Returns a reader of this store's state, routing by the table it
-    /// applied.
+    /// applied. It follows this store only: a store opened again over the
+    /// same database publishes to its own readers.
     pub fn reader(&self) -> GroupReader {
         self.reader.clone()
     }
