@@ -364,16 +364,9 @@ impl GroupReader {
         let data = self.db.cf_handle(CF_DATA).expect("checked at open");
         let published = self.routing.read(|routing| match routing {
             Routing::Restoring(index) => Err(StorageError::SnapshotUnavailable(*index)),
-            Routing::Table(table) => match table.route(shard) {
-                Err(not_served) => Ok(Err(not_served)),
-                Ok(()) => {
-                    let value = self
-                        .db
-                        .get_cf(data, data_key(shard, key))
-                        .map_err(key_read_error)?;
-                    Ok(Ok(value.map(Bytes::from)))
-                }
-            },
+            Routing::Table(table) => {
+                routed_read(table, shard, key, |stored| self.db.get_cf(data, stored))
+            }
         });
         published.unwrap_or_else(|| self.get_in_one_view(shard, key))
     }
@@ -398,14 +391,23 @@ impl GroupReader {
             return Err(StorageError::SnapshotUnavailable(point.index));
         }
         let table = self.decode(view.get_cf(meta, TABLE_KEY).map_err(key_read_error)?)?;
-        if let Err(not_served) = table.route(shard) {
-            return Ok(Err(not_served));
-        }
-        let value = view
-            .get_cf(data, data_key(shard, key))
-            .map_err(key_read_error)?;
-        Ok(Ok(value.map(Bytes::from)))
+        routed_read(&table, shard, key, |stored| view.get_cf(data, stored))
     }
+}
+
+/// Routes `key` of `shard` by `table` and, if the shard is served here,
+/// reads its value with `fetch` (given the key's `data` key).
+fn routed_read(
+    table: &ShardTable,
+    shard: ShardId,
+    key: &[u8],
+    fetch: impl FnOnce(Vec<u8>) -> Result<Option<Vec<u8>>, rocksdb::Error>,
+) -> Result<Result<Option<Bytes>, NotServed>, StorageError> {
+    if let Err(not_served) = table.route(shard) {
+        return Ok(Err(not_served));
+    }
+    let value = fetch(data_key(shard, key)).map_err(key_read_error)?;
+    Ok(Ok(value.map(Bytes::from)))
 }
 
 /// Returns the storage error of a failed read of a key.
