@@ -74,6 +74,19 @@ fn watch_from_0(ctrler: &str) -> Child {
         .expect("kvctl watch starts")
 }
 
+/// Reads `count` lines of `child`'s piped output on a blocking thread,
+/// then drops its end of the pipe (a reader that goes away).
+fn read_lines(child: &mut Child, count: usize) -> tokio::task::JoinHandle<Vec<String>> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(count)
+            .map(|line| line.expect("a line"))
+            .collect()
+    })
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -178,14 +191,7 @@ async fn config_watch_prints_each_new_configuration() {
     let controller = Controller::start().await;
     let ctrler = controller.ctrler_flag();
     let mut child = watch_from_0(&ctrler);
-    let stdout = child.stdout.take().expect("piped stdout");
-    let reader = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .take(3)
-            .map(|line| line.expect("a line"))
-            .collect::<Vec<_>>()
-    });
+    let reader = read_lines(&mut child, 3);
     ok(kvctl(&ctrler, &["join", "1=a:1"]).await);
     ok(kvctl(&ctrler, &["join", "2=b:1"]).await);
     let lines = tokio::time::timeout(DEADLINE, reader)
@@ -209,17 +215,11 @@ async fn a_closed_output_pipe_ends_kvctl_quietly() {
     let controller = Controller::start().await;
     let ctrler = controller.ctrler_flag();
     let mut child = watch_from_0(&ctrler);
-    let stdout = child.stdout.take().expect("piped stdout");
-    let first = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("a line");
-        line
-    });
-    let first = tokio::time::timeout(DEADLINE, first)
+    let first = tokio::time::timeout(DEADLINE, read_lines(&mut child, 1))
         .await
         .expect("the first configuration in time")
         .expect("reader task");
-    assert!(first.contains("\"num\":0"), "{first}");
+    assert!(first[0].contains("\"num\":0"), "{first:?}");
     ok(kvctl(&ctrler, &["join", "1=a:1"]).await);
     let exited = tokio::time::timeout(
         DEADLINE,
