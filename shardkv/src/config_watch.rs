@@ -27,14 +27,15 @@ use raft::driver::RaftHandle;
 use tonic::transport::Channel;
 
 use crate::controller_stream::ConfigAnnouncer;
-use crate::follower::{NotYet, plan_next};
+use crate::follower::{NotYet, move_tasks, plan_next};
 use crate::machine::{Applied, GroupCommand};
 use crate::mover::Mover;
 use crate::store_rocks::GroupReader;
 
 /// How long one controller call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often the leader drives its shard moves when nothing wakes it.
+/// How soon the leader tries again when a round left work (a move step,
+/// a configuration announced but not reached).
 const MOVE_TICK: Duration = Duration::from_millis(50);
 
 /// Asks the controller replicas at `ctrler` for configurations, keeping a
@@ -116,9 +117,15 @@ impl ControllerQueries {
 }
 
 /// Follows the controller for group `gid` behind `handle` and `reader`,
-/// and drives its shard moves, until the task is aborted: on each
-/// configuration the controller's stream announces, every [`MOVE_TICK`],
-/// and with a `Query` at least every `fallback` whatever the stream says.
+/// and drives its shard moves, until the task is aborted or the node
+/// stops. Only the leader works, in rounds: each drives the pending moves
+/// and proposes the next configuration when it can. The next round comes
+/// [`MOVE_TICK`] later while the round left work to retry (a move step
+/// pending, or a configuration announced that the group has not reached);
+/// otherwise when the table changes, the stream announces a
+/// configuration, leadership changes, or the fallback `Query` is due
+/// (every `fallback`). A replica that does not lead, or leads an idle
+/// group, sleeps between those events instead of ticking.
 pub async fn follow(
     gid: GroupId,
     handle: RaftHandle<Option<Applied>>,
@@ -128,29 +135,74 @@ pub async fn follow(
 ) {
     let known = reader.table().map_or(0, |table| table.config().num.0);
     let mut announcer = ConfigAnnouncer::start(controller.ctrler.clone(), known);
+    let mut leadership = handle.watch_leadership();
+    let mut table_changes = reader.table_changes();
     let mut mover = Mover::default();
-    let mut ticker = tokio::time::interval(MOVE_TICK.min(fallback));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let retry = MOVE_TICK.min(fallback);
     let mut last_query: Option<Instant> = None;
     loop {
+        let leading = leadership.borrow_and_update().role == Role::Leader;
+        table_changes.borrow_and_update();
+        let next_round = if leading {
+            let query_due = last_query.is_none_or(|at| at.elapsed() >= fallback);
+            if query_due {
+                last_query = Some(Instant::now());
+            }
+            let left_work = lead_round(
+                gid,
+                &handle,
+                &reader,
+                &mut controller,
+                &mut mover,
+                &announcer,
+                query_due,
+            )
+            .await;
+            let query_at = last_query.map_or_else(Instant::now, |at| at + fallback);
+            Some(if left_work {
+                (Instant::now() + retry).min(query_at)
+            } else {
+                query_at
+            })
+        } else {
+            None
+        };
+        let sleep = async {
+            match next_round {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = ticker.tick() => {}
+            () = sleep => {}
             () = announcer.changed() => {}
+            changed = table_changes.changed() => if changed.is_err() { return },
+            changed = leadership.changed() => if changed.is_err() { return },
         }
-        if handle.status().role != Role::Leader {
-            continue;
-        }
-        mover.drive(gid, &handle, &reader, &mut controller).await;
-        let query_due = last_query.is_none_or(|at| at.elapsed() >= fallback);
-        if let Some(command) =
-            next_command(&reader, &mut controller, announcer.newest(), query_due).await
-        {
-            // Applied or not, the next round looks at the table again.
-            let _ = handle.propose(Bytes::from(command.encode())).await;
-        }
-        if query_due {
-            last_query = Some(Instant::now());
-        }
+    }
+}
+
+/// One round of the leader's work: drives the pending moves, then
+/// proposes the next configuration if it can. Returns whether the round
+/// left work to retry soon: a move step still pending, or a configuration
+/// the stream announced that the group has not reached.
+async fn lead_round(
+    gid: GroupId,
+    handle: &RaftHandle<Option<Applied>>,
+    reader: &GroupReader,
+    controller: &mut ControllerQueries,
+    mover: &mut Mover,
+    announcer: &ConfigAnnouncer,
+    query_due: bool,
+) -> bool {
+    mover.drive(gid, handle, reader, controller).await;
+    if let Some(command) = next_command(reader, controller, announcer.newest(), query_due).await {
+        // Applied or not, the next round looks at the table again.
+        let _ = handle.propose(Bytes::from(command.encode())).await;
+    }
+    match reader.table() {
+        Ok(table) => !move_tasks(&table).is_empty() || announcer.newest() > table.config().num.0,
+        Err(_) => true,
     }
 }
 

@@ -19,14 +19,20 @@
 //!   and the same before and after it: no change began or published while
 //!   it read, so no change's writes landed while it read, and the value
 //!   it used is the one published after the last change before it.
+//! - Every publication marks each [`Published::subscribe`] receiver
+//!   changed, after the new value is in place.
 
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, PoisonError, RwLock};
 
-/// The shared part: the value and its generation.
+use tokio::sync::watch;
+
+/// The shared part: the value, its generation, and the signal of each
+/// publication.
 struct Shared<T> {
     generation: AtomicU64,
     value: RwLock<Arc<T>>,
+    publications: watch::Sender<()>,
 }
 
 /// The writer's side, owned by whatever writes the storage.
@@ -58,6 +64,7 @@ pub fn publish<T>(value: T) -> (Publisher<T>, Published<T>) {
     let shared = Arc::new(Shared {
         generation: AtomicU64::new(0),
         value: RwLock::new(Arc::new(value)),
+        publications: watch::Sender::new(()),
     });
     (
         Publisher {
@@ -95,10 +102,17 @@ impl<T> Change<'_, T> {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(value);
         self.shared.generation.fetch_add(1, Ordering::Release);
+        self.shared.publications.send_replace(());
     }
 }
 
 impl<T> Published<T> {
+    /// Returns a receiver marked changed by every publication after this
+    /// call (for a task that acts when the value changes).
+    pub fn subscribe(&self) -> watch::Receiver<()> {
+        self.shared.publications.subscribe()
+    }
+
     /// Runs `read` with the published value (and whatever it reads from
     /// storage) and returns its result, or `None` if a change overlapped
     /// it: then the caller reads another way.

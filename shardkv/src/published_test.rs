@@ -1,7 +1,8 @@
 //! Tests of the sequence lock: a read overlapped by a change gives
 //! nothing, a dropped change keeps reads failing until the next one
-//! publishes, and under a racing writer every read that succeeds saw a
-//! value that matches the storage it read.
+//! publishes, under a racing writer every read that succeeds saw a value
+//! that matches the storage it read, and a subscriber learns of each
+//! publication once the value is in place.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Barrier, Mutex};
@@ -14,6 +15,30 @@ fn a_read_gives_the_value_published_last() {
     assert_eq!(published.read(|value| *value), Some(1));
     publisher.begin().publish(2);
     assert_eq!(published.read(|value| *value), Some(2));
+}
+
+#[test]
+fn a_subscriber_is_told_of_each_publication_and_not_of_a_begin() {
+    let (mut publisher, published) = publish(1u64);
+    let mut changes = published.subscribe();
+    assert!(!changes.has_changed().expect("publisher alive"));
+    let change = publisher.begin();
+    assert!(
+        !changes.has_changed().expect("publisher alive"),
+        "a change under way has published nothing"
+    );
+    change.publish(2);
+    assert!(changes.has_changed().expect("publisher alive"));
+    changes.borrow_and_update();
+    assert_eq!(
+        published.read(|value| *value),
+        Some(2),
+        "in place when told"
+    );
+    assert!(
+        !changes.has_changed().expect("publisher alive"),
+        "told once"
+    );
 }
 
 #[test]

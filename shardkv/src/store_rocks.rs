@@ -188,6 +188,12 @@ pub struct GroupReader {
 }
 
 impl GroupReader {
+    /// Returns a receiver marked changed whenever the store publishes a
+    /// new table or begins or ends a restore.
+    pub fn table_changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.routing.subscribe()
+    }
+
     /// Returns the shard table as applied so far.
     ///
     /// # Errors

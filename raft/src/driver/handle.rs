@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 
 use crate::byte_budget::ByteBudget;
-use crate::core::{ConfChange, LogIndex, NodeId, Status};
+use crate::core::{ConfChange, LogIndex, NodeId, Role, Status, Term};
 use crate::driver::error::ProposeError;
 
 /// The answer to a proposal: where it applied and what applying it said.
@@ -52,12 +52,37 @@ pub enum Request<O> {
     },
 }
 
+/// Who leads, as one node sees it: the part of its [`Status`] that
+/// changes only with an election, so a task can wait on it without being
+/// woken by every commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leadership {
+    /// The node's term.
+    pub term: Term,
+    /// Its role in that term.
+    pub role: Role,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+}
+
+impl Leadership {
+    /// Returns the leadership `status` describes.
+    pub fn of(status: &Status) -> Leadership {
+        Leadership {
+            term: status.term,
+            role: status.role,
+            leader: status.leader,
+        }
+    }
+}
+
 /// A cloneable handle on a running node.
 pub struct RaftHandle<O> {
     requests: mpsc::Sender<Request<O>>,
     /// The byte budget of the proposals waiting in `requests`.
     queue_bytes: ByteBudget,
     status: watch::Receiver<Status>,
+    leadership: watch::Receiver<Leadership>,
     timeout: Duration,
 }
 
@@ -67,25 +92,29 @@ impl<O> Clone for RaftHandle<O> {
             requests: self.requests.clone(),
             queue_bytes: self.queue_bytes.clone(),
             status: self.status.clone(),
+            leadership: self.leadership.clone(),
             timeout: self.timeout,
         }
     }
 }
 
 impl<O: Send + 'static> RaftHandle<O> {
-    /// Returns a handle over the task's request channel and status, whose
-    /// proposals waiting in the channel hold at most `queue_bytes_max`
-    /// bytes (a single larger one passes when nothing else waits).
+    /// Returns a handle over the task's request channel, status and
+    /// leadership, whose proposals waiting in the channel hold at most
+    /// `queue_bytes_max` bytes (a single larger one passes when nothing
+    /// else waits).
     pub fn new(
         requests: mpsc::Sender<Request<O>>,
         queue_bytes_max: u64,
         status: watch::Receiver<Status>,
+        leadership: watch::Receiver<Leadership>,
         timeout: Duration,
     ) -> Self {
         RaftHandle {
             requests,
             queue_bytes: ByteBudget::new(queue_bytes_max),
             status,
+            leadership,
             timeout,
         }
     }
@@ -147,6 +176,12 @@ impl<O: Send + 'static> RaftHandle<O> {
     /// Returns a receiver of status changes (for waiting on conditions).
     pub fn watch_status(&self) -> watch::Receiver<Status> {
         self.status.clone()
+    }
+
+    /// Returns a receiver of leadership changes: it is woken only when the
+    /// term, the role or the known leader changes, never by a commit.
+    pub fn watch_leadership(&self) -> watch::Receiver<Leadership> {
+        self.leadership.clone()
     }
 
     async fn call<T>(

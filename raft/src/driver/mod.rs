@@ -13,7 +13,7 @@ mod state_machine;
 mod task;
 
 pub use error::ProposeError;
-pub use handle::{ProposalReply, RaftHandle, Request};
+pub use handle::{Leadership, ProposalReply, RaftHandle, Request};
 pub use join::{NodeJoinHandle, NodeOutcome, NodePanicked};
 pub use state_machine::{EncodedSnapshot, SnapshotPiece, SnapshotSource, StateMachine};
 pub use task::{NodeOptions, spawn_node};

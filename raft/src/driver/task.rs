@@ -28,7 +28,7 @@ use crate::core::{
     Status, StorageError, Term, describe_position,
 };
 use crate::driver::error::ProposeError;
-use crate::driver::handle::{ProposalReply, RaftHandle, Request};
+use crate::driver::handle::{Leadership, ProposalReply, RaftHandle, Request};
 use crate::driver::join::NodeJoinHandle;
 use crate::driver::log_keep::AppliedSizes;
 use crate::driver::metrics::{NodeMetrics, ProposalOutcome};
@@ -128,6 +128,8 @@ pub struct NodeTask<S: Storage + Send + 'static, M: StateMachine> {
     reads_applying: Vec<(LogIndex, oneshot::Sender<Result<LogIndex, ProposeError>>)>,
     next_read_context: u64,
     status: watch::Sender<Status>,
+    /// Notifies only when the term, role or known leader changes.
+    leadership: watch::Sender<Leadership>,
     metrics: NodeMetrics,
     last_role: Role,
     /// Bytes of the entries applied since the last compaction.
@@ -165,11 +167,14 @@ pub fn spawn_node<S: Storage + Send + 'static, M: StateMachine>(
     let seed = id.0 ^ u64::from(std::process::id()) ^ nanos_now();
     let node = Node::new(options.raft.clone(), storage, seed)?;
     let (status_sender, status_receiver) = watch::channel(node.status());
+    let (leadership_sender, leadership_receiver) =
+        watch::channel(Leadership::of(&status_receiver.borrow()));
     let (request_sender, requests) = mpsc::channel(options.request_queue);
     let handle = RaftHandle::new(
         request_sender,
         options.request_queue_bytes,
         status_receiver,
+        leadership_receiver,
         options.request_timeout,
     );
     let metrics = NodeMetrics::new(options.group, id);
@@ -188,6 +193,7 @@ pub fn spawn_node<S: Storage + Send + 'static, M: StateMachine>(
         reads_applying: Vec::new(),
         next_read_context: 1,
         status: status_sender,
+        leadership: leadership_sender,
         metrics,
         last_role: Role::Follower,
         log_bytes_since_compaction: 0,
@@ -395,6 +401,12 @@ impl<S: Storage + Send + 'static, M: StateMachine> NodeTask<S, M> {
         let status = self.node.status();
         self.metrics
             .observe_status(&status, self.node.storage().first_index());
+        let leadership = Leadership::of(&status);
+        self.leadership.send_if_modified(|known| {
+            let changed = *known != leadership;
+            *known = leadership;
+            changed
+        });
         self.status.send_replace(status);
         Ok(())
     }
