@@ -16,7 +16,7 @@
 //!   delays reconfiguration, never a client request.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use proto::config::{Config, ConfigNum, GroupId};
@@ -24,6 +24,7 @@ use proto::kv::v1::shard_ctrler_client::ShardCtrlerClient;
 use proto::kv::v1::{QueryRequest, Status as KvStatus};
 use raft::core::Role;
 use raft::driver::RaftHandle;
+use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use crate::controller_stream::ConfigAnnouncer;
@@ -138,6 +139,8 @@ pub async fn follow(
     let mut leadership = handle.watch_leadership();
     let mut table_changes = reader.table_changes();
     let mut mover = Mover::default();
+    // A zero fallback would query the controller in a busy loop.
+    let fallback = fallback.max(Duration::from_millis(1));
     let retry = MOVE_TICK.min(fallback);
     let mut last_query: Option<Instant> = None;
     loop {
@@ -169,14 +172,16 @@ pub async fn follow(
         };
         let sleep = async {
             match next_round {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
+                Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             () = sleep => {}
             () = announcer.changed() => {}
-            changed = table_changes.changed() => if changed.is_err() { return },
+            // Never an error: `reader` keeps the store's publisher alive.
+            _ = table_changes.changed() => {}
+            // An error: the node stopped, and the follower ends with it.
             changed = leadership.changed() => if changed.is_err() { return },
         }
     }
@@ -185,7 +190,8 @@ pub async fn follow(
 /// One round of the leader's work: drives the pending moves, then
 /// proposes the next configuration if it can. Returns whether the round
 /// left work to retry soon: a move step still pending, or a configuration
-/// the stream announced that the group has not reached.
+/// after the table's that the stream announced or a query fetched (its
+/// proposal failed or waits for the group to settle).
 async fn lead_round(
     gid: GroupId,
     handle: &RaftHandle<Option<Applied>>,
@@ -201,7 +207,12 @@ async fn lead_round(
         let _ = handle.propose(Bytes::from(command.encode())).await;
     }
     match reader.table() {
-        Ok(table) => !move_tasks(&table).is_empty() || announcer.newest() > table.config().num.0,
+        Ok(table) => {
+            let num = table.config().num;
+            !move_tasks(&table).is_empty()
+                || announcer.newest() > num.0
+                || controller.cached(num.next()).is_some()
+        }
         Err(_) => true,
     }
 }
