@@ -43,8 +43,8 @@ async fn group_elects_a_leader_and_replicates_writes() {
 // everywhere: at most a few (a late heartbeat may start a pre-vote, which
 // forgets the leader and learns it back), where a receiver woken by every
 // status change wakes dozens of times (84 when planted); then the leader
-// is killed and a survivor's receiver must
-// wake with a new leader in a higher term.
+// is killed and a survivor's receiver must wake with a new leader in a
+// higher term.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leadership_receivers_wake_on_elections_not_commits() {
     const WAKES_MAX: u64 = 4;

@@ -35,8 +35,7 @@ use crate::store_rocks::GroupReader;
 
 /// How long one controller call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-/// How soon the leader tries again when a round left work (a move step,
-/// a configuration announced but not reached).
+/// How soon the leader tries again when a round left work.
 const MOVE_TICK: Duration = Duration::from_millis(50);
 
 /// Asks the controller replicas at `ctrler` for configurations, keeping a
@@ -121,8 +120,8 @@ impl ControllerQueries {
 /// and drives its shard moves, until the task is aborted or the node
 /// stops. Only the leader works, in rounds: each drives the pending moves
 /// and proposes the next configuration when it can. The next round comes
-/// [`MOVE_TICK`] later while the round left work to retry (a move step
-/// pending, or a configuration announced that the group has not reached);
+/// [`MOVE_TICK`] later while the round left work to retry (see
+/// `lead_round`);
 /// otherwise when the table changes, the stream announces a
 /// configuration, leadership changes, or the fallback `Query` is due
 /// (every `fallback`). A replica that does not lead, or leads an idle

@@ -194,13 +194,26 @@ impl GroupReader {
         self.routing.subscribe()
     }
 
-    /// Returns the shard table as applied so far.
+    /// Returns the shard table as applied so far: the one the store
+    /// published, else (a change or a restore under way) the stored one.
     ///
     /// # Errors
     ///
     /// [`StorageError::Corruption`] or [`StorageError::Io`] if it cannot
     /// be read.
     pub fn table(&self) -> Result<ShardTable, StorageError> {
+        let published = self.routing.read(|routing| match routing {
+            Routing::Table(table) => Some(table.clone()),
+            Routing::Restoring(_) => None,
+        });
+        match published.flatten() {
+            Some(table) => Ok(table),
+            None => self.stored_table(),
+        }
+    }
+
+    /// Returns the shard table as stored in `meta`.
+    fn stored_table(&self) -> Result<ShardTable, StorageError> {
         let meta = self.db.cf_handle(CF_META).expect("checked at open");
         let raw = self
             .db

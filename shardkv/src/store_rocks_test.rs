@@ -399,13 +399,18 @@ fn the_bytes_installed_count_each_chunk_once_and_survive_a_reopen() {
 type Answer = Result<Result<Option<Bytes>, NotServed>, String>;
 
 /// Returns `reader`'s answer for `key`, after checking that the table is
-/// published (the generation even) and that the read routed by it and the
-/// read from one RocksDB snapshot (taken when a change overlaps a read)
-/// agree.
+/// published (the generation even), that the table the reader gives is
+/// the stored one, and that the read routed by it and the read from one
+/// RocksDB snapshot (taken when a change overlaps a read) agree.
 fn get(reader: &GroupReader, key: &str) -> Answer {
     assert!(
         reader.routing.read(|_| ()).is_some(),
         "no change under way: a Get routes with the published table"
+    );
+    assert_eq!(
+        reader.table().map_err(|error| error.to_string()),
+        reader.stored_table().map_err(|error| error.to_string()),
+        "the reader's table is the stored one"
     );
     let published = reader
         .get(key.as_bytes())
