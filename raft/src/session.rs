@@ -8,14 +8,19 @@
 //! by shard, so a shard's sessions travel with it and are deleted with it.
 //!
 //! Invariants:
-//! - `by_use` indexes exactly the records: `(used_ms, scope, client)` for
-//!   each, so expiry visits only the sessions it removes.
+//! - `by_use` indexes exactly the records: one `(indexed_ms, scope,
+//!   client)` for each, where `indexed_ms` is at most the session's last
+//!   use and less than a minute ([`REINDEX_MS`]) before it. Expiry visits
+//!   the sessions it removes, and at most once per TTL a busy session
+//!   whose entry it re-places; a write moves the entry once a minute, not
+//!   every time.
 //! - A session's `used_ms` never goes back (a leader whose clock is behind
 //!   its predecessor's cannot make a session look older).
 //! - Expiry is a function of the logged times alone: every replica
 //!   applying the same entries removes the same sessions at the same
 //!   index.
 
+use std::collections::btree_map::{Entry, VacantEntry};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// How long a session may stay unused before it is removed: one hour. A
@@ -62,10 +67,42 @@ pub enum SessionCheck<'a, R> {
     },
 }
 
+/// How far a session's last use may run ahead of its entry in the use
+/// index before a use moves the entry: one minute. Most writes then leave
+/// the index alone (a busy session's entry moves once a minute, not at
+/// each write); expiry looks a session up again before removing it.
+const REINDEX_MS: u64 = 60 * 1000;
+
+/// A session and when the use index last placed it.
+#[derive(Clone, Debug)]
+struct Record<R> {
+    session: Session<R>,
+    /// The time of the session's entry in the use index: at most its last
+    /// use, and less than [`REINDEX_MS`] before it.
+    indexed_ms: u64,
+}
+
+/// What [`SessionTable::execute_once`] did with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Executed<'a, R> {
+    /// A request the session had not seen: executed; the session as now
+    /// recorded.
+    New(&'a Session<R>),
+    /// The client's last executed request again: not executed; the session
+    /// (its reply is the first one), its last use moved.
+    Repeat(&'a Session<R>),
+    /// A request older than the client's last: refused.
+    Stale {
+        /// The client's last executed sequence number.
+        last_seq: u64,
+    },
+}
+
 /// The sessions of every client, by scope.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SessionTable<S, R> {
-    records: BTreeMap<(S, u64), Session<R>>,
+    records: BTreeMap<(S, u64), Record<R>>,
+    /// `(indexed_ms, scope, client)` of each record: the expiry order.
     by_use: BTreeSet<(u64, S, u64)>,
 }
 
@@ -77,6 +114,21 @@ impl<S, R> Default for SessionTable<S, R> {
         }
     }
 }
+
+/// Two tables are equal when they hold the same sessions: the use index is
+/// a function of them, up to when each entry last moved.
+impl<S: PartialEq, R: PartialEq> PartialEq for SessionTable<S, R> {
+    fn eq(&self, other: &SessionTable<S, R>) -> bool {
+        self.records.len() == other.records.len()
+            && self.records.iter().zip(&other.records).all(
+                |((key, record), (other_key, other_record))| {
+                    key == other_key && record.session == other_record.session
+                },
+            )
+    }
+}
+
+impl<S: Eq, R: Eq> Eq for SessionTable<S, R> {}
 
 impl<S: Ord + Clone, R> SessionTable<S, R> {
     /// Returns an empty table.
@@ -96,14 +148,16 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
 
     /// Returns the session of `client` in `scope`.
     pub fn get(&self, scope: &S, client: u64) -> Option<&Session<R>> {
-        self.records.get(&(scope.clone(), client))
+        self.records
+            .get(&(scope.clone(), client))
+            .map(|record| &record.session)
     }
 
     /// Returns every session, ordered by scope then client.
     pub fn iter(&self) -> impl Iterator<Item = (&S, u64, &Session<R>)> {
         self.records
             .iter()
-            .map(|((scope, client), session)| (scope, *client, session))
+            .map(|((scope, client), record)| (scope, *client, &record.session))
     }
 
     /// Returns how request `seq` of `client` in `scope` relates to the
@@ -118,31 +172,74 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
         }
     }
 
-    /// Records that `client` executed request `seq` in `scope` at `now_ms`
-    /// and got `reply`.
-    pub fn record(&mut self, scope: S, client: u64, seq: u64, reply: R, now_ms: u64) {
-        let key = (scope, client);
-        if let Some(session) = self.records.get_mut(&key) {
-            mark_used(&mut self.by_use, session, &key.0, client, now_ms);
-            session.last_seq = seq;
-            session.reply = reply;
-            return;
+    /// Runs request `seq` of `client` in `scope` at `now_ms` at most once,
+    /// with one lookup of the session: a new request runs `execute` and its
+    /// reply is recorded; a repeat only moves the session's last use; a
+    /// stale one changes nothing.
+    pub fn execute_once(
+        &mut self,
+        scope: S,
+        client: u64,
+        seq: u64,
+        now_ms: u64,
+        execute: impl FnOnce() -> R,
+    ) -> Executed<'_, R> {
+        match self.records.entry((scope, client)) {
+            Entry::Occupied(entry) => {
+                let scope = entry.key().0.clone();
+                let record = entry.into_mut();
+                let last_seq = record.session.last_seq;
+                if seq < last_seq {
+                    return Executed::Stale { last_seq };
+                }
+                if seq > last_seq {
+                    record.session.reply = execute();
+                    record.session.last_seq = seq;
+                }
+                mark_used(&mut self.by_use, record, &scope, client, now_ms);
+                if seq == last_seq {
+                    Executed::Repeat(&record.session)
+                } else {
+                    Executed::New(&record.session)
+                }
+            }
+            Entry::Vacant(entry) => {
+                let reply = execute();
+                Executed::New(add(&mut self.by_use, entry, seq, reply, now_ms))
+            }
         }
-        self.by_use.insert((now_ms, key.0.clone(), client));
-        let session = Session {
-            last_seq: seq,
-            reply,
-            used_ms: now_ms,
-        };
-        self.records.insert(key, session);
+    }
+
+    /// Records that `client` executed request `seq` in `scope` at `now_ms`
+    /// and got `reply`; returns the session as recorded.
+    pub fn record(
+        &mut self,
+        scope: S,
+        client: u64,
+        seq: u64,
+        reply: R,
+        now_ms: u64,
+    ) -> &Session<R> {
+        match self.records.entry((scope, client)) {
+            Entry::Occupied(entry) => {
+                let scope = entry.key().0.clone();
+                let record = entry.into_mut();
+                record.session.last_seq = seq;
+                record.session.reply = reply;
+                mark_used(&mut self.by_use, record, &scope, client, now_ms);
+                &record.session
+            }
+            Entry::Vacant(entry) => add(&mut self.by_use, entry, seq, reply, now_ms),
+        }
     }
 
     /// Records that `client` used its session in `scope` at `now_ms` (a
-    /// repeated request): it stays alive a TTL longer.
-    pub fn touch(&mut self, scope: &S, client: u64, now_ms: u64) {
-        if let Some(session) = self.records.get_mut(&(scope.clone(), client)) {
-            mark_used(&mut self.by_use, session, scope, client, now_ms);
-        }
+    /// repeated request): it stays alive a TTL longer. Returns the session,
+    /// if there is one.
+    pub fn touch(&mut self, scope: &S, client: u64, now_ms: u64) -> Option<&Session<R>> {
+        let record = self.records.get_mut(&(scope.clone(), client))?;
+        mark_used(&mut self.by_use, record, scope, client, now_ms);
+        Some(&record.session)
     }
 
     /// Inserts a session as decoded from storage or a snapshot, replacing
@@ -150,20 +247,40 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
     pub fn insert(&mut self, scope: S, client: u64, session: Session<R>) {
         self.unindex(&scope, client);
         self.by_use.insert((session.used_ms, scope.clone(), client));
-        self.records.insert((scope, client), session);
+        let indexed_ms = session.used_ms;
+        self.records.insert(
+            (scope, client),
+            Record {
+                session,
+                indexed_ms,
+            },
+        );
     }
 
     /// Removes every session unused for longer than `ttl_ms` at `now_ms`
     /// (idle time `now_ms - used_ms` past `ttl_ms`); returns their (scope,
-    /// client), oldest first.
+    /// client), in the order of the use index (oldest first, to within
+    /// [`REINDEX_MS`]). A session whose index entry is that old but that
+    /// was used since gets an entry at its last use instead.
     pub fn expire(&mut self, now_ms: u64, ttl_ms: u64) -> Vec<(S, u64)> {
         let mut expired = Vec::new();
-        while let Some((used_ms, _, _)) = self.by_use.first()
-            && now_ms.saturating_sub(*used_ms) > ttl_ms
+        while let Some((indexed_ms, _, _)) = self.by_use.first()
+            && now_ms.saturating_sub(*indexed_ms) > ttl_ms
         {
             let (_, scope, client) = self.by_use.pop_first().expect("checked above");
-            self.records.remove(&(scope.clone(), client));
-            expired.push((scope, client));
+            let key = (scope, client);
+            let record = self
+                .records
+                .get_mut(&key)
+                .expect("the index names a record");
+            let used_ms = record.session.used_ms;
+            if now_ms.saturating_sub(used_ms) > ttl_ms {
+                self.records.remove(&key);
+                expired.push(key);
+            } else {
+                record.indexed_ms = used_ms;
+                self.by_use.insert((used_ms, key.0, client));
+            }
         }
         expired
     }
@@ -183,30 +300,58 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
         clients
     }
 
-    /// Drops the index entry of a session; returns its last use.
-    fn unindex(&mut self, scope: &S, client: u64) -> Option<u64> {
-        let used_ms = self.get(scope, client)?.used_ms;
-        self.by_use.remove(&(used_ms, scope.clone(), client));
-        Some(used_ms)
+    /// Drops the index entry of a session, if there is one.
+    fn unindex(&mut self, scope: &S, client: u64) {
+        if let Some(record) = self.records.get(&(scope.clone(), client)) {
+            self.by_use
+                .remove(&(record.indexed_ms, scope.clone(), client));
+        }
     }
 }
 
-/// Moves the last use of `session` (of `client` in `scope`) to `now_ms`,
-/// and its entry in `by_use` with it, unless it is that late already: a
-/// clock behind the last use never makes a session older.
+/// Adds the session of the client `entry` is for, at its first request
+/// `seq`, with `reply`, used at `now_ms`, and its entry in `by_use`.
+fn add<'a, S: Ord + Clone, R>(
+    by_use: &mut BTreeSet<(u64, S, u64)>,
+    entry: VacantEntry<'a, (S, u64), Record<R>>,
+    seq: u64,
+    reply: R,
+    now_ms: u64,
+) -> &'a Session<R> {
+    let (scope, client) = entry.key().clone();
+    by_use.insert((now_ms, scope, client));
+    let record = entry.insert(Record {
+        session: Session {
+            last_seq: seq,
+            reply,
+            used_ms: now_ms,
+        },
+        indexed_ms: now_ms,
+    });
+    &record.session
+}
+
+/// Moves the last use of `record` (of `client` in `scope`) to `now_ms`,
+/// unless it is that late already (a clock behind the last use never makes
+/// a session older); moves its entry in `by_use` only once the last use is
+/// [`REINDEX_MS`] past it.
 fn mark_used<S: Ord + Clone, R>(
     by_use: &mut BTreeSet<(u64, S, u64)>,
-    session: &mut Session<R>,
+    record: &mut Record<R>,
     scope: &S,
     client: u64,
     now_ms: u64,
 ) {
-    if now_ms <= session.used_ms {
+    if now_ms <= record.session.used_ms {
         return;
     }
-    by_use.remove(&(session.used_ms, scope.clone(), client));
+    record.session.used_ms = now_ms;
+    if now_ms - record.indexed_ms < REINDEX_MS {
+        return;
+    }
+    by_use.remove(&(record.indexed_ms, scope.clone(), client));
     by_use.insert((now_ms, scope.clone(), client));
-    session.used_ms = now_ms;
+    record.indexed_ms = now_ms;
 }
 
 #[cfg(test)]
@@ -259,6 +404,87 @@ mod tests {
         assert_eq!(session, Some((2, 101, 5_000)));
         assert_eq!(table.expire(6_001, 1_000), vec![(1, 10)]);
         assert!(table.is_empty());
+    }
+
+    // Goal: expiry is exact whatever the use index's lag: against a model
+    // that keeps every session's last use and removes those idle past the
+    // TTL, a table driven by the same seeded mix of writes, repeats, touches,
+    // clocks that go back and expiries over several hours (so entries lag
+    // and are re-placed) removes the same sessions at the same calls and
+    // keeps the same last uses.
+    #[test]
+    fn expiry_matches_a_model_that_keeps_every_last_use() {
+        for seed in 1..=20u64 {
+            let mut random = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut next = |bound: u64| {
+                random ^= random << 13;
+                random ^= random >> 7;
+                random ^= random << 17;
+                random % bound
+            };
+            let ttl_ms = 3 * REINDEX_MS;
+            let mut replaced = 0;
+            let mut table = SessionTable::<u32, u64>::new();
+            let mut model: BTreeMap<(u32, u64), (u64, u64)> = BTreeMap::new();
+            let mut now_ms = 0u64;
+            for step in 0..20_000u64 {
+                now_ms += next(400);
+                let clock = now_ms.saturating_sub(next(3) * next(90_000));
+                // The clients in use shift every 1,500 steps, so some go idle.
+                let (scope, client) = (next(3) as u32, step / 1_500 * 7 + next(30));
+                match next(4) {
+                    0 | 1 => {
+                        let last = model.get(&(scope, client)).map(|(seq, _)| *seq);
+                        let seq = last.map_or(1, |seq| seq + next(2));
+                        let executed = table.execute_once(scope, client, seq, clock, || step);
+                        let repeat = matches!(executed, Executed::Repeat(_));
+                        assert_eq!(repeat, last == Some(seq), "seed {seed} step {step}");
+                        let used = model
+                            .get(&(scope, client))
+                            .map_or(clock, |(_, used)| (*used).max(clock));
+                        model.insert((scope, client), (seq, used));
+                    }
+                    2 => {
+                        let touched = table.touch(&scope, client, clock).map(|s| s.used_ms);
+                        let modelled = model.get_mut(&(scope, client)).map(|(_, used)| {
+                            *used = (*used).max(clock);
+                            *used
+                        });
+                        assert_eq!(touched, modelled, "seed {seed} step {step}");
+                    }
+                    _ => {
+                        replaced += table
+                            .by_use
+                            .iter()
+                            .filter(|(indexed, scope, client)| {
+                                let used = table.get(scope, *client).expect("indexed").used_ms;
+                                now_ms.saturating_sub(*indexed) > ttl_ms
+                                    && now_ms.saturating_sub(used) <= ttl_ms
+                            })
+                            .count();
+                        let mut expired = table.expire(now_ms, ttl_ms);
+                        expired.sort_unstable();
+                        let idle: Vec<(u32, u64)> = model
+                            .iter()
+                            .filter(|(_, (_, used))| now_ms.saturating_sub(*used) > ttl_ms)
+                            .map(|(key, _)| *key)
+                            .collect();
+                        model.retain(|key, _| !idle.contains(key));
+                        assert_eq!(expired, idle, "seed {seed} step {step}");
+                    }
+                }
+                let uses: Vec<(u32, u64, u64)> = table
+                    .iter()
+                    .map(|(s, c, session)| (*s, c, session.used_ms))
+                    .collect();
+                let modelled: Vec<(u32, u64, u64)> = model
+                    .iter()
+                    .map(|((s, c), (_, used))| (*s, *c, *used))
+                    .collect();
+                assert_eq!(uses, modelled, "seed {seed} step {step}");
+            }
+            assert!(replaced > 0, "seed {seed}: no lagging entry was re-placed");
+        }
     }
 
     // Goal: a scope's sessions are removed together, the others kept, and

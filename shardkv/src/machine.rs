@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
 use proto::config::{ConfigNum, GroupId, ShardId};
-use raft::session::{SESSION_TTL_MS, Session, SessionCheck, SessionTable};
+use raft::session::{Executed, SESSION_TTL_MS, Session, SessionTable};
 
 use crate::ops::{VALUE_BYTES_MAX, Write, WriteReply};
 use crate::shards::{ConfigRefused, NextConfig, NotServed, ShardTable};
@@ -442,42 +442,45 @@ impl<D: ShardData> GroupMachine<D> {
     ) -> Result<WriteReply, WriteRefused> {
         let shard = self.shard_of(write.key());
         self.table.route(shard).map_err(WriteRefused::NotServed)?;
-        match self.sessions.check(&shard, client_id, seq) {
-            SessionCheck::Repeat(reply) => {
-                let reply = *reply;
-                self.sessions.touch(&shard, client_id, now_ms);
-                self.session_changed(shard, client_id);
-                return Ok(reply);
-            }
-            SessionCheck::Stale { last_seq } => return Err(WriteRefused::Stale { last_seq }),
-            SessionCheck::New => {}
-        }
-        let reply = self.execute(shard, write);
-        self.sessions.record(shard, client_id, seq, reply, now_ms);
-        self.session_changed(shard, client_id);
+        let data = &mut self.data;
+        let executed = self
+            .sessions
+            .execute_once(shard, client_id, seq, now_ms, || {
+                execute(data, shard, write)
+            });
+        let session = match executed {
+            Executed::New(session) | Executed::Repeat(session) => session.clone(),
+            Executed::Stale { last_seq } => return Err(WriteRefused::Stale { last_seq }),
+        };
+        let reply = session.reply;
+        self.changes
+            .sessions
+            .insert((shard, client_id), Some(session));
         Ok(reply)
     }
+}
 
-    /// Executes a write on the data.
-    fn execute(&mut self, shard: ShardId, write: Write) -> WriteReply {
-        match write {
-            Write::Put { key, value } => self.data.put(shard, key, value),
-            Write::Append { key, value } => {
-                let old = self.data.get(shard, &key).unwrap_or_default();
-                let length = old.len() + value.len();
-                if length > VALUE_BYTES_MAX {
-                    return WriteReply::ValueTooLong { length };
-                }
-                let mut joined = BytesMut::with_capacity(length);
-                joined.extend_from_slice(&old);
-                joined.extend_from_slice(&value);
-                self.data.put(shard, key, joined.freeze());
+/// Executes a write on `data`, in `shard`.
+fn execute<D: ShardData>(data: &mut D, shard: ShardId, write: Write) -> WriteReply {
+    match write {
+        Write::Put { key, value } => data.put(shard, key, value),
+        Write::Append { key, value } => {
+            let old = data.get(shard, &key).unwrap_or_default();
+            let length = old.len() + value.len();
+            if length > VALUE_BYTES_MAX {
+                return WriteReply::ValueTooLong { length };
             }
-            Write::Delete { key } => self.data.delete(shard, &key),
+            let mut joined = BytesMut::with_capacity(length);
+            joined.extend_from_slice(&old);
+            joined.extend_from_slice(&value);
+            data.put(shard, key, joined.freeze());
         }
-        WriteReply::Ok
+        Write::Delete { key } => data.delete(shard, &key),
     }
+    WriteReply::Ok
+}
 
+impl<D: ShardData> GroupMachine<D> {
     /// Moves to the next configuration; each shard now pulled starts at
     /// the beginning.
     fn configure(&mut self, next: &NextConfig) -> Result<(), ConfigRefused> {

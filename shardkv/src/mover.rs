@@ -69,8 +69,8 @@ impl Mover {
         reader: &GroupReader,
         controller: &mut ControllerQueries,
     ) {
-        let (table, _) = match reader.table_and_installing() {
-            Ok(state) => state,
+        let table = match reader.table() {
+            Ok(table) => table,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the shard table to move shards");
                 return;

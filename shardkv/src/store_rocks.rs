@@ -81,6 +81,8 @@ pub struct RocksData {
     written: HashMap<(ShardId, Bytes), Option<Bytes>>,
     /// Shards the batch deleted whole.
     dropped: HashSet<ShardId>,
+    /// The `data` key being written, kept to spare an allocation per write.
+    key: Vec<u8>,
 }
 
 impl RocksData {
@@ -90,6 +92,7 @@ impl RocksData {
             batch: WriteBatch::default(),
             written: HashMap::new(),
             dropped: HashSet::new(),
+            key: Vec::new(),
         }
     }
 
@@ -110,9 +113,15 @@ impl RocksData {
 /// Returns the `data` key of `key` in `shard`.
 fn data_key(shard: ShardId, key: &[u8]) -> Vec<u8> {
     let mut stored = Vec::with_capacity(4 + key.len());
+    put_data_key(&mut stored, shard, key);
+    stored
+}
+
+/// Sets `stored` to the `data` key of `key` in `shard`.
+fn put_data_key(stored: &mut Vec<u8>, shard: ShardId, key: &[u8]) {
+    stored.clear();
     stored.extend_from_slice(&shard.0.to_be_bytes());
     stored.extend_from_slice(key);
-    stored
 }
 
 impl ShardData for RocksData {
@@ -131,7 +140,8 @@ impl ShardData for RocksData {
 
     fn put(&mut self, shard: ShardId, key: Bytes, value: Bytes) {
         let cf = self.db.cf_handle(CF_DATA).expect("checked at open");
-        self.batch.put_cf(cf, data_key(shard, &key), &value);
+        put_data_key(&mut self.key, shard, &key);
+        self.batch.put_cf(cf, &self.key, &value);
         self.written.insert((shard, key), Some(value));
     }
 
@@ -588,10 +598,17 @@ impl GroupStore {
 
     /// Adds to `batch` the records `changes` names.
     fn put_changes(&self, batch: &mut WriteBatch, changes: Changes) {
+        let mut record = Vec::new();
         for ((shard, client), session) in changes.sessions {
             let key = session_key(shard, client);
             match session {
-                Some(session) => batch.put_cf(self.meta(), key, session_record(client, &session)),
+                Some(session) => {
+                    record.clear();
+                    session_to_proto(client, &session)
+                        .encode(&mut record)
+                        .expect("a Vec grows to fit");
+                    batch.put_cf(self.meta(), key, &record);
+                }
                 None => batch.delete_cf(self.meta(), key),
             }
         }
@@ -629,10 +646,6 @@ fn session_key(shard: ShardId, client: u64) -> [u8; SESSION_KEY_BYTES] {
     ids[..4].copy_from_slice(&shard.0.to_be_bytes());
     ids[4..].copy_from_slice(&client.to_be_bytes());
     key
-}
-
-fn session_record(client: u64, session: &Session<WriteReply>) -> Vec<u8> {
-    session_to_proto(client, session).encode_to_vec()
 }
 
 /// Returns the wire form of one shard's state.
