@@ -211,15 +211,8 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
     }
 
     /// Records that `client` executed request `seq` in `scope` at `now_ms`
-    /// and got `reply`; returns the session as recorded.
-    pub fn record(
-        &mut self,
-        scope: S,
-        client: u64,
-        seq: u64,
-        reply: R,
-        now_ms: u64,
-    ) -> &Session<R> {
+    /// and got `reply`.
+    pub fn record(&mut self, scope: S, client: u64, seq: u64, reply: R, now_ms: u64) {
         match self.records.entry((scope, client)) {
             Entry::Occupied(entry) => {
                 let scope = entry.key().0.clone();
@@ -227,19 +220,19 @@ impl<S: Ord + Clone, R> SessionTable<S, R> {
                 record.session.last_seq = seq;
                 record.session.reply = reply;
                 mark_used(&mut self.by_use, record, &scope, client, now_ms);
-                &record.session
             }
-            Entry::Vacant(entry) => add(&mut self.by_use, entry, seq, reply, now_ms),
+            Entry::Vacant(entry) => {
+                add(&mut self.by_use, entry, seq, reply, now_ms);
+            }
         }
     }
 
     /// Records that `client` used its session in `scope` at `now_ms` (a
-    /// repeated request): it stays alive a TTL longer. Returns the session,
-    /// if there is one.
-    pub fn touch(&mut self, scope: &S, client: u64, now_ms: u64) -> Option<&Session<R>> {
-        let record = self.records.get_mut(&(scope.clone(), client))?;
-        mark_used(&mut self.by_use, record, scope, client, now_ms);
-        Some(&record.session)
+    /// repeated request): it stays alive a TTL longer.
+    pub fn touch(&mut self, scope: &S, client: u64, now_ms: u64) {
+        if let Some(record) = self.records.get_mut(&(scope.clone(), client)) {
+            mark_used(&mut self.by_use, record, scope, client, now_ms);
+        }
     }
 
     /// Inserts a session as decoded from storage or a snapshot, replacing
@@ -406,6 +399,19 @@ mod tests {
         assert!(table.is_empty());
     }
 
+    /// Counts the sessions whose index entry is past `ttl_ms` at `now_ms`
+    /// though their last use is not: those expiry must re-place.
+    fn lagging(table: &SessionTable<u32, u64>, now_ms: u64, ttl_ms: u64) -> usize {
+        table
+            .by_use
+            .iter()
+            .filter(|(indexed, scope, client)| {
+                let used = table.get(scope, *client).expect("indexed").used_ms;
+                now_ms.saturating_sub(*indexed) > ttl_ms && now_ms.saturating_sub(used) <= ttl_ms
+            })
+            .count()
+    }
+
     // Goal: expiry is exact whatever the use index's lag: against a model
     // that keeps every session's last use and removes those idle past the
     // TTL, a table driven by the same seeded mix of writes, repeats, touches,
@@ -445,7 +451,8 @@ mod tests {
                         model.insert((scope, client), (seq, used));
                     }
                     2 => {
-                        let touched = table.touch(&scope, client, clock).map(|s| s.used_ms);
+                        table.touch(&scope, client, clock);
+                        let touched = table.get(&scope, client).map(|s| s.used_ms);
                         let modelled = model.get_mut(&(scope, client)).map(|(_, used)| {
                             *used = (*used).max(clock);
                             *used
@@ -453,15 +460,7 @@ mod tests {
                         assert_eq!(touched, modelled, "seed {seed} step {step}");
                     }
                     _ => {
-                        replaced += table
-                            .by_use
-                            .iter()
-                            .filter(|(indexed, scope, client)| {
-                                let used = table.get(scope, *client).expect("indexed").used_ms;
-                                now_ms.saturating_sub(*indexed) > ttl_ms
-                                    && now_ms.saturating_sub(used) <= ttl_ms
-                            })
-                            .count();
+                        replaced += lagging(&table, now_ms, ttl_ms);
                         let mut expired = table.expire(now_ms, ttl_ms);
                         expired.sort_unstable();
                         let idle: Vec<(u32, u64)> = model
