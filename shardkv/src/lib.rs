@@ -41,6 +41,7 @@ pub mod ops;
 pub mod published;
 pub mod server;
 pub mod service;
+pub mod session_records;
 pub mod shards;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -371,6 +371,11 @@ impl<D: ShardData> GroupMachine<D> {
         &self.data
     }
 
+    /// Returns `client`'s session in `shard`, if it has one.
+    pub fn session(&self, shard: ShardId, client: u64) -> Option<&Session<WriteReply>> {
+        self.sessions.get(&shard, client)
+    }
+
     /// Returns the sessions of `shard`, by client.
     pub fn sessions_of(&self, shard: ShardId) -> Vec<(u64, Session<WriteReply>)> {
         self.sessions

@@ -5,12 +5,13 @@
 //! |---|---|---|
 //! | `data` | `[shard u32 BE][user key]` | the value |
 //! | `meta` | `group/table` | `shardkv.v1.ShardTableRecord`: gid, configuration, shard states, install positions |
-//! | `meta` | `group/session/[shard u32 BE][client u64 BE]` | `shardkv.v1.ClientSession` |
+//! | `meta` | `group/session/...`, `group/journal/...` | the client sessions ([`crate::session_records`]) |
 //! | `meta` | `applied_index`, `restoring_snapshot` | `raft::app_meta`'s |
 //!
 //! Invariants:
-//! - Applying a run of entries writes their data changes, the sessions and
-//!   table they changed, and the applied index in one WriteBatch, so a
+//! - Applying a run of entries writes their data changes, the sessions
+//!   (as a journal record) and table they changed, and the applied index
+//!   in one WriteBatch, so a
 //!   restart resumes exactly after the last applied entry; reads within
 //!   the run see the run's own writes.
 //! - The snapshot is the `data` column family and the `group/` keys of
@@ -26,7 +27,7 @@
 //!   or its blob files hold little garbage, and on otherwise (a physical
 //!   setting of this replica, not state).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -37,28 +38,21 @@ use raft::app_meta;
 use raft::app_snapshot::{self, Part};
 use raft::core::{Entry, EntryKind, LogIndex, RestorePoint, StorageError, Term};
 use raft::driver::{SnapshotSource, StateMachine};
-use raft::session::Session;
 use raft::storage::{CF_DATA, CF_META, RocksStorage, WalBound, defer_blob_gc};
 use rocksdb::{DB, WriteBatch};
 
-use crate::codec::{session_from_proto, session_to_proto};
 use crate::machine::{
     Applied, Changes, GroupCommand, GroupMachine, InstallPosition, ShardChunk, ShardData, cut_chunk,
 };
 use crate::metrics;
-use crate::ops::WriteReply;
 use crate::published::{Published, Publisher, publish};
+use crate::session_records::{self, Journal};
 use crate::shards::{NotServed, ShardState, ShardTable};
 
 /// The prefix of the group's records in `meta`.
 const GROUP_PREFIX: &[u8] = b"group/";
 /// The key of the shard table record.
 const TABLE_KEY: &[u8] = b"group/table";
-/// The prefix of the session records.
-const SESSION_PREFIX: &[u8] = b"group/session/";
-/// The length of a session record's key: the prefix, the shard and the
-/// client id.
-const SESSION_KEY_BYTES: usize = SESSION_PREFIX.len() + 4 + 8;
 /// Blob GC starts once garbage is at least 1/4 of the blob bytes.
 const BLOB_GC_START_DIVISOR: u64 = 4;
 /// Blob GC, once started, goes on while garbage is at least 1/16 of them.
@@ -78,7 +72,7 @@ pub struct RocksData {
     db: Arc<DB>,
     batch: WriteBatch,
     /// Keys written by the batch: `None` for a deletion.
-    written: HashMap<(ShardId, Bytes), Option<Bytes>>,
+    written: BTreeMap<(ShardId, Bytes), Option<Bytes>>,
     /// Shards the batch deleted whole.
     dropped: HashSet<ShardId>,
     /// The `data` key being written, kept to spare an allocation per write.
@@ -90,7 +84,7 @@ impl RocksData {
         RocksData {
             db,
             batch: WriteBatch::default(),
-            written: HashMap::new(),
+            written: BTreeMap::new(),
             dropped: HashSet::new(),
             key: Vec::new(),
         }
@@ -313,7 +307,7 @@ impl GroupReader {
         let (chunk, next_cursor, last) = cut_chunk(shard_records, cursor, bytes_max);
         records.status().map_err(io)?;
         let sessions = if last {
-            self.read_sessions(&view, shard)?
+            session_records::read_shard(&self.db, &view, shard)?
         } else {
             Vec::new()
         };
@@ -326,34 +320,6 @@ impl GroupReader {
             sessions,
             last,
         }))
-    }
-
-    /// Reads the sessions of `shard` from `view`.
-    fn read_sessions(
-        &self,
-        view: &rocksdb::SnapshotWithThreadMode<'_, DB>,
-        shard: ShardId,
-    ) -> Result<Vec<(u64, Session<WriteReply>)>, StorageError> {
-        let meta = self.db.cf_handle(CF_META).expect("checked at open");
-        let mut prefix = SESSION_PREFIX.to_vec();
-        prefix.extend_from_slice(&shard.0.to_be_bytes());
-        let mut options = rocksdb::ReadOptions::default();
-        options.set_snapshot(view);
-        let mut records = self.db.raw_iterator_cf_opt(meta, options);
-        records.seek(&prefix);
-        let mut sessions = Vec::new();
-        while let (Some(key), Some(value)) = (records.key(), records.value()) {
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let (_, client, session) = decode_session(key, value)?;
-            sessions.push((client, session));
-            records.next();
-        }
-        records
-            .status()
-            .map_err(|error| StorageError::Io(format!("reading sessions: {error}")))?;
-        Ok(sessions)
     }
 
     /// Returns how many keys and sessions of `shard` this replica stores
@@ -377,7 +343,10 @@ impl GroupReader {
             records.next();
         }
         records.status().map_err(io)?;
-        Ok((keys, self.read_sessions(&view, shard)?.len()))
+        Ok((
+            keys,
+            session_records::read_shard(&self.db, &view, shard)?.len(),
+        ))
     }
 
     /// Returns the value of `key` if its shard is served here, read from
@@ -465,6 +434,8 @@ pub struct GroupStore {
     /// The database's WAL bound, raised while a shard is pulled here
     /// ([`GroupStore::pace_wal_bound`]).
     wal_bound: WalBound,
+    /// The session journal as stored.
+    journal: Journal,
 }
 
 impl GroupStore {
@@ -488,7 +459,7 @@ impl GroupStore {
         }
         let applied = app_meta::read_applied(&db)?;
         let restoring = app_meta::read_restore_mark(&db)?;
-        let machine = load_machine(&db, gid, shard_count)?;
+        let (machine, journal) = load_machine(&db, gid, shard_count)?;
         metrics::observe_table(machine.table());
         let (routing, published) = publish(Routing::of(restoring.as_ref(), machine.table()));
         let reader = GroupReader {
@@ -509,6 +480,7 @@ impl GroupStore {
             estimated: None,
             blob_gc_deferred: false,
             wal_bound: storage.wal_bound(),
+            journal,
         };
         store.follow_table();
         Ok(store)
@@ -592,28 +564,22 @@ impl GroupStore {
         &self.machine
     }
 
-    fn meta(&self) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(CF_META).expect("checked at open")
-    }
-
-    /// Adds to `batch` the records `changes` names.
-    fn put_changes(&self, batch: &mut WriteBatch, changes: Changes) {
-        let mut record = Vec::new();
-        for ((shard, client), session) in changes.sessions {
-            let key = session_key(shard, client);
-            match session {
-                Some(session) => {
-                    record.clear();
-                    session_to_proto(client, &session)
-                        .encode(&mut record)
-                        .expect("a Vec grows to fit");
-                    batch.put_cf(self.meta(), key, &record);
-                }
-                None => batch.delete_cf(self.meta(), key),
-            }
-        }
-        if changes.table || changes.installing {
-            batch.put_cf(self.meta(), TABLE_KEY, table_record(&self.machine));
+    /// Adds to `batch` the records `changes` names, for the run of
+    /// entries that ends at `index`.
+    fn put_changes(&mut self, batch: &mut WriteBatch, changes: Changes, index: LogIndex) {
+        let table = changes.table || changes.installing;
+        let machine = &self.machine;
+        self.journal.write(
+            &self.db,
+            batch,
+            index,
+            &changes.sessions,
+            table,
+            |shard, client| machine.session(shard, client),
+        );
+        if table {
+            let meta = self.db.cf_handle(CF_META).expect("checked at open");
+            batch.put_cf(meta, TABLE_KEY, table_record(&self.machine));
         }
     }
 
@@ -636,16 +602,6 @@ impl GroupStore {
             ::metrics::gauge!(metrics::SHARDKV_DATA_BYTES_ESTIMATE).set(bytes as f64);
         }
     }
-}
-
-/// Returns the `meta` key of a session.
-fn session_key(shard: ShardId, client: u64) -> [u8; SESSION_KEY_BYTES] {
-    let mut key = [0; SESSION_KEY_BYTES];
-    let (prefix, ids) = key.split_at_mut(SESSION_PREFIX.len());
-    prefix.copy_from_slice(SESSION_PREFIX);
-    ids[..4].copy_from_slice(&shard.0.to_be_bytes());
-    ids[4..].copy_from_slice(&client.to_be_bytes());
-    key
 }
 
 /// Returns the wire form of one shard's state.
@@ -689,7 +645,8 @@ pub fn table_record<D: ShardData>(machine: &GroupMachine<D>) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn corruption(location: &str, detail: String) -> StorageError {
+/// Returns the corruption error of a `meta` record at `location`.
+pub(crate) fn corruption(location: &str, detail: String) -> StorageError {
     StorageError::Corruption {
         index: LogIndex(0),
         location: location.into(),
@@ -697,27 +654,26 @@ fn corruption(location: &str, detail: String) -> StorageError {
     }
 }
 
-/// Reads the group's machine back from `db` (a fresh one if it has none).
+/// Reads the group's machine back from `db` (a fresh one if it has
+/// none), and the session journal as stored.
 fn load_machine(
     db: &Arc<DB>,
     gid: GroupId,
     shard_count: u32,
-) -> Result<GroupMachine<RocksData>, StorageError> {
+) -> Result<(GroupMachine<RocksData>, Journal), StorageError> {
     let meta = db.cf_handle(CF_META).expect("checked at open");
     let io = |error: rocksdb::Error| StorageError::Io(format!("reading the group state: {error}"));
     let data = RocksData::new(Arc::clone(db));
     let Some(raw) = db.get_cf(meta, TABLE_KEY).map_err(io)? else {
-        return Ok(GroupMachine::new(gid, shard_count, data));
+        return Ok((
+            GroupMachine::new(gid, shard_count, data),
+            Journal::default(),
+        ));
     };
     let (table, installing) = decode_table(&raw, gid, shard_count)?;
-    let sessions = load_sessions(db)?;
-    Ok(GroupMachine::from_parts(
-        shard_count,
-        table,
-        sessions,
-        installing,
-        data,
-    ))
+    let (sessions, journal) = session_records::load(db)?;
+    let machine = GroupMachine::from_parts(shard_count, table, sessions, installing, data);
+    Ok((machine, journal))
 }
 
 /// Decodes the table record of group `gid` (`shard_count` shards): the
@@ -806,43 +762,6 @@ pub fn decode_stored_shard_count(
     Ok(u32::try_from(shards).ok())
 }
 
-/// Decodes one session record and its key.
-fn decode_session(
-    key: &[u8],
-    value: &[u8],
-) -> Result<(ShardId, u64, Session<WriteReply>), StorageError> {
-    let location = "meta group/session";
-    let ids: [u8; 12] = key
-        .strip_prefix(SESSION_PREFIX)
-        .and_then(|suffix| suffix.try_into().ok())
-        .ok_or_else(|| corruption(location, format!("a key of {} bytes", key.len())))?;
-    let shard = ShardId(u32::from_be_bytes(ids[..4].try_into().expect("4 bytes")));
-    let client = u64::from_be_bytes(ids[4..].try_into().expect("8 bytes"));
-    let record = pb::ClientSession::decode(value)
-        .map_err(|error| corruption(location, format!("does not decode: {error}")))?;
-    let (_, session) = session_from_proto(record);
-    Ok((shard, client, session))
-}
-
-/// Reads every session record.
-fn load_sessions(db: &DB) -> Result<Vec<(ShardId, u64, Session<WriteReply>)>, StorageError> {
-    let meta = db.cf_handle(CF_META).expect("checked at open");
-    let mut records = db.raw_iterator_cf(meta);
-    records.seek(SESSION_PREFIX);
-    let mut sessions = Vec::new();
-    while let (Some(key), Some(value)) = (records.key(), records.value()) {
-        if !key.starts_with(SESSION_PREFIX) {
-            break;
-        }
-        sessions.push(decode_session(key, value)?);
-        records.next();
-    }
-    records
-        .status()
-        .map_err(|error| StorageError::Io(format!("reading the sessions: {error}")))?;
-    Ok(sessions)
-}
-
 impl StateMachine for GroupStore {
     type Output = Option<Applied>;
 
@@ -881,7 +800,7 @@ impl StateMachine for GroupStore {
         if table_changed {
             metrics::observe_table(self.machine.table());
         }
-        self.put_changes(&mut batch, changes);
+        self.put_changes(&mut batch, changes, last.index);
         app_meta::put_applied(&self.db, &mut batch, last.index)
             .unwrap_or_else(|error| panic!("{error}"));
         let change = table_changed.then(|| self.routing.begin());
@@ -916,6 +835,7 @@ impl StateMachine for GroupStore {
             self.shard_count,
             RocksData::new(Arc::clone(&self.db)),
         );
+        self.journal = Journal::default();
         self.applied = LogIndex(0);
         self.restoring = Some(point);
         Ok(())
@@ -932,7 +852,7 @@ impl StateMachine for GroupStore {
     fn finish_restore(&mut self, index: LogIndex, data: Bytes) -> Result<(), StorageError> {
         let change = self.routing.begin();
         app_snapshot::finish_restore(&self.db, &SNAPSHOT_PARTS, &data, index)?;
-        self.machine = load_machine(&self.db, self.gid, self.shard_count)?;
+        (self.machine, self.journal) = load_machine(&self.db, self.gid, self.shard_count)?;
         change.publish(Routing::Table(self.machine.table().clone()));
         metrics::observe_table(self.machine.table());
         self.follow_table();

@@ -9,7 +9,7 @@ use proto::config::{Config, ConfigNum};
 use raft::storage::RocksStorage;
 
 use super::*;
-use crate::ops::Write;
+use crate::ops::{Write, WriteReply};
 use crate::shards::NextConfig;
 
 const SHARDS: u32 = 4;
@@ -116,6 +116,54 @@ fn a_run_applies_in_one_batch_and_survives_a_reopen() {
         reopened.machine().sessions_of(shard),
     );
     assert_eq!(after, before);
+}
+
+// Goal: sessions written run by run (journaled, then folded by a change
+// of the table) survive a reopen, so an Append retried after a restart is
+// answered from its session and applied once.
+#[test]
+fn sessions_of_many_runs_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (storage, mut store) = open(dir.path(), 1);
+    let appends: Vec<GroupCommand> = (1..=6)
+        .flat_map(|seq| (1..=3).map(move |client| write(client, seq, append("k", "+"))))
+        .collect();
+    let mut index = 0;
+    let mut apply_one = |store: &mut GroupStore, command: &GroupCommand| {
+        index += 1;
+        store.apply_batch(&[entry(index, command)]).pop().flatten()
+    };
+    apply_one(&mut store, &config(1, [1; 4]));
+    for (at, command) in appends.iter().enumerate() {
+        apply_one(&mut store, command);
+        if at == 8 {
+            // A change of the table folds the journal halfway.
+            apply_one(&mut store, &config(2, [1; 4]));
+        }
+    }
+    let expected = Some(Bytes::from("+".repeat(appends.len())));
+    assert_eq!(value(&store, "k"), expected);
+    let sessions = |store: &GroupStore| -> Vec<_> {
+        (0..SHARDS)
+            .map(|shard| store.machine().sessions_of(ShardId(shard)))
+            .collect()
+    };
+    let before = sessions(&store);
+    assert_eq!(before.iter().map(Vec::len).sum::<usize>(), 3);
+    drop(store);
+    drop(storage);
+    let (_storage, mut reopened) = open(dir.path(), 1);
+    assert_eq!(sessions(&reopened), before);
+    // Each client's last Append, retried.
+    for command in &appends[appends.len() - 3..] {
+        let reply = apply_one(&mut reopened, command);
+        assert_eq!(reply, Some(Applied::Write(Ok(WriteReply::Ok))));
+    }
+    assert_eq!(
+        value(&reopened, "k"),
+        expected,
+        "a retried Append applied again"
+    );
 }
 
 /// Restores into `target` a snapshot of `source` at `index`, in pieces
