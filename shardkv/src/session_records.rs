@@ -25,6 +25,8 @@
 //!   the journal is empty whenever a shard starts or stops moving.
 //! - The journal holds at most [`JOURNAL_BYTES_MAX`] bytes, which bounds
 //!   the work of reading the sessions back.
+//! - Both kinds of record are under `group/`, so a follower's snapshot
+//!   carries the journal with the records it overlays.
 
 use std::collections::BTreeMap;
 
@@ -215,8 +217,7 @@ pub fn load(db: &DB) -> Result<(Vec<StoredSession>, Journal), StorageError> {
     Ok((sessions, journal))
 }
 
-/// Reads the stored sessions of `shard`, by client, from the view
-/// `options` name.
+/// Reads the stored sessions of `shard`, by client, from `view`.
 ///
 /// # Errors
 ///

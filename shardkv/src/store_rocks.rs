@@ -11,9 +11,8 @@
 //! Invariants:
 //! - Applying a run of entries writes their data changes, the sessions
 //!   (as a journal record) and table they changed, and the applied index
-//!   in one WriteBatch, so a
-//!   restart resumes exactly after the last applied entry; reads within
-//!   the run see the run's own writes.
+//!   in one WriteBatch, so a restart resumes exactly after the last
+//!   applied entry; reads within the run see the run's own writes.
 //! - The snapshot is the `data` column family and the `group/` keys of
 //!   `meta`, read from a pinned view; the applied index and the restore
 //!   mark are not part of it.
