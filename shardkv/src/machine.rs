@@ -463,29 +463,6 @@ impl<D: ShardData> GroupMachine<D> {
             .insert((shard, client_id), Some(session));
         Ok(reply)
     }
-}
-
-/// Executes a write on `data`, in `shard`.
-fn execute<D: ShardData>(data: &mut D, shard: ShardId, write: Write) -> WriteReply {
-    match write {
-        Write::Put { key, value } => data.put(shard, key, value),
-        Write::Append { key, value } => {
-            let old = data.get(shard, &key).unwrap_or_default();
-            let length = old.len() + value.len();
-            if length > VALUE_BYTES_MAX {
-                return WriteReply::ValueTooLong { length };
-            }
-            let mut joined = BytesMut::with_capacity(length);
-            joined.extend_from_slice(&old);
-            joined.extend_from_slice(&value);
-            data.put(shard, key, joined.freeze());
-        }
-        Write::Delete { key } => data.delete(shard, &key),
-    }
-    WriteReply::Ok
-}
-
-impl<D: ShardData> GroupMachine<D> {
     /// Moves to the next configuration; each shard now pulled starts at
     /// the beginning.
     fn configure(&mut self, next: &NextConfig) -> Result<(), ConfigRefused> {
@@ -532,6 +509,26 @@ impl<D: ShardData> GroupMachine<D> {
         }
         true
     }
+}
+
+/// Executes a write on `data`, in `shard`.
+fn execute<D: ShardData>(data: &mut D, shard: ShardId, write: Write) -> WriteReply {
+    match write {
+        Write::Put { key, value } => data.put(shard, key, value),
+        Write::Append { key, value } => {
+            let old = data.get(shard, &key).unwrap_or_default();
+            let length = old.len() + value.len();
+            if length > VALUE_BYTES_MAX {
+                return WriteReply::ValueTooLong { length };
+            }
+            let mut joined = BytesMut::with_capacity(length);
+            joined.extend_from_slice(&old);
+            joined.extend_from_slice(&value);
+            data.put(shard, key, joined.freeze());
+        }
+        Write::Delete { key } => data.delete(shard, &key),
+    }
+    WriteReply::Ok
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ const SESSION_PREFIX: &[u8] = b"group/session/";
 const SESSION_KEY_BYTES: usize = SESSION_PREFIX.len() + 4 + 8;
 /// The prefix of the journal records.
 const JOURNAL_PREFIX: &[u8] = b"group/journal/";
+/// The length of a journal record's key: the prefix and the index.
+const JOURNAL_KEY_BYTES: usize = JOURNAL_PREFIX.len() + 8;
 /// The first key past the journal (`'/' + 1`).
 const JOURNAL_END: &[u8] = b"group/journal0";
 /// The journal is folded before it passes this many bytes.
@@ -59,6 +61,8 @@ pub type StoredSession = (ShardId, u64, Session<WriteReply>);
 /// A journaled change of a session: its shard, its client and its new
 /// record, or `None` for a removal.
 type JournaledChange = (ShardId, u64, Option<Session<WriteReply>>);
+/// Stored sessions by shard and client.
+type SessionMap = BTreeMap<(ShardId, u64), Session<WriteReply>>;
 
 /// What the stored journal holds, kept by the store that writes it.
 #[derive(Debug)]
@@ -99,10 +103,11 @@ impl Journal {
         fold: bool,
         current: impl Fn(ShardId, u64) -> Option<&'a Session<WriteReply>>,
     ) {
-        let meta = db.cf_handle(CF_META).expect("checked at open");
         if !fold && changes.is_empty() {
             return;
         }
+        let meta = db.cf_handle(CF_META).expect("checked at open");
+        self.named.extend(changes.keys().copied());
         if !fold {
             self.buffer.clear();
             journal_record(changes)
@@ -111,11 +116,9 @@ impl Journal {
             if self.bytes + self.buffer.len() <= self.bytes_max {
                 batch.put_cf(meta, journal_key(index), &self.buffer);
                 self.bytes += self.buffer.len();
-                self.named.extend(changes.keys().copied());
                 return;
             }
         }
-        self.named.extend(changes.keys().copied());
         self.named.sort_unstable();
         self.named.dedup();
         for (shard, client) in self.named.drain(..) {
@@ -180,10 +183,11 @@ fn session_key(shard: ShardId, client: u64) -> [u8; SESSION_KEY_BYTES] {
 
 /// Returns the `meta` key of the journal record of the run ending at
 /// `index`.
-fn journal_key(index: LogIndex) -> Vec<u8> {
-    let mut key = Vec::with_capacity(JOURNAL_PREFIX.len() + 8);
-    key.extend_from_slice(JOURNAL_PREFIX);
-    key.extend_from_slice(&index.0.to_be_bytes());
+fn journal_key(index: LogIndex) -> [u8; JOURNAL_KEY_BYTES] {
+    let mut key = [0; JOURNAL_KEY_BYTES];
+    let (prefix, id) = key.split_at_mut(JOURNAL_PREFIX.len());
+    prefix.copy_from_slice(JOURNAL_PREFIX);
+    id.copy_from_slice(&index.0.to_be_bytes());
     key
 }
 
@@ -195,21 +199,7 @@ fn journal_key(index: LogIndex) -> Vec<u8> {
 /// [`StorageError::Io`] if reading fails.
 pub fn load(db: &DB) -> Result<(Vec<StoredSession>, Journal), StorageError> {
     let meta = db.cf_handle(CF_META).expect("checked at open");
-    let mut sessions = BTreeMap::new();
-    read_records(db.raw_iterator_cf(meta), SESSION_PREFIX, |key, value| {
-        let (shard, client, session) = decode_session(key, value)?;
-        sessions.insert((shard, client), session);
-        Ok(())
-    })?;
-    let mut journal = Journal::default();
-    read_records(db.raw_iterator_cf(meta), JOURNAL_PREFIX, |_, value| {
-        journal.bytes += value.len();
-        for (shard, client, session) in decode_journal(value)? {
-            journal.named.push((shard, client));
-            overlay(&mut sessions, (shard, client), session);
-        }
-        Ok(())
-    })?;
+    let (sessions, journal) = read_stored(|| db.raw_iterator_cf(meta), None)?;
     let sessions = sessions
         .into_iter()
         .map(|((shard, client), session)| (shard, client, session))
@@ -234,38 +224,46 @@ pub fn read_shard(
         options.set_snapshot(view);
         db.raw_iterator_cf_opt(meta, options)
     };
-    let mut prefix = SESSION_PREFIX.to_vec();
-    prefix.extend_from_slice(&shard.0.to_be_bytes());
-    let mut sessions = BTreeMap::new();
-    read_records(iterator(), &prefix, |key, value| {
-        let (_, client, session) = decode_session(key, value)?;
-        sessions.insert((shard, client), session);
-        Ok(())
-    })?;
-    read_records(iterator(), JOURNAL_PREFIX, |_, value| {
-        for (journaled, client, session) in decode_journal(value)? {
-            if journaled == shard {
-                overlay(&mut sessions, (shard, client), session);
-            }
-        }
-        Ok(())
-    })?;
+    let (sessions, _) = read_stored(iterator, Some(shard))?;
     Ok(sessions
         .into_iter()
         .map(|((_, client), session)| (client, session))
         .collect())
 }
 
-/// Sets or removes one session of `sessions`.
-fn overlay(
-    sessions: &mut BTreeMap<(ShardId, u64), Session<WriteReply>>,
-    id: (ShardId, u64),
-    session: Option<Session<WriteReply>>,
-) {
-    match session {
-        Some(session) => sessions.insert(id, session),
-        None => sessions.remove(&id),
-    };
+/// Reads the stored sessions (of `shard` only, if given): the records
+/// overlaid by the journal in index order; and the journal as stored.
+/// `records` opens an iterator over `meta` in the view to read.
+fn read_stored<'a>(
+    records: impl Fn() -> DBRawIteratorWithThreadMode<'a, DB>,
+    shard: Option<ShardId>,
+) -> Result<(SessionMap, Journal), StorageError> {
+    let mut prefix = SESSION_PREFIX.to_vec();
+    if let Some(shard) = shard {
+        prefix.extend_from_slice(&shard.0.to_be_bytes());
+    }
+    let mut sessions = BTreeMap::new();
+    read_records(records(), &prefix, |key, value| {
+        let (shard, client, session) = decode_session(key, value)?;
+        sessions.insert((shard, client), session);
+        Ok(())
+    })?;
+    let mut journal = Journal::default();
+    read_records(records(), JOURNAL_PREFIX, |_, value| {
+        journal.bytes += value.len();
+        for (journaled, client, session) in decode_journal(value)? {
+            journal.named.push((journaled, client));
+            if shard.is_some_and(|shard| shard != journaled) {
+                continue;
+            }
+            match session {
+                Some(session) => sessions.insert((journaled, client), session),
+                None => sessions.remove(&(journaled, client)),
+            };
+        }
+        Ok(())
+    })?;
+    Ok((sessions, journal))
 }
 
 /// Calls `each` with every record under `prefix`, in key order.
