@@ -20,6 +20,11 @@ use tempfile::TempDir;
 #[path = "storage_conformance/rocks_only.rs"]
 mod rocks_only;
 
+/// The RocksDB storage's terms, kept in memory, against the memory
+/// storage's.
+#[path = "storage_conformance/terms_model.rs"]
+mod terms_model;
+
 /// A storage under test, with the few operations outside the trait that
 /// the suite needs.
 trait Backend: Storage + Sized {

@@ -10,9 +10,13 @@
 mod codec;
 #[cfg(feature = "node")]
 mod direct_io;
+#[cfg(feature = "node")]
+mod entry_cache;
 mod mem;
 #[cfg(feature = "node")]
 mod rocks;
+#[cfg(feature = "node")]
+mod term_runs;
 #[cfg(feature = "node")]
 mod wal_bound;
 

@@ -58,6 +58,8 @@ use crate::storage::codec::{
     decode_snapshot_meta, encode_entry, encode_hard_state, encode_membership, encode_snapshot_meta,
     index_key,
 };
+use crate::storage::entry_cache::EntryCache;
+use crate::storage::term_runs::TermRuns;
 use crate::storage::{InitialState, PersistBatch, Storage, WalBound, takes_direct_writes};
 
 /// The column family of the Raft log: index (big-endian) -> entry.
@@ -134,6 +136,11 @@ const WAL_BACKGROUND_SYNC_BYTES: u64 = 1 << 20;
 /// their flush, before RocksDB stops writes (RocksDB's default is two).
 const LOG_MEMTABLES_MAX: i32 = 4;
 
+/// The bytes of the newest entries kept in memory once written (4 MiB),
+/// read back by every replica when it applies them and by a leader
+/// sending them to a follower a little behind.
+const ENTRY_CACHE_BYTES_MAX: u64 = 4 << 20;
+
 /// Values of at least this size (4 KiB) are stored in blob files next to
 /// the `data` family's tables, not in them: written once, at the flush,
 /// instead of again at every level compaction. Smaller values stay inline,
@@ -151,6 +158,8 @@ struct Cache {
     membership: Option<(LogIndex, Membership)>,
     /// Invariant: `raft_log` holds exactly `(prefix.index, last_index]`.
     last_index: LogIndex,
+    /// The terms of the entries `raft_log` holds.
+    terms: TermRuns,
 }
 
 /// The Raft log storage of one node over a RocksDB database it shares
@@ -164,6 +173,8 @@ pub struct RocksStorage {
     log_bytes_unflushed: u64,
     /// The WAL bound the paced flushes of `raft_log` follow.
     wal_bound: WalBound,
+    /// The newest entries, as stored.
+    entry_cache: EntryCache,
 }
 
 impl fmt::Debug for RocksStorage {
@@ -369,10 +380,11 @@ impl RocksStorage {
             path: dir.to_path_buf(),
             cache: Cache::default(),
             log_bytes_unflushed: 0,
+            entry_cache: EntryCache::new(ENTRY_CACHE_BYTES_MAX),
         };
         storage.check_state_keys()?;
         storage.cache = storage.load_state()?;
-        storage.cache.last_index = storage.verify_log()?;
+        (storage.cache.last_index, storage.cache.terms) = storage.verify_log()?;
         Ok(storage)
     }
 
@@ -535,19 +547,21 @@ impl RocksStorage {
             last_index: prefix.index,
             prefix,
             membership,
+            terms: TermRuns::default(),
         })
     }
 
     /// Reads every log entry, checking its crc32 and that the log continues
     /// the compacted prefix without gaps (an entry left below it is a gap
-    /// too); returns the last index. Compacted entries are hidden by their
-    /// range deletion, which iteration honours.
-    fn verify_log(&self) -> Result<LogIndex, StorageError> {
+    /// too); returns the last index and the entries' terms. Compacted
+    /// entries are hidden by their range deletion, which iteration honours.
+    fn verify_log(&self) -> Result<(LogIndex, TermRuns), StorageError> {
         let location = self.location(CF_RAFT_LOG);
         let prefix_index = self.cache.prefix.index;
         let mut iterator = self.db.raw_iterator_cf(&self.cf(CF_RAFT_LOG)?);
         iterator.seek_to_first();
         let mut expected = prefix_index.next();
+        let mut terms = TermRuns::default();
         while let Some((key, record)) = iterator.item() {
             let Some(index) = decode_index_key(key) else {
                 let detail = format!("malformed log key {key:?}");
@@ -560,14 +574,51 @@ impl RocksStorage {
                 );
                 return Err(corruption(index.min(expected), &location, detail));
             }
-            decode_entry(index, &location, record)?;
+            terms.append(index, decode_entry(index, &location, record)?.term);
             expected = expected.next();
             iterator.next();
         }
         iterator
             .status()
             .map_err(io_error(format_args!("reading {location}")))?;
-        Ok(expected.prev())
+        Ok((expected.prev(), terms))
+    }
+
+    /// Reads the entries `[low, high)` from `raft_log`, as many as fit in
+    /// `bytes_max` (at least one).
+    fn read_entries(
+        &self,
+        low: LogIndex,
+        high: LogIndex,
+        bytes_max: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let location = self.location(CF_RAFT_LOG);
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(index_key(high));
+        let mut iterator = self.db.raw_iterator_cf_opt(&self.cf(CF_RAFT_LOG)?, options);
+        iterator.seek(index_key(low));
+        let (mut entries, mut total_bytes) = (Vec::new(), 0u64);
+        let mut expected = low;
+        while expected < high {
+            let Some((key, record)) = iterator.item() else {
+                iterator
+                    .status()
+                    .map_err(io_error(format_args!("reading {location}")))?;
+                return Err(corruption(expected, &location, "entry missing".into()));
+            };
+            if decode_index_key(key) != Some(expected) {
+                return Err(corruption(expected, &location, "entry missing".into()));
+            }
+            let entry = decode_entry(expected, &location, record)?;
+            total_bytes += entry.size_bytes();
+            if !entries.is_empty() && total_bytes > bytes_max {
+                break;
+            }
+            entries.push(entry);
+            expected = expected.next();
+            iterator.next();
+        }
+        Ok(entries)
     }
 
     /// Returns the stored entry at `index`, which must be in the log.
@@ -646,6 +697,9 @@ impl RocksStorage {
         batch.delete_range_cf(log, index_key(LogIndex(0)), index_key(drop_through.next()));
         if drop_through >= next.last_index {
             next.last_index = prefix.index;
+            next.terms.clear();
+        } else {
+            next.terms.drop_through(drop_through);
         }
         next.prefix = prefix;
         Ok(())
@@ -706,6 +760,7 @@ impl RocksStorage {
         }
         for entry in entries {
             batch.put_cf(log, index_key(entry.index), encode_entry(entry));
+            next.terms.append(entry.index, entry.term);
         }
         next.last_index = last.index;
         Ok(())
@@ -742,33 +797,15 @@ impl Storage for RocksStorage {
             high <= self.cache.last_index.next(),
             "entries past the log end: {high}"
         );
-        let location = self.location(CF_RAFT_LOG);
-        let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(index_key(high));
-        let mut iterator = self.db.raw_iterator_cf_opt(&self.cf(CF_RAFT_LOG)?, options);
-        iterator.seek(index_key(low));
-        let (mut entries, mut total_bytes) = (Vec::new(), 0u64);
-        let mut expected = low;
-        while expected < high {
-            let Some((key, record)) = iterator.item() else {
-                iterator
-                    .status()
-                    .map_err(io_error(format_args!("reading {location}")))?;
-                return Err(corruption(expected, &location, "entry missing".into()));
-            };
-            if decode_index_key(key) != Some(expected) {
-                return Err(corruption(expected, &location, "entry missing".into()));
-            }
-            let entry = decode_entry(expected, &location, record)?;
-            total_bytes += entry.size_bytes();
-            if !entries.is_empty() && total_bytes > bytes_max {
-                break;
-            }
-            entries.push(entry);
-            expected = expected.next();
-            iterator.next();
+        if let Some(cached) = self.entry_cache.get(low, high, bytes_max) {
+            debug_assert_eq!(
+                Ok(&cached),
+                self.read_entries(low, high, bytes_max).as_ref(),
+                "the cached entries are the stored ones"
+            );
+            return Ok(cached);
         }
-        Ok(entries)
+        self.read_entries(low, high, bytes_max)
     }
 
     fn term(&self, index: LogIndex) -> Result<Term, StorageError> {
@@ -784,7 +821,19 @@ impl Storage for RocksStorage {
                 "term of index {index} past the log end"
             )));
         }
-        Ok(self.read_entry(index)?.term)
+        let term = self.cache.terms.term(index).ok_or_else(|| {
+            corruption(
+                index,
+                &self.location(CF_RAFT_LOG),
+                "no term recorded".into(),
+            )
+        })?;
+        debug_assert_eq!(
+            term,
+            self.read_entry(index)?.term,
+            "the recorded term of index {index} is the stored entry's"
+        );
+        Ok(term)
     }
 
     fn first_index(&self) -> LogIndex {
@@ -821,6 +870,8 @@ impl Storage for RocksStorage {
         )?;
         debug!(index = index.0, term = term.0, "log compacted");
         self.cache = next;
+        self.entry_cache
+            .retain_within(self.cache.prefix.index, self.cache.last_index);
         self.reclaim_log_files(index);
         Ok(())
     }
@@ -844,6 +895,9 @@ impl Storage for RocksStorage {
         }
         self.write(write, sync, "persisting a ready")?;
         self.cache = next;
+        self.entry_cache
+            .retain_within(self.cache.prefix.index, self.cache.last_index);
+        self.entry_cache.append(batch.entries);
         self.log_bytes_unflushed += appended;
         Ok(())
     }
