@@ -10,10 +10,22 @@
 //!   stored at its index.
 //! - Their bytes stay within the budget, except for a single entry larger
 //!   than the budget, kept alone.
+//! - Each cached entry owns its data: an entry received from a leader is
+//!   a slice of the buffer its whole message was read into (snapshot
+//!   chunks and 1 MiB shard-move entries included), which a cached slice
+//!   would keep alive. The copy is the one a read from RocksDB would have
+//!   made.
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use crate::core::{Entry, LogIndex};
+
+/// The memory a cached entry takes: its data and the entry itself.
+fn cached_bytes(entry: &Entry) -> u64 {
+    entry.data.len() as u64 + std::mem::size_of::<Entry>() as u64
+}
 
 /// The newest entries of the log, within a byte budget.
 #[derive(Debug)]
@@ -79,8 +91,14 @@ impl EntryCache {
             "appended entries continue the cached ones"
         );
         for entry in appended {
-            self.bytes += entry.size_bytes();
-            self.entries.push_back(entry.clone());
+            let owned = Entry {
+                term: entry.term,
+                index: entry.index,
+                kind: entry.kind,
+                data: Bytes::copy_from_slice(&entry.data),
+            };
+            self.bytes += cached_bytes(&owned);
+            self.entries.push_back(owned);
         }
         while self.bytes > self.bytes_max && self.entries.len() > 1 {
             self.pop_front();
@@ -104,21 +122,19 @@ impl EntryCache {
 
     fn pop_front(&mut self) {
         if let Some(entry) = self.entries.pop_front() {
-            self.bytes -= entry.size_bytes();
+            self.bytes -= cached_bytes(&entry);
         }
     }
 
     fn pop_back(&mut self) {
         if let Some(entry) = self.entries.pop_back() {
-            self.bytes -= entry.size_bytes();
+            self.bytes -= cached_bytes(&entry);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
     use crate::core::{EntryKind, Term};
 
@@ -173,8 +189,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_entry_does_not_hold_the_buffer_it_came_from() {
+        let message = Bytes::from(vec![7; 1 << 20]);
+        let received = Entry {
+            data: message.slice(..100),
+            ..entry(1, 1)
+        };
+        let mut cache = EntryCache::new(u64::MAX);
+        cache.append(std::slice::from_ref(&received));
+        let cached = cache.get(LogIndex(1), LogIndex(2), u64::MAX).unwrap();
+        assert_eq!(cached, vec![received.clone()]);
+        assert_ne!(cached[0].data.as_ptr(), received.data.as_ptr());
+        assert_eq!(cache.bytes, cached_bytes(&received));
+    }
+
+    #[test]
     fn the_oldest_entries_leave_past_the_budget() {
-        let one = entry(1, 1).size_bytes();
+        let one = cached_bytes(&entry(1, 1));
         let mut cache = EntryCache::new(one * 3);
         cache.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>());
         assert_eq!(cache.get(LogIndex(2), LogIndex(3), u64::MAX), None);
