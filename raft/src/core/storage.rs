@@ -132,15 +132,18 @@ pub trait Storage {
 
 /// Returns the longest prefix of `entries` within `bytes_max`, but at least
 /// one entry.
-pub(crate) fn limit_size(entries: &[Entry], bytes_max: u64) -> Vec<Entry> {
+pub(crate) fn limit_size<'a>(
+    entries: impl IntoIterator<Item = &'a Entry>,
+    bytes_max: u64,
+) -> Vec<Entry> {
     let mut total = 0u64;
-    let mut count = 0;
+    let mut found = Vec::new();
     for entry in entries {
         total += entry.size_bytes();
-        if count > 0 && total > bytes_max {
+        if !found.is_empty() && total > bytes_max {
             break;
         }
-        count += 1;
+        found.push(entry.clone());
     }
-    entries[..count].to_vec()
+    found
 }

@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::core::storage::limit_size;
 use crate::core::{Entry, LogIndex};
 
 /// The memory a cached entry takes: its data and the entry itself.
@@ -57,16 +58,10 @@ impl EntryCache {
         }
         let skip = usize::try_from(low.0 - first.0).ok()?;
         let wanted = usize::try_from(high.0 - low.0).ok()?;
-        let mut total = 0u64;
-        let mut found = Vec::new();
-        for entry in self.entries.iter().skip(skip).take(wanted) {
-            total += entry.size_bytes();
-            if !found.is_empty() && total > bytes_max {
-                break;
-            }
-            found.push(entry.clone());
-        }
-        Some(found)
+        Some(limit_size(
+            self.entries.range(skip..skip + wanted),
+            bytes_max,
+        ))
     }
 
     /// Records entries just written after the log's entries before the
