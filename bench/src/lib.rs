@@ -67,6 +67,14 @@ pub fn median(values: &[f64]) -> Option<f64> {
     sorted.get(sorted.len() / 2).copied()
 }
 
+/// Returns in how many runs `a` was no higher than `b`, pairing the
+/// runs by position (each pair measured one after the other): a verdict on
+/// medians that holds in most pairs is the systems' difference, one that
+/// holds in about half is the machine's noise.
+pub fn pairs_no_higher(a: &[f64], b: &[f64]) -> usize {
+    a.iter().zip(b).filter(|(a, b)| a <= b).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +85,14 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[5.0]), Some(5.0));
         assert_eq!(median(&[]), None);
+    }
+
+    // Pairs go by position, a tie counts as no higher, and a run without
+    // its pair is not counted.
+    #[test]
+    fn pairs_no_higher_counts_each_pair_by_position() {
+        assert_eq!(pairs_no_higher(&[1.0, 3.0, 2.0], &[2.0, 1.0, 2.0]), 2);
+        assert_eq!(pairs_no_higher(&[5.0, 1.0], &[4.0]), 0);
+        assert_eq!(pairs_no_higher(&[], &[]), 0);
     }
 }
