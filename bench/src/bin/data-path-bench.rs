@@ -152,10 +152,11 @@ fn print_table(args: &Args, cells: &[(String, u64)], samples: &[Vec<Vec<Sample>>
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut all_pass = true;
     for (cell, (workload, clients)) in cells.iter().enumerate() {
-        let figure = |side: usize, f: fn(&Sample) -> f64| {
-            let values: Vec<f64> = samples[side][cell].iter().map(f).collect();
-            median(&values).unwrap_or(f64::NAN)
+        let values = |side: usize, f: fn(&Sample) -> f64| -> Vec<f64> {
+            samples[side][cell].iter().map(f).collect()
         };
+        let figure =
+            |side: usize, f: fn(&Sample) -> f64| median(&values(side, f)).unwrap_or(f64::NAN);
         let (a_ops, a_p99) = (figure(0, |s| s.ops_per_second), figure(0, |s| s.p99_ms));
         let (b_ops, b_p99) = (figure(1, |s| s.ops_per_second), figure(1, |s| s.p99_ms));
         let (a_cpu, b_cpu) = (
@@ -164,9 +165,7 @@ fn print_table(args: &Args, cells: &[(String, u64)], samples: &[Vec<Vec<Sample>>
         );
         let ratio = a_ops / b_ops;
         let p99_ok = a_p99 <= b_p99;
-        let p99s =
-            |side: usize| -> Vec<f64> { samples[side][cell].iter().map(|s| s.p99_ms).collect() };
-        let pairs = pairs_no_higher(&p99s(0), &p99s(1));
+        let pairs = pairs_no_higher(&values(0, |s| s.p99_ms), &values(1, |s| s.p99_ms));
         all_pass &= ratio >= 0.9 && p99_ok;
         println!(
             "| {workload} | {clients} | {a_ops:.0} | {a_p99:.2} | {b_ops:.0} | {b_p99:.2} | \
